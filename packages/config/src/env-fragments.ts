@@ -1,0 +1,22 @@
+import { bool, enumOf, int, str, url } from "./parsers.js";
+
+/** Postgres: `DATABASE_URL` (optional, postgres:/postgresql:) and `DATABASE_POOL_SIZE` (default 10). */
+export const databaseEnv = Object.freeze({
+  DATABASE_URL: url({ protocols: ["postgres:", "postgresql:"], optional: true }),
+  DATABASE_POOL_SIZE: int({ min: 1, default: 10 }),
+});
+
+/** Redis: `REDIS_URL` (optional, redis:/rediss:) and `REDIS_CLUSTER_NODES` (optional, comma-separated host:port). */
+export const redisEnv = Object.freeze({
+  REDIS_URL: url({ protocols: ["redis:", "rediss:"], optional: true }),
+  REDIS_CLUSTER_NODES: str({ optional: true }),
+});
+
+/** The log levels `LOG_LEVEL` accepts, which are pino's levels plus `silent`. */
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
+
+/** Logging: `LOG_LEVEL` (default info) and `LOG_PRETTY` (default false). */
+export const logEnv = Object.freeze({
+  LOG_LEVEL: enumOf(LOG_LEVELS, { default: "info" }),
+  LOG_PRETTY: bool({ default: false }),
+});

@@ -1,0 +1,31 @@
+// @switchboard/grpc: serve and call protobuf-es services over grpc-js.
+export { createGrpcServer } from "./server.js";
+export type { GrpcServer, GrpcServerOptions, HealthStatus, ServingStatus } from "./server.js";
+export type { CallEndEvent } from "./service-adapter.js";
+export { createClient } from "./client.js";
+export type { ClientOptions, ClientTarget } from "./client.js";
+export {
+  appErrorToStatus,
+  errorFromServiceError,
+  isServiceError,
+  ERROR_DOMAIN,
+  STATUS_DETAILS_KEY,
+} from "./status.js";
+export type {
+  BidiStream,
+  BidiStreamingCall,
+  BidiStreamingImpl,
+  CallContext,
+  ClientCallOptions,
+  ClientMethod,
+  ClientStreamingCall,
+  ClientStreamingImpl,
+  MethodImpl,
+  ServerStreamingCall,
+  ServerStreamingImpl,
+  ServiceClient,
+  ServiceImpl,
+  StreamSender,
+  UnaryCall,
+  UnaryImpl,
+} from "./types.js";

@@ -1,0 +1,1555 @@
+// The client core: device lifecycle, sessions, encryption, groups and the receive loop.
+import { randomUUID } from "node:crypto";
+import { clone, create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import {
+  CiphertextMessageType,
+  ErrorCode,
+  Fingerprint,
+  IdentityChange,
+  IdentityKeyPair,
+  IdentityKeyStore,
+  LibSignalErrorBase,
+  PreKeySignalMessage,
+  ProtocolAddress,
+  ScannableFingerprint,
+  SenderKeyDistributionMessage,
+  SignalMessage,
+  groupDecrypt,
+  groupEncrypt,
+  processPreKeyBundle,
+  processSenderKeyDistributionMessage,
+  signalDecrypt,
+  signalDecryptPreKey,
+  signalEncrypt,
+} from "@signalapp/libsignal-client";
+import type { Direction, PrivateKey, PublicKey } from "@signalapp/libsignal-client";
+import { AppError, Code, isAppError } from "@switchboard/errors";
+import {
+  AddGroupMembersRequestSchema,
+  CreateGroupRequestSchema,
+  EnvelopeSchema,
+  EnvelopeType,
+  GetAccountRequestSchema,
+  GetGroupRequestSchema,
+  GetPreKeyBundlesRequestSchema,
+  GetPreKeyCountRequestSchema,
+  OutgoingMessageSchema,
+  RecipientDevicesSchema,
+  RegisterAccountRequestSchema,
+  RegisterDeviceRequestSchema,
+  RemoveDeviceRequestSchema,
+  RemoveGroupMembersRequestSchema,
+  ResolveHandleRequestSchema,
+  SendGroupMessageRequestSchema,
+  SendMessageRequestSchema,
+  UploadKeysRequestSchema,
+  content,
+} from "@switchboard/proto";
+import type {
+  AccountWithDevices,
+  Device,
+  Envelope,
+  Group,
+  HandleSchema,
+  OutgoingMessage,
+  UploadKeysRequest,
+} from "@switchboard/proto";
+import { decodeContent, encodeContent } from "./content-codec.js";
+import { Emitter, type ClientEvents, type EnvelopeMeta, type Listener } from "./events.js";
+import { Mutex } from "./internal/mutex.js";
+import {
+  bundleFromProto,
+  generateIdentityKeyPair,
+  generateKyberPreKey,
+  generatePassword,
+  generatePreKey,
+  generateRegistrationId,
+  generateSignedPreKey,
+  nextKeyId,
+  preKeyToProto,
+  signedPreKeyToProto,
+} from "./keys.js";
+import type { ClientStore, ProcessedRef } from "./store/client-store.js";
+import {
+  fromBase64,
+  toBase64,
+  type GroupState,
+  type LocalDevice,
+  type PendingContent,
+} from "./store/store-data.js";
+import type { ReceiveSubscription, Transport } from "./transport.js";
+
+/** Options of createClient. Durations in milliseconds. */
+export interface ClientOptions {
+  transport: Transport;
+  store: ClientStore;
+  /** One-time EC and Kyber pre-keys generated per refill (1..100). Default 100. */
+  preKeyBatchSize?: number;
+  /** Refill when the server holds fewer one-time keys of a kind than this. Default 20. */
+  preKeyRefillThreshold?: number;
+  /** Rotate the signed pre-key and last-resort Kyber key after this long. Default 7 days. */
+  signedPreKeyRotationMs?: number;
+  /** Keep a superseded signed / last-resort key this long for in-flight messages. Default 30 days. */
+  supersededKeyRetentionMs?: number;
+  /** Attempts per send when device lists change underneath it. Default 5. */
+  maxSendAttempts?: number;
+  /** Receive window (unacknowledged envelopes in flight). Default: the server's. */
+  receiveWindow?: number;
+  /** Reconnect backoff of the receive loop. Default 500 ms doubling to 30 s. */
+  reconnectDelayMs?: { initial: number; max: number };
+  /** Clock, ms since epoch. */
+  now?: () => number;
+}
+
+/** A registered device. */
+export interface RegisteredDevice {
+  accountId: string;
+  deviceId: number;
+  registrationId: number;
+}
+
+/**
+ * What a new device hands to its account's primary device to be linked. Contains the new
+ * device's password: transfer it only over a channel the user controls (e.g. a QR code).
+ */
+export interface DeviceLinkRequest {
+  accountId: string;
+  registrationId: number;
+  password: string;
+  deviceName: string;
+}
+
+/** A message body to send: text and/or a reaction. */
+export interface OutgoingData {
+  text?: string;
+  reaction?: MessageInitShape<typeof content.ReactionSchema>;
+  /** Mark the message as forwarded. */
+  forwarded?: boolean;
+}
+
+/** The result of a one-to-one send. An unknown recipient is an outcome, not an error. */
+export type SendResult =
+  | {
+      kind: "sent";
+      messageId: string;
+      serverTimestampMs: number;
+      clientMessageId: string;
+      timestampMs: number;
+    }
+  | { kind: "recipient_not_found" };
+
+/** The result of a group send. */
+export type GroupSendResult =
+  | {
+      kind: "sent";
+      messageId: string;
+      serverTimestampMs: number;
+      clientMessageId: string;
+      timestampMs: number;
+    }
+  | { kind: "not_a_member" };
+
+/** What key maintenance did. */
+export interface KeyMaintenanceReport {
+  uploadedPreKeys: number;
+  uploadedKyberPreKeys: number;
+  rotatedSignedPreKey: boolean;
+}
+
+/** A safety number for one peer device: 60 digits to compare, and bytes for a QR code. */
+export interface SafetyNumber {
+  displayable: string;
+  scannable: Uint8Array;
+}
+
+interface SendOptions {
+  clientMessageId: string;
+  timestampMs: number;
+  ephemeral?: boolean;
+  urgent?: boolean;
+  forwarded?: boolean;
+  /** Devices the caller knows the account has (e.g. from a group), besides those with sessions. */
+  expectedDevices?: number[];
+}
+
+type AccountSendResult =
+  | {
+      kind: "sent";
+      messageId: string;
+      serverTimestampMs: number;
+      devices: { deviceId: number; registrationId: number }[];
+    }
+  | { kind: "not_found" }
+  /** A sync to one's own account when this is its only device. */
+  | { kind: "no_devices" };
+
+const DAY_MS = 86_400_000;
+const FINGERPRINT_ITERATIONS = 5200;
+const FINGERPRINT_VERSION = 2;
+const MAX_KEYS_PER_UPLOAD = 100;
+const PREKEY_CIPHERTEXT_TYPE: number = CiphertextMessageType.PreKey;
+
+function copyBytes(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(bytes.byteLength);
+  out.set(bytes);
+  return out;
+}
+
+function addressOf(accountId: string, deviceId: number): ProtocolAddress {
+  return ProtocolAddress.new(accountId, deviceId);
+}
+
+function metaOf(envelope: Envelope): EnvelopeMeta {
+  return {
+    id: envelope.id,
+    sender: { accountId: envelope.source?.accountId ?? "", deviceId: envelope.source?.deviceId ?? 0 },
+    clientMessageId: envelope.clientMessageId,
+    serverTimestampMs: Number(envelope.serverTimestampMs),
+    clientTimestampMs: Number(envelope.clientTimestampMs),
+    groupId: envelope.groupId === "" ? undefined : envelope.groupId,
+    ephemeral: envelope.ephemeral,
+    urgent: envelope.urgent,
+    forwarded: envelope.forwarded,
+  };
+}
+
+function processedRefOf(envelope: Envelope): ProcessedRef {
+  const source = envelope.source;
+  // Server receipts echo the acknowledged message's client id, so only their server id is unique.
+  if (
+    source === undefined ||
+    source.accountId === "" ||
+    envelope.clientMessageId === "" ||
+    envelope.type === EnvelopeType.SERVER_DELIVERY_RECEIPT
+  ) {
+    return { serverId: envelope.id };
+  }
+  return {
+    serverId: envelope.id,
+    senderClientId: `${source.accountId}.${source.deviceId}|${envelope.clientMessageId}`,
+  };
+}
+
+/** Reports replaced identity keys to the client while delegating to the store. */
+class ObservedIdentityStore extends IdentityKeyStore {
+  constructor(
+    private readonly inner: IdentityKeyStore,
+    private readonly onReplaced: (address: ProtocolAddress) => void,
+  ) {
+    super();
+  }
+  getIdentityKey(): Promise<PrivateKey> {
+    return this.inner.getIdentityKey();
+  }
+  override getIdentityKeyPair(): Promise<IdentityKeyPair> {
+    return this.inner.getIdentityKeyPair();
+  }
+  getLocalRegistrationId(): Promise<number> {
+    return this.inner.getLocalRegistrationId();
+  }
+  async saveIdentity(address: ProtocolAddress, key: PublicKey): Promise<IdentityChange> {
+    const change = await this.inner.saveIdentity(address, key);
+    if (change === IdentityChange.ReplacedExisting) this.onReplaced(address);
+    return change;
+  }
+  isTrustedIdentity(address: ProtocolAddress, key: PublicKey, direction: Direction): Promise<boolean> {
+    return this.inner.isTrustedIdentity(address, key, direction);
+  }
+  getIdentity(address: ProtocolAddress): Promise<PublicKey | null> {
+    return this.inner.getIdentity(address);
+  }
+}
+
+/**
+ * Opens a client over a transport and a store, restoring a registered device's credentials from
+ * the store. The caller keeps ownership of both: `client.close()` stops the receive loop and
+ * flushes the store; close the transport and store afterwards.
+ */
+export async function createClient(options: ClientOptions): Promise<SwitchboardClient> {
+  const client = new SwitchboardClient(options);
+  await client.load();
+  return client;
+}
+
+/**
+ * One device of one account, end to end encrypted with libsignal (PQXDH sessions, Double
+ * Ratchet, sender keys). All crypto and store operations are serialised; listeners run outside
+ * that lock, so they may call back into the client.
+ */
+export class SwitchboardClient {
+  private readonly transport: Transport;
+  private readonly store: ClientStore;
+  private readonly identity: ObservedIdentityStore;
+  private readonly emitter = new Emitter<ClientEvents>();
+  private readonly mutex = new Mutex();
+  private readonly now: () => number;
+  private readonly batchSize: number;
+  private readonly refillThreshold: number;
+  private readonly rotationMs: number;
+  private readonly retentionMs: number;
+  private readonly maxSendAttempts: number;
+  private readonly receiveWindow: number | undefined;
+  private readonly reconnect: { initial: number; max: number };
+  private local: LocalDevice | undefined;
+  private queuedEvents: (() => Promise<void>)[] = [];
+  private running = false;
+  private live = false;
+  private keysDirty = false;
+  private loop: Promise<void> | undefined;
+  private subscription: { close(): void } | undefined;
+  private wake: (() => void) | undefined;
+
+  /** Use createClient. */
+  constructor(options: ClientOptions) {
+    this.transport = options.transport;
+    this.store = options.store;
+    this.now = options.now ?? Date.now;
+    this.batchSize = Math.min(Math.max(options.preKeyBatchSize ?? 100, 1), MAX_KEYS_PER_UPLOAD);
+    this.refillThreshold = options.preKeyRefillThreshold ?? 20;
+    this.rotationMs = options.signedPreKeyRotationMs ?? 7 * DAY_MS;
+    this.retentionMs = options.supersededKeyRetentionMs ?? 30 * DAY_MS;
+    this.maxSendAttempts = options.maxSendAttempts ?? 5;
+    this.receiveWindow = options.receiveWindow;
+    this.reconnect = options.reconnectDelayMs ?? { initial: 500, max: 30_000 };
+    this.identity = new ObservedIdentityStore(this.store.identity, (address) => {
+      const accountId = address.name();
+      const deviceId = address.deviceId();
+      this.queueEvent(async () => {
+        const safety = await this.safetyNumber(accountId, deviceId);
+        await this.emitter.emit("identityChanged", {
+          accountId,
+          deviceId,
+          safetyNumber: safety?.displayable ?? "",
+        });
+      });
+    });
+  }
+
+  /** @internal Loads the local device from the store; called by createClient. */
+  async load(): Promise<void> {
+    this.local = await this.store.state.getLocalDevice();
+    const { accountId, deviceId, password } = this.local ?? {};
+    if (accountId !== undefined && deviceId !== undefined && password !== undefined) {
+      this.transport.setDeviceCredentials({ accountId, deviceId, password });
+    }
+  }
+
+  /** This device's address, or undefined before registration. */
+  get address(): { accountId: string; deviceId: number } | undefined {
+    const { accountId, deviceId } = this.local ?? {};
+    return accountId === undefined || deviceId === undefined ? undefined : { accountId, deviceId };
+  }
+
+  /** Subscribes to an event; returns a function that unsubscribes. */
+  on<K extends keyof ClientEvents>(event: K, listener: Listener<ClientEvents[K]>): () => void {
+    return this.emitter.on(event, listener);
+  }
+
+  // ---- registration -------------------------------------------------------------------------
+
+  /**
+   * Registers a new account with this device as its primary device, then uploads its keys.
+   * `appToken` is the app credential (in production a gateway registers accounts). Fails
+   * ALREADY_EXISTS (ALREADY_REGISTERED) if this store already holds a registered device, and
+   * with the server's errors (ALREADY_EXISTS HANDLE_TAKEN, ...).
+   */
+  async registerAccount(options: {
+    handle: MessageInitShape<typeof HandleSchema>;
+    appToken: string;
+    deviceName?: string;
+  }): Promise<RegisteredDevice> {
+    return this.exclusive(async () => {
+      const local = await this.ensureLocalIdentity();
+      const response = await this.transport.registerAccount(
+        create(RegisterAccountRequestSchema, {
+          handle: options.handle,
+          registrationId: local.registrationId,
+          password: local.password,
+          deviceName: options.deviceName ?? "",
+        }),
+        { appToken: options.appToken },
+      );
+      const accountId = response.account?.id;
+      if (accountId === undefined || accountId === "") {
+        throw new AppError(Code.Internal, "INVALID_RESPONSE", "registration returned no account id");
+      }
+      return this.completeRegistrationLocked(accountId, response.device?.deviceId ?? 1);
+    });
+  }
+
+  /**
+   * Registers this device as a further device of `accountId` with an app credential, then
+   * uploads its keys. Without an app credential use the link flow
+   * (createDeviceLinkRequest → approveDeviceLink on the primary → completeDeviceLink).
+   */
+  async registerDevice(options: {
+    accountId: string;
+    appToken: string;
+    deviceName?: string;
+  }): Promise<RegisteredDevice> {
+    return this.exclusive(async () => {
+      const local = await this.ensureLocalIdentity();
+      const response = await this.transport.registerDevice(
+        create(RegisterDeviceRequestSchema, {
+          accountId: options.accountId,
+          registrationId: local.registrationId,
+          password: local.password,
+          deviceName: options.deviceName ?? "",
+        }),
+        { appToken: options.appToken },
+      );
+      return this.completeRegistrationLocked(options.accountId, this.deviceIdOf(response.device));
+    });
+  }
+
+  /** Step 1 of linking (on the new device): creates its identity and the request to transfer. */
+  async createDeviceLinkRequest(options: {
+    accountId: string;
+    deviceName?: string;
+  }): Promise<DeviceLinkRequest> {
+    return this.exclusive(async () => {
+      const local = await this.ensureLocalIdentity();
+      return {
+        accountId: options.accountId,
+        registrationId: local.registrationId,
+        password: local.password,
+        deviceName: options.deviceName ?? "",
+      };
+    });
+  }
+
+  /**
+   * Step 2 of linking (on the primary device): registers the new device with this device's
+   * credential and returns it (with its assigned device id) for completeDeviceLink.
+   */
+  async approveDeviceLink(request: DeviceLinkRequest): Promise<Device> {
+    return this.exclusive(async () => {
+      const self = this.self();
+      if (request.accountId !== self.accountId) {
+        throw new AppError(
+          Code.PermissionDenied,
+          "ACCOUNT_MISMATCH",
+          "a device can only link devices to its own account",
+        );
+      }
+      const response = await this.transport.registerDevice(
+        create(RegisterDeviceRequestSchema, {
+          accountId: request.accountId,
+          registrationId: request.registrationId,
+          password: request.password,
+          deviceName: request.deviceName,
+        }),
+      );
+      const deviceId = this.deviceIdOf(response.device);
+      await this.store.state.setOwnDeviceIds([...(await this.store.state.getOwnDeviceIds()), deviceId]);
+      await this.store.flush();
+      return response.device as Device;
+    });
+  }
+
+  /** Step 3 of linking (on the new device): adopts the assigned device id and uploads keys. */
+  async completeDeviceLink(options: { accountId: string; deviceId: number }): Promise<RegisteredDevice> {
+    return this.exclusive(async () => {
+      if (this.local === undefined) {
+        throw new AppError(Code.FailedPrecondition, "NO_LINK_REQUEST", "call createDeviceLinkRequest first");
+      }
+      return this.completeRegistrationLocked(options.accountId, options.deviceId);
+    });
+  }
+
+  /**
+   * Removes a linked device of this account (from the primary device) and forgets its session.
+   * Fails FAILED_PRECONDITION (PRIMARY_DEVICE) for device 1, as the server does.
+   */
+  async unlinkDevice(deviceId: number): Promise<void> {
+    await this.exclusive(async () => {
+      const self = this.self();
+      await this.transport.removeDevice(
+        create(RemoveDeviceRequestSchema, { accountId: self.accountId, deviceId }),
+      );
+      await this.store.session.deleteSession(addressOf(self.accountId, deviceId));
+      await this.store.state.setOwnDeviceIds(
+        (await this.store.state.getOwnDeviceIds()).filter((d) => d !== deviceId),
+      );
+      await this.store.flush();
+    });
+  }
+
+  // ---- directory ----------------------------------------------------------------------------
+
+  /** Resolves an app-native handle; undefined when no account has it. */
+  async resolveHandle(
+    handle: MessageInitShape<typeof HandleSchema>,
+  ): Promise<AccountWithDevices | undefined> {
+    const response = await this.transport.resolveHandle(create(ResolveHandleRequestSchema, { handle }));
+    return response.result.case === "found" ? response.result.value : undefined;
+  }
+
+  /** Looks up an account with its devices; undefined when unknown. */
+  async getAccount(accountId: string): Promise<AccountWithDevices | undefined> {
+    const response = await this.transport.getAccount(create(GetAccountRequestSchema, { accountId }));
+    return response.result.case === "found" ? response.result.value : undefined;
+  }
+
+  /** Re-reads this account's device list, so sync copies reach newly linked devices. */
+  async refreshOwnDevices(): Promise<number[]> {
+    return this.exclusive(() => this.refreshOwnDevicesLocked());
+  }
+
+  // ---- keys ---------------------------------------------------------------------------------
+
+  /**
+   * Refills one-time EC and Kyber pre-keys when the server holds fewer than the threshold and
+   * rotates the signed pre-key (with the last-resort Kyber key) when due, then deletes
+   * superseded keys older than the retention. Runs automatically when the backlog is drained
+   * and after each pre-key message; call it on a timer for long-lived clients.
+   */
+  async maintainKeys(options: { forceRotation?: boolean } = {}): Promise<KeyMaintenanceReport> {
+    return this.exclusive(() => this.maintainKeysLocked(options.forceRotation ?? false));
+  }
+
+  /** Rotates the signed pre-key and last-resort Kyber key now (and refills if needed). */
+  async rotateSignedPreKey(): Promise<KeyMaintenanceReport> {
+    return this.maintainKeys({ forceRotation: true });
+  }
+
+  /**
+   * The safety number between this device and a peer device whose identity key is known
+   * (undefined otherwise). Both sides compute the same number; compare it out of band.
+   */
+  async safetyNumber(accountId: string, deviceId: number): Promise<SafetyNumber | undefined> {
+    const fingerprint = await this.fingerprint(accountId, deviceId);
+    if (fingerprint === undefined) return undefined;
+    return {
+      displayable: fingerprint.displayableFingerprint().toString(),
+      scannable: fingerprint.scannableFingerprint().toBuffer(),
+    };
+  }
+
+  /** True when `scanned` (the peer's scannable safety number) matches ours for that device. */
+  async verifySafetyNumber(accountId: string, deviceId: number, scanned: Uint8Array): Promise<boolean> {
+    const fingerprint = await this.fingerprint(accountId, deviceId);
+    if (fingerprint === undefined) return false;
+    try {
+      return fingerprint.scannableFingerprint().compare(ScannableFingerprint._fromBuffer(copyBytes(scanned)));
+    } catch {
+      // A malformed or different-version scan is simply not a match.
+      return false;
+    }
+  }
+
+  // ---- sending ------------------------------------------------------------------------------
+
+  /**
+   * Sends a chat message to every device of `accountId` and a SyncMessage copy to this
+   * account's other devices. Sessions are created from pre-key bundles as needed; device-list
+   * mismatches and stale devices are repaired and the send retried. Fails ABORTED
+   * (DEVICE_LIST_UNSTABLE) after too many attempts and with transport errors.
+   */
+  async sendMessage(accountId: string, data: OutgoingData): Promise<SendResult> {
+    const timestampMs = this.now();
+    const clientMessageId = randomUUID();
+    const message = create(content.DataMessageSchema, {
+      text: data.text ?? "",
+      timestampMs: BigInt(timestampMs),
+      clientMessageId,
+      reaction: data.reaction,
+    });
+    const result = await this.exclusive(async () => {
+      const plaintext = encodeContent({ body: { case: "data", value: message } });
+      const sent = await this.sendToAccountLocked(accountId, plaintext, {
+        clientMessageId,
+        timestampMs,
+        urgent: true,
+        forwarded: data.forwarded ?? false,
+      });
+      if (sent.kind !== "sent") return sent;
+      if (accountId !== this.self().accountId) {
+        const sync = encodeContent({
+          body: { case: "sync", value: { destinationAccountId: accountId, sent: message } },
+        });
+        try {
+          await this.sendToAccountLocked(this.self().accountId, sync, {
+            clientMessageId: `${clientMessageId}:sync`,
+            timestampMs,
+          });
+        } catch (error) {
+          // The message itself is delivered; a failed copy must not make the caller resend it.
+          this.queueEvent(() => this.emitter.emit("error", { error, context: "sync copy" }));
+        }
+      }
+      return sent;
+    });
+    if (result.kind === "not_found") return { kind: "recipient_not_found" };
+    if (result.kind === "no_devices")
+      return { kind: "sent", messageId: "", serverTimestampMs: timestampMs, clientMessageId, timestampMs };
+    return {
+      kind: "sent",
+      messageId: result.messageId,
+      serverTimestampMs: result.serverTimestampMs,
+      clientMessageId,
+      timestampMs,
+    };
+  }
+
+  /** Sends an end-to-end delivery or read receipt for messages of `accountId` (by sender timestamp). */
+  async sendReceipt(
+    accountId: string,
+    type: content.ReceiptType,
+    timestampsMs: (number | bigint)[],
+  ): Promise<SendResult> {
+    const timestampMs = this.now();
+    const clientMessageId = randomUUID();
+    const plaintext = encodeContent({
+      body: { case: "receipt", value: { type, timestampsMs: timestampsMs.map((t) => BigInt(t)) } },
+    });
+    const result = await this.exclusive(() =>
+      this.sendToAccountLocked(accountId, plaintext, { clientMessageId, timestampMs }),
+    );
+    if (result.kind === "not_found") return { kind: "recipient_not_found" };
+    if (result.kind === "no_devices")
+      return { kind: "sent", messageId: "", serverTimestampMs: timestampMs, clientMessageId, timestampMs };
+    return {
+      kind: "sent",
+      messageId: result.messageId,
+      serverTimestampMs: result.serverTimestampMs,
+      clientMessageId,
+      timestampMs,
+    };
+  }
+
+  /** Sends a typing indicator as an ephemeral message (only connected devices get it). */
+  async sendTyping(
+    to: { accountId: string } | { groupId: string },
+    action: content.TypingAction,
+  ): Promise<void> {
+    const timestampMs = this.now();
+    const clientMessageId = randomUUID();
+    if ("groupId" in to) {
+      await this.exclusive(() =>
+        this.sendGroupLocked(
+          to.groupId,
+          () =>
+            encodeContent({
+              body: {
+                case: "typing",
+                value: { action, timestampMs: BigInt(timestampMs), groupId: to.groupId },
+              },
+            }),
+          { clientMessageId, timestampMs, ephemeral: true },
+        ),
+      );
+      return;
+    }
+    const plaintext = encodeContent({
+      body: { case: "typing", value: { action, timestampMs: BigInt(timestampMs) } },
+    });
+    await this.exclusive(() =>
+      this.sendToAccountLocked(to.accountId, plaintext, { clientMessageId, timestampMs, ephemeral: true }),
+    );
+  }
+
+  // ---- groups -------------------------------------------------------------------------------
+
+  /** Creates a group of this account and `memberAccountIds`. */
+  async createGroup(memberAccountIds: string[]): Promise<Group> {
+    return this.exclusive(async () => {
+      const group = await this.transport.createGroup(create(CreateGroupRequestSchema, { memberAccountIds }));
+      await this.applyGroupLocked(group);
+      return group;
+    });
+  }
+
+  /** Returns a group with its members' devices (and refreshes the local view of it). */
+  async getGroup(groupId: string): Promise<Group> {
+    return this.exclusive(async () => {
+      const group = await this.transport.getGroup(create(GetGroupRequestSchema, { groupId }));
+      await this.applyGroupLocked(group);
+      return group;
+    });
+  }
+
+  /** Adds members; they receive this device's sender key with its next group message. */
+  async addGroupMembers(groupId: string, accountIds: string[]): Promise<Group> {
+    return this.exclusive(async () => {
+      const group = await this.transport.addGroupMembers(
+        create(AddGroupMembersRequestSchema, { groupId, accountIds }),
+      );
+      await this.applyGroupLocked(group);
+      return group;
+    });
+  }
+
+  /**
+   * Removes members and rotates this device's sender key for the group (a new distribution id),
+   * so removed members cannot read later messages. Other members' devices rotate when they next
+   * send and see the removal.
+   */
+  async removeGroupMembers(groupId: string, accountIds: string[]): Promise<Group> {
+    return this.exclusive(async () => {
+      const group = await this.transport.removeGroupMembers(
+        create(RemoveGroupMembersRequestSchema, { groupId, accountIds }),
+      );
+      await this.applyGroupLocked(group);
+      return group;
+    });
+  }
+
+  /**
+   * Sends a chat message to a group: distributes this device's sender key pairwise to member
+   * devices that lack it, then sends one sender-key ciphertext that the server fans out (this
+   * account's other devices get it too, as a sync). Mismatched member devices are repaired and
+   * the send retried; a removal seen on the way rotates the sender key first.
+   */
+  async sendGroupMessage(groupId: string, data: OutgoingData): Promise<GroupSendResult> {
+    const timestampMs = this.now();
+    const clientMessageId = randomUUID();
+    const result = await this.exclusive(() =>
+      this.sendGroupLocked(
+        groupId,
+        (state) =>
+          encodeContent({
+            body: {
+              case: "data",
+              value: {
+                text: data.text ?? "",
+                timestampMs: BigInt(timestampMs),
+                clientMessageId,
+                reaction: data.reaction,
+                group: { groupId, revision: BigInt(state.revision) },
+              },
+            },
+          }),
+        { clientMessageId, timestampMs, urgent: true, forwarded: data.forwarded ?? false },
+      ),
+    );
+    if (result.kind === "not_a_member") return result;
+    return {
+      kind: "sent",
+      messageId: result.messageId,
+      serverTimestampMs: result.serverTimestampMs,
+      clientMessageId,
+      timestampMs,
+    };
+  }
+
+  /** This device's current sender-key distribution id for a group (it changes on rotation). */
+  async groupDistributionId(groupId: string): Promise<string | undefined> {
+    return (await this.store.state.getGroup(groupId))?.distributionId;
+  }
+
+  // ---- receiving ----------------------------------------------------------------------------
+
+  /**
+   * Starts the receive loop: replays contents persisted but not yet delivered, subscribes to
+   * the queue, processes envelopes in order and acknowledges each after it is durably handled.
+   * Reconnects with backoff on failure; stops when displaced by another connection of this
+   * device (an `error` event with reason DISPLACED).
+   */
+  start(): void {
+    if (this.running) return;
+    this.self();
+    this.running = true;
+    this.loop = this.receiveLoop().catch((error: unknown) =>
+      this.emitter.emit("error", { error, context: "receive loop" }),
+    );
+  }
+
+  /** Stops the receive loop and waits for the envelope in progress. */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.subscription?.close();
+    this.wake?.();
+    await this.loop;
+    this.loop = undefined;
+  }
+
+  /** Stops receiving and flushes the store. Does not close the transport or the store. */
+  async close(): Promise<void> {
+    await this.stop();
+    await this.mutex.run(() => this.store.flush());
+  }
+
+  /**
+   * Decrypts and handles one envelope, emits its events and acknowledges it. A redelivered
+   * envelope (same server id, or same sender and client message id) is acknowledged and dropped.
+   * Undecryptable envelopes are acknowledged and reported as `decryptionFailed`. Store failures
+   * propagate and leave the envelope unacknowledged.
+   */
+  async processEnvelope(envelope: Envelope): Promise<void> {
+    const { pending, preKeyUsed } = await this.exclusive(() => this.ingestLocked(envelope));
+    if (preKeyUsed) this.keysDirty = true;
+    if (pending !== undefined) await this.deliverPending(pending);
+    await this.transport.ack([envelope.id]);
+  }
+
+  // ---- internals: lifecycle -----------------------------------------------------------------
+
+  private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await this.mutex.run(fn);
+    } finally {
+      await this.drainEvents();
+    }
+  }
+
+  private queueEvent(emit: () => Promise<void>): void {
+    this.queuedEvents.push(emit);
+  }
+
+  private async drainEvents(): Promise<void> {
+    while (this.queuedEvents.length > 0) {
+      const next = this.queuedEvents.shift();
+      if (next !== undefined) await next();
+    }
+  }
+
+  private self(): { accountId: string; deviceId: number } {
+    const address = this.address;
+    if (address === undefined)
+      throw new AppError(Code.FailedPrecondition, "NOT_REGISTERED", "this device is not registered yet");
+    return address;
+  }
+
+  private localAddress(): ProtocolAddress {
+    const self = this.self();
+    return addressOf(self.accountId, self.deviceId);
+  }
+
+  private deviceIdOf(device: Device | undefined): number {
+    if (device === undefined || device.deviceId === 0) {
+      throw new AppError(Code.Internal, "INVALID_RESPONSE", "registration returned no device id");
+    }
+    return device.deviceId;
+  }
+
+  private async ensureLocalIdentity(): Promise<LocalDevice> {
+    if (this.local !== undefined) {
+      if (this.local.accountId !== undefined) {
+        throw new AppError(
+          Code.AlreadyExists,
+          "ALREADY_REGISTERED",
+          "this store already holds a registered device",
+        );
+      }
+      return this.local;
+    }
+    const local: LocalDevice = {
+      identityKeyPair: toBase64(generateIdentityKeyPair().serialize()),
+      registrationId: generateRegistrationId(),
+      password: generatePassword(),
+    };
+    await this.store.state.setLocalDevice(local);
+    await this.store.flush();
+    this.local = local;
+    return local;
+  }
+
+  private async completeRegistrationLocked(accountId: string, deviceId: number): Promise<RegisteredDevice> {
+    const local = this.local;
+    if (local === undefined)
+      throw new AppError(Code.FailedPrecondition, "NOT_INITIALIZED", "no local identity");
+    const registered: LocalDevice = { ...local, accountId, deviceId };
+    await this.store.state.setLocalDevice(registered);
+    await this.store.flush();
+    this.local = registered;
+    this.transport.setDeviceCredentials({ accountId, deviceId, password: local.password });
+    await this.uploadInitialKeysLocked();
+    if (deviceId !== 1) await this.refreshOwnDevicesLocked();
+    return { accountId, deviceId, registrationId: local.registrationId };
+  }
+
+  private async refreshOwnDevicesLocked(): Promise<number[]> {
+    const self = this.self();
+    const response = await this.transport.getAccount(
+      create(GetAccountRequestSchema, { accountId: self.accountId }),
+    );
+    if (response.result.case !== "found") return [];
+    const ids = response.result.value.devices.map((d) => d.deviceId).filter((id) => id !== self.deviceId);
+    await this.store.state.setOwnDeviceIds(ids);
+    for (const stale of await this.store.session.getDeviceIds(self.accountId)) {
+      if (!ids.includes(stale)) await this.store.session.deleteSession(addressOf(self.accountId, stale));
+    }
+    await this.store.flush();
+    return ids;
+  }
+
+  // ---- internals: keys ----------------------------------------------------------------------
+
+  private identityKeyPair(): IdentityKeyPair {
+    if (this.local === undefined)
+      throw new AppError(Code.FailedPrecondition, "NOT_INITIALIZED", "no local identity");
+    return IdentityKeyPair.deserialize(fromBase64(this.local.identityKeyPair));
+  }
+
+  private async uploadInitialKeysLocked(): Promise<void> {
+    const identity = this.identityKeyPair();
+    const upload = create(UploadKeysRequestSchema, { identityKey: identity.publicKey.serialize() });
+    await this.generateKeysLocked(identity, upload, { ec: true, kyber: true, rotate: true });
+    await this.store.flush();
+    await this.transport.uploadKeys(upload);
+  }
+
+  private async generateKeysLocked(
+    identity: IdentityKeyPair,
+    upload: UploadKeysRequest,
+    what: { ec: boolean; kyber: boolean; rotate: boolean },
+  ): Promise<void> {
+    const nowMs = this.now();
+    const ks = await this.store.state.getKeyState();
+    if (what.rotate) {
+      const signed = generateSignedPreKey(identity, ks.nextSignedPreKeyId, nowMs);
+      await this.store.signedPreKey.saveSignedPreKey(signed.id(), signed);
+      ks.signedPreKeyId = signed.id();
+      ks.signedPreKeyCreatedAtMs = nowMs;
+      ks.nextSignedPreKeyId = nextKeyId(ks.nextSignedPreKeyId);
+      upload.signedPreKey = signedPreKeyToProto(signed);
+      const lastResort = generateKyberPreKey(identity, ks.nextKyberPreKeyId, nowMs);
+      await this.store.kyberPreKey.saveKyberPreKey(lastResort.id(), lastResort, { lastResort: true });
+      ks.lastResortKyberPreKeyId = lastResort.id();
+      ks.nextKyberPreKeyId = nextKeyId(ks.nextKyberPreKeyId);
+      upload.lastResortKyberPreKey = signedPreKeyToProto(lastResort);
+    }
+    if (what.ec) {
+      for (let i = 0; i < this.batchSize; i++) {
+        const key = generatePreKey(ks.nextPreKeyId);
+        await this.store.preKey.savePreKey(key.id(), key);
+        ks.nextPreKeyId = nextKeyId(ks.nextPreKeyId);
+        upload.oneTimePreKeys.push(preKeyToProto(key));
+      }
+    }
+    if (what.kyber) {
+      for (let i = 0; i < this.batchSize; i++) {
+        const key = generateKyberPreKey(identity, ks.nextKyberPreKeyId, nowMs);
+        await this.store.kyberPreKey.saveKyberPreKey(key.id(), key);
+        ks.nextKyberPreKeyId = nextKeyId(ks.nextKyberPreKeyId);
+        upload.kyberPreKeys.push(signedPreKeyToProto(key));
+      }
+    }
+    await this.store.state.setKeyState(ks);
+  }
+
+  private async maintainKeysLocked(forceRotation: boolean): Promise<KeyMaintenanceReport> {
+    this.self();
+    const count = await this.transport.getPreKeyCount(create(GetPreKeyCountRequestSchema, {}));
+    const ks = await this.store.state.getKeyState();
+    const what = {
+      ec: count.oneTimePreKeyCount < this.refillThreshold,
+      kyber: count.kyberPreKeyCount < this.refillThreshold,
+      rotate:
+        forceRotation ||
+        ks.signedPreKeyCreatedAtMs === undefined ||
+        this.now() - ks.signedPreKeyCreatedAtMs >= this.rotationMs,
+    };
+    const upload = create(UploadKeysRequestSchema, {});
+    if (what.ec || what.kyber || what.rotate) {
+      await this.generateKeysLocked(this.identityKeyPair(), upload, what);
+      // Private halves must be durable before the public halves are handed out.
+      await this.store.flush();
+      await this.transport.uploadKeys(upload);
+    }
+    await this.pruneSupersededKeysLocked();
+    await this.store.flush();
+    return {
+      uploadedPreKeys: upload.oneTimePreKeys.length,
+      uploadedKyberPreKeys: upload.kyberPreKeys.length,
+      rotatedSignedPreKey: what.rotate,
+    };
+  }
+
+  // A superseded key is deleted once its successor has been published for the retention period:
+  // pre-key messages built from the old bundle may still be queued until then.
+  private async pruneSupersededKeysLocked(): Promise<void> {
+    const cutoff = this.now() - this.retentionMs;
+    const ks = await this.store.state.getKeyState();
+    const signed = (await this.store.signedPreKey.listSignedPreKeys()).sort(
+      (a, b) => a.createdAtMs - b.createdAtMs || a.id - b.id,
+    );
+    for (let i = 0; i < signed.length - 1; i++) {
+      const key = signed[i];
+      const successor = signed[i + 1];
+      if (
+        key !== undefined &&
+        successor !== undefined &&
+        key.id !== ks.signedPreKeyId &&
+        successor.createdAtMs <= cutoff
+      ) {
+        await this.store.signedPreKey.removeSignedPreKey(key.id);
+      }
+    }
+    const lastResort = (await this.store.kyberPreKey.listKyberPreKeys())
+      .filter((k) => k.lastResort)
+      .sort((a, b) => a.createdAtMs - b.createdAtMs || a.id - b.id);
+    for (let i = 0; i < lastResort.length - 1; i++) {
+      const key = lastResort[i];
+      const successor = lastResort[i + 1];
+      if (
+        key !== undefined &&
+        successor !== undefined &&
+        key.id !== ks.lastResortKyberPreKeyId &&
+        successor.createdAtMs <= cutoff
+      ) {
+        await this.store.kyberPreKey.removeKyberPreKey(key.id);
+      }
+    }
+  }
+
+  private async fingerprint(accountId: string, deviceId: number): Promise<Fingerprint | undefined> {
+    const self = this.self();
+    const remote = await this.store.identity.getIdentity(addressOf(accountId, deviceId));
+    if (remote === null) return undefined;
+    const encoder = new TextEncoder();
+    return Fingerprint.new(
+      FINGERPRINT_ITERATIONS,
+      FINGERPRINT_VERSION,
+      encoder.encode(`${self.accountId}.${self.deviceId}`),
+      this.identityKeyPair().publicKey,
+      encoder.encode(`${accountId}.${deviceId}`),
+      remote,
+    );
+  }
+
+  // ---- internals: sessions and one-to-one sends ---------------------------------------------
+
+  private async usableSessionDevices(accountId: string): Promise<number[]> {
+    const self = this.self();
+    const out: number[] = [];
+    for (const deviceId of await this.store.session.getDeviceIds(accountId)) {
+      if (accountId === self.accountId && deviceId === self.deviceId) continue;
+      const record = await this.store.session.getSession(addressOf(accountId, deviceId));
+      if (record?.hasCurrentState(new Date(this.now())) === true) out.push(deviceId);
+    }
+    return out;
+  }
+
+  /** Fetches bundles (deviceId 0: all devices) and starts PQXDH sessions; returns device ids set up. */
+  private async fetchSessionsLocked(accountId: string, deviceId: number): Promise<number[] | "not_found"> {
+    const self = this.self();
+    const response = await this.transport.getPreKeyBundles(
+      create(GetPreKeyBundlesRequestSchema, { accountId, deviceId }),
+    );
+    if (response.result.case === "notFound") return "not_found";
+    if (response.result.case !== "bundles")
+      throw new AppError(Code.Internal, "INVALID_RESPONSE", "empty GetPreKeyBundles response");
+    const done: number[] = [];
+    for (const bundle of response.result.value.bundles) {
+      if (accountId === self.accountId && bundle.deviceId === self.deviceId) continue;
+      await processPreKeyBundle(
+        bundleFromProto(bundle),
+        addressOf(accountId, bundle.deviceId),
+        this.localAddress(),
+        this.store.session,
+        this.identity,
+        new Date(this.now()),
+      );
+      done.push(bundle.deviceId);
+    }
+    return done;
+  }
+
+  private async encryptForDevice(
+    accountId: string,
+    deviceId: number,
+    plaintext: Uint8Array<ArrayBuffer>,
+  ): Promise<OutgoingMessage> {
+    const address = addressOf(accountId, deviceId);
+    const ciphertext = await signalEncrypt(
+      plaintext,
+      address,
+      this.localAddress(),
+      this.store.session,
+      this.identity,
+      new Date(this.now()),
+    );
+    const record = await this.store.session.getSession(address);
+    return create(OutgoingMessageSchema, {
+      deviceId,
+      registrationId: record?.remoteRegistrationId() ?? 0,
+      type:
+        ciphertext.type() === PREKEY_CIPHERTEXT_TYPE ? EnvelopeType.PREKEY_MESSAGE : EnvelopeType.CIPHERTEXT,
+      content: ciphertext.serialize(),
+    });
+  }
+
+  private async sendToAccountLocked(
+    accountId: string,
+    plaintext: Uint8Array<ArrayBuffer>,
+    options: SendOptions,
+  ): Promise<AccountSendResult> {
+    const self = this.self();
+    const isSelf = accountId === self.accountId;
+    for (let attempt = 1; ; attempt++) {
+      let devices = await this.usableSessionDevices(accountId);
+      const expected = new Set([
+        ...(options.expectedDevices ?? []),
+        ...(isSelf ? await this.store.state.getOwnDeviceIds() : []),
+      ]);
+      if (isSelf) expected.delete(self.deviceId);
+      if (!isSelf && devices.length === 0 && expected.size === 0) {
+        if ((await this.fetchSessionsLocked(accountId, 0)) === "not_found") return { kind: "not_found" };
+      }
+      for (const deviceId of expected) {
+        if (!devices.includes(deviceId)) await this.fetchSessionsLocked(accountId, deviceId);
+      }
+      devices = await this.usableSessionDevices(accountId);
+      if (devices.length === 0) {
+        if (isSelf) return { kind: "no_devices" };
+        throw new AppError(
+          Code.FailedPrecondition,
+          "NO_DEVICE_KEYS",
+          `account ${accountId} has no device with keys`,
+        );
+      }
+      const messages: OutgoingMessage[] = [];
+      for (const deviceId of devices)
+        messages.push(await this.encryptForDevice(accountId, deviceId, plaintext));
+      // The advanced ratchet must be durable before its ciphertext leaves: reusing a chain key
+      // after a crash would make the recipient reject the message as a duplicate.
+      await this.store.flush();
+      const outcome = await this.transport.sendMessage(
+        create(SendMessageRequestSchema, {
+          destinationAccountId: accountId,
+          messages,
+          clientMessageId: options.clientMessageId,
+          clientTimestampMs: BigInt(options.timestampMs),
+          ephemeral: options.ephemeral ?? false,
+          urgent: options.urgent ?? false,
+          forwarded: options.forwarded ?? false,
+        }),
+      );
+      switch (outcome.kind) {
+        case "sent":
+          if (isSelf) await this.store.state.setOwnDeviceIds(devices);
+          return {
+            kind: "sent",
+            messageId: outcome.messageId,
+            serverTimestampMs: outcome.serverTimestampMs,
+            devices: messages.map((m) => ({ deviceId: m.deviceId, registrationId: m.registrationId })),
+          };
+        case "not_found":
+          return { kind: "not_found" };
+        case "mismatched": {
+          for (const deviceId of outcome.extraDevices)
+            await this.store.session.deleteSession(addressOf(accountId, deviceId));
+          if (isSelf) {
+            const own = (await this.store.state.getOwnDeviceIds()).filter(
+              (d) => !outcome.extraDevices.includes(d),
+            );
+            await this.store.state.setOwnDeviceIds([...own, ...outcome.missingDevices]);
+          }
+          for (const deviceId of outcome.missingDevices) {
+            const done = await this.fetchSessionsLocked(accountId, deviceId);
+            if (done === "not_found" || !done.includes(deviceId)) {
+              throw new AppError(
+                Code.FailedPrecondition,
+                "NO_DEVICE_KEYS",
+                `device ${accountId}.${deviceId} has no keys`,
+              );
+            }
+          }
+          break;
+        }
+        case "stale":
+          for (const deviceId of outcome.staleDevices) {
+            await this.store.session.deleteSession(addressOf(accountId, deviceId));
+            await this.fetchSessionsLocked(accountId, deviceId);
+          }
+          break;
+      }
+      if (attempt >= this.maxSendAttempts) {
+        throw new AppError(
+          Code.Aborted,
+          "DEVICE_LIST_UNSTABLE",
+          `device list of ${accountId} kept changing during the send`,
+        );
+      }
+    }
+  }
+
+  // ---- internals: groups --------------------------------------------------------------------
+
+  /** Merges a server view of a group into local state, rotating the sender key after a removal. */
+  private async applyGroupLocked(group: Group): Promise<GroupState> {
+    const self = this.self();
+    const previous = await this.store.state.getGroup(group.id);
+    const members: GroupState["members"] = {};
+    for (const member of group.members) {
+      const accountId = member.account?.id;
+      if (accountId === undefined) continue;
+      members[accountId] = Object.fromEntries(
+        member.devices.map((d) => [String(d.deviceId), d.registrationId]),
+      );
+    }
+    let state: GroupState;
+    if (previous === undefined) {
+      state = { distributionId: randomUUID(), revision: Number(group.revision), members, distributedTo: {} };
+    } else {
+      const removed = Object.keys(previous.distributedTo).some((addr) => {
+        const dot = addr.lastIndexOf(".");
+        return members[addr.slice(0, dot)]?.[addr.slice(dot + 1)] === undefined;
+      });
+      if (removed) {
+        state = {
+          distributionId: randomUUID(),
+          revision: Number(group.revision),
+          members,
+          distributedTo: {},
+        };
+      } else {
+        // A device whose registration id changed was reinstalled: it needs the key again.
+        const distributedTo = Object.fromEntries(
+          Object.entries(previous.distributedTo).filter(([addr, registrationId]) => {
+            const dot = addr.lastIndexOf(".");
+            return members[addr.slice(0, dot)]?.[addr.slice(dot + 1)] === registrationId;
+          }),
+        );
+        state = {
+          distributionId: previous.distributionId,
+          revision: Number(group.revision),
+          members,
+          distributedTo,
+        };
+      }
+    }
+    const own = members[self.accountId];
+    if (own !== undefined) {
+      await this.store.state.setOwnDeviceIds(
+        Object.keys(own)
+          .map(Number)
+          .filter((d) => d !== self.deviceId),
+      );
+    }
+    await this.store.state.setGroup(group.id, state);
+    await this.store.flush();
+    return state;
+  }
+
+  private async distributeSenderKeyLocked(groupId: string, state: GroupState): Promise<GroupState> {
+    const self = this.self();
+    const isSelfDevice = (accountId: string, deviceId: string): boolean =>
+      accountId === self.accountId && Number(deviceId) === self.deviceId;
+    const needy = Object.entries(state.members)
+      .filter(([accountId, devices]) =>
+        Object.keys(devices).some(
+          (d) => !isSelfDevice(accountId, d) && state.distributedTo[`${accountId}.${d}`] === undefined,
+        ),
+      )
+      .map(([accountId]) => accountId);
+    if (needy.length === 0) return state;
+    const skdm = await SenderKeyDistributionMessage.create(
+      this.localAddress(),
+      state.distributionId,
+      this.store.senderKey,
+    );
+    const plaintext = encodeContent({
+      body: { case: "senderKeyDistribution", value: { groupId, distributionMessage: skdm.serialize() } },
+    });
+    for (const accountId of needy) {
+      const expectedDevices = Object.keys(state.members[accountId] ?? {})
+        .filter((d) => !isSelfDevice(accountId, d))
+        .map(Number);
+      const result = await this.sendToAccountLocked(accountId, plaintext, {
+        clientMessageId: randomUUID(),
+        timestampMs: this.now(),
+        expectedDevices,
+      });
+      if (result.kind === "not_found") {
+        delete state.members[accountId];
+        continue;
+      }
+      if (result.kind !== "sent") continue;
+      const devices: Record<string, number> = {};
+      for (const { deviceId, registrationId } of result.devices) {
+        devices[String(deviceId)] = registrationId;
+        state.distributedTo[`${accountId}.${deviceId}`] = registrationId;
+      }
+      if (accountId === self.accountId) devices[String(self.deviceId)] = this.local?.registrationId ?? 0;
+      state.members[accountId] = devices;
+    }
+    await this.store.state.setGroup(groupId, state);
+    await this.store.flush();
+    return state;
+  }
+
+  private async sendGroupLocked(
+    groupId: string,
+    build: (state: GroupState) => Uint8Array<ArrayBuffer>,
+    options: SendOptions,
+  ): Promise<{ kind: "sent"; messageId: string; serverTimestampMs: number } | { kind: "not_a_member" }> {
+    const self = this.self();
+    let state =
+      (await this.store.state.getGroup(groupId)) ??
+      (await this.applyGroupLocked(
+        await this.transport.getGroup(create(GetGroupRequestSchema, { groupId })),
+      ));
+    for (let attempt = 1; ; attempt++) {
+      state = await this.distributeSenderKeyLocked(groupId, state);
+      const ciphertext = await groupEncrypt(
+        this.localAddress(),
+        state.distributionId,
+        this.store.senderKey,
+        build(state),
+      );
+      await this.store.flush();
+      const expectedRecipients = Object.entries(state.members)
+        .map(([accountId, devices]) =>
+          create(RecipientDevicesSchema, {
+            accountId,
+            devices: Object.entries(devices)
+              .filter(([d]) => !(accountId === self.accountId && Number(d) === self.deviceId))
+              .map(([d, registrationId]) => ({
+                deviceId: Number(d),
+                registrationId: state.distributedTo[`${accountId}.${d}`] ?? registrationId,
+              })),
+          }),
+        )
+        .filter((r) => r.devices.length > 0);
+      const outcome = await this.transport.sendGroupMessage(
+        create(SendGroupMessageRequestSchema, {
+          groupId,
+          content: ciphertext.serialize(),
+          clientMessageId: options.clientMessageId,
+          clientTimestampMs: BigInt(options.timestampMs),
+          ephemeral: options.ephemeral ?? false,
+          urgent: options.urgent ?? false,
+          forwarded: options.forwarded ?? false,
+          expectedRecipients,
+        }),
+      );
+      if (outcome.kind === "sent" || outcome.kind === "not_a_member") return outcome;
+      for (const account of outcome.accounts) {
+        for (const deviceId of account.staleDevices) {
+          const address = addressOf(account.accountId, deviceId);
+          const key = `${account.accountId}.${deviceId}`;
+          const record = await this.store.session.getSession(address);
+          // Only a session still bound to the stale registration is useless; a newer one (the
+          // peer already wrote to us from its reinstall) just needs the sender key again.
+          if (record !== null && record.remoteRegistrationId() === state.distributedTo[key]) {
+            await this.store.session.deleteSession(address);
+          }
+          delete state.distributedTo[key];
+        }
+        for (const deviceId of account.extraDevices) {
+          if (account.accountId !== self.accountId || deviceId !== self.deviceId) {
+            await this.store.session.deleteSession(addressOf(account.accountId, deviceId));
+          }
+        }
+      }
+      await this.store.state.setGroup(groupId, state);
+      state = await this.applyGroupLocked(
+        await this.transport.getGroup(create(GetGroupRequestSchema, { groupId })),
+      );
+      if (attempt >= this.maxSendAttempts) {
+        throw new AppError(
+          Code.Aborted,
+          "DEVICE_LIST_UNSTABLE",
+          `member devices of group ${groupId} kept changing during the send`,
+        );
+      }
+    }
+  }
+
+  // ---- internals: receiving -----------------------------------------------------------------
+
+  private async ingestLocked(envelope: Envelope): Promise<{ pending?: PendingContent; preKeyUsed: boolean }> {
+    const state = this.store.state;
+    const ref = processedRefOf(envelope);
+    const meta = metaOf(envelope);
+    if (await state.isProcessed(ref)) return { preKeyUsed: false };
+    const finish = async (): Promise<void> => {
+      await state.markProcessed(ref, this.now());
+      await this.store.flush();
+    };
+    if (envelope.type === EnvelopeType.SERVER_DELIVERY_RECEIPT) {
+      this.queueEvent(() => this.emitter.emit("deliveryReceipt", { meta }));
+      await finish();
+      return { preKeyUsed: false };
+    }
+    const self = this.self();
+    const preKeyUsed = envelope.type === EnvelopeType.PREKEY_MESSAGE;
+    let plaintext: Uint8Array<ArrayBuffer>;
+    try {
+      const source = envelope.source;
+      if (source === undefined || source.accountId === "") {
+        throw new AppError(
+          Code.Unimplemented,
+          "SEALED_SENDER_UNSUPPORTED",
+          "envelopes without a source are not supported",
+        );
+      }
+      const sender = addressOf(source.accountId, source.deviceId);
+      const body = copyBytes(envelope.content);
+      switch (envelope.type) {
+        case EnvelopeType.PREKEY_MESSAGE:
+          plaintext = await signalDecryptPreKey(
+            PreKeySignalMessage.deserialize(body),
+            sender,
+            this.localAddress(),
+            this.store.session,
+            this.identity,
+            this.store.preKey,
+            this.store.signedPreKey,
+            this.store.kyberPreKey,
+          );
+          break;
+        case EnvelopeType.CIPHERTEXT:
+          plaintext = await signalDecrypt(
+            SignalMessage.deserialize(body),
+            sender,
+            this.localAddress(),
+            this.store.session,
+            this.identity,
+          );
+          break;
+        case EnvelopeType.SENDER_KEY_MESSAGE:
+          plaintext = await groupDecrypt(sender, this.store.senderKey, body);
+          break;
+        default:
+          throw new AppError(
+            Code.Unimplemented,
+            "UNSUPPORTED_ENVELOPE_TYPE",
+            `envelope type ${envelope.type} is not supported`,
+          );
+      }
+      const decoded = decodeContent(plaintext);
+      if (source.accountId === self.accountId && source.deviceId !== self.deviceId) {
+        const own = await state.getOwnDeviceIds();
+        if (!own.includes(source.deviceId)) await state.setOwnDeviceIds([...own, source.deviceId]);
+      }
+      if (decoded.body.case === "senderKeyDistribution") {
+        const skdm = SenderKeyDistributionMessage.deserialize(
+          copyBytes(decoded.body.value.distributionMessage),
+        );
+        await processSenderKeyDistributionMessage(sender, skdm, this.store.senderKey);
+        await finish();
+        return { preKeyUsed };
+      }
+    } catch (error) {
+      // A ratchet message seen before (its keys are spent) is a redelivery: drop it quietly.
+      if (!(error instanceof LibSignalErrorBase && error.is(ErrorCode.DuplicatedMessage))) {
+        if (isAppError(error) && error.code === Code.Unavailable) throw error;
+        this.queueEvent(() => this.emitter.emit("decryptionFailed", { meta, error }));
+      }
+      await finish();
+      return { preKeyUsed };
+    }
+    const stripped = clone(EnvelopeSchema, envelope);
+    stripped.content = new Uint8Array(0);
+    const pending: PendingContent = {
+      serverId: envelope.id,
+      envelope: toBase64(toBinary(EnvelopeSchema, stripped)),
+      content: toBase64(plaintext),
+    };
+    // Session state, the de-duplication mark and the plaintext become durable together, so a
+    // crash before the application has seen it replays it instead of losing it.
+    await state.addPending(pending);
+    await finish();
+    return { pending, preKeyUsed };
+  }
+
+  private async deliverPending(pending: PendingContent): Promise<void> {
+    const envelope = fromBinary(EnvelopeSchema, fromBase64(pending.envelope));
+    const meta = metaOf(envelope);
+    const self = this.self();
+    const fromSelf = meta.sender.accountId === self.accountId;
+    let decoded: content.Content | undefined;
+    try {
+      decoded = decodeContent(fromBase64(pending.content));
+    } catch (error) {
+      await this.emitter.emit("decryptionFailed", { meta, error });
+    }
+    const body = decoded?.body;
+    switch (body?.case) {
+      case "data":
+        if (fromSelf)
+          await this.emitter.emit("sync", { meta, destinationAccountId: undefined, message: body.value });
+        else await this.emitter.emit("message", { meta, message: body.value });
+        break;
+      case "sync":
+        // Only this account's own devices may tell it what it sent.
+        if (fromSelf && body.value.sent !== undefined) {
+          await this.emitter.emit("sync", {
+            meta,
+            destinationAccountId:
+              body.value.destinationAccountId === "" ? undefined : body.value.destinationAccountId,
+            message: body.value.sent,
+          });
+        }
+        break;
+      case "receipt":
+        await this.emitter.emit("receipt", { meta, receipt: body.value });
+        break;
+      case "typing":
+        await this.emitter.emit("typing", { meta, typing: body.value });
+        break;
+      default:
+        // Unknown bodies come from newer clients; readers ignore what they do not know.
+        break;
+    }
+    await this.exclusive(async () => {
+      await this.store.state.removePending(pending.serverId);
+      await this.store.flush();
+    });
+  }
+
+  private async receiveLoop(): Promise<void> {
+    let delayMs = this.reconnect.initial;
+    try {
+      for (const pending of await this.exclusive(() => this.store.state.listPending())) {
+        await this.deliverPending(pending);
+      }
+    } catch (error) {
+      await this.emitter.emit("error", { error, context: "replaying pending contents" });
+    }
+    while (this.running) {
+      let subscription: ReceiveSubscription | undefined;
+      try {
+        subscription = this.transport.receive(
+          this.receiveWindow === undefined ? {} : { window: this.receiveWindow },
+        );
+        this.subscription = subscription;
+        for await (const event of subscription) {
+          delayMs = this.reconnect.initial;
+          if (event.kind === "envelope") {
+            await this.processEnvelope(event.envelope);
+            if (this.live && this.keysDirty) await this.maintainKeysQuietly();
+          } else {
+            this.live = true;
+            await this.maintainKeysQuietly();
+            await this.emitter.emit("queueEmpty", {});
+          }
+          if (!this.running) break;
+        }
+      } catch (error) {
+        if (!this.running) break;
+        await this.emitter.emit("error", { error, context: "receive" });
+        if (isAppError(error) && error.reason === "DISPLACED") {
+          this.running = false;
+          break;
+        }
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, delayMs);
+          this.wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.wake = undefined;
+        delayMs = Math.min(delayMs * 2, this.reconnect.max);
+      } finally {
+        subscription?.close();
+        this.live = false;
+      }
+    }
+  }
+
+  private async maintainKeysQuietly(): Promise<void> {
+    this.keysDirty = false;
+    try {
+      await this.maintainKeys();
+    } catch (error) {
+      await this.emitter.emit("error", { error, context: "key maintenance" });
+    }
+  }
+}

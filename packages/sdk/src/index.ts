@@ -1,0 +1,41 @@
+// @switchboard/sdk: a Switchboard client with end-to-end encryption (libsignal). AGPL-3.0-only.
+export { createClient, SwitchboardClient } from "./client.js";
+export type {
+  ClientOptions,
+  DeviceLinkRequest,
+  GroupSendResult,
+  KeyMaintenanceReport,
+  OutgoingData,
+  RegisteredDevice,
+  SafetyNumber,
+  SendResult,
+} from "./client.js";
+export type { ClientEvents, EnvelopeMeta, Listener } from "./events.js";
+export type {
+  AppCredentials,
+  DeviceCredentials,
+  GroupDeviceMismatch,
+  GroupSendOutcome,
+  ReceiveEvent,
+  ReceiveOptions,
+  ReceiveSubscription,
+  SendOutcome,
+  Transport,
+} from "./transport.js";
+export { createDeliveryTransport, DeliveryTransport } from "./delivery-transport.js";
+export type { DeliveryTransportOptions } from "./delivery-transport.js";
+export { sendOutcomeFromProto, groupSendOutcomeFromProto } from "./outcomes.js";
+export { basicAuthorization, bearerAuthorization } from "./credentials.js";
+export { createMemoryStore, DataStore } from "./store/client-store.js";
+export type {
+  ClientStateStore,
+  ClientStore,
+  ProcessedRef,
+  SdkKyberPreKeyStore,
+  SdkSessionStore,
+  SdkSignedPreKeyStore,
+  StoreOptions,
+} from "./store/client-store.js";
+export { createFileStore } from "./store/file-store.js";
+export type { GroupState, KeyState, LocalDevice, PendingContent, StoreData } from "./store/store-data.js";
+export { decodeContent, encodeContent, CONTENT_VERSION, PADDING_BLOCK_BYTES } from "./content-codec.js";

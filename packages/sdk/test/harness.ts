@@ -1,0 +1,163 @@
+// Integration harness: a real delivery service (buildApp over a cloned database and a prefixed
+// Redis fan-out) on port 0, and SDK clients talking to it over gRPC.
+import { buildApp, type AppConfig } from "@switchboard/delivery";
+import { createRedisFanout } from "@switchboard/fanout";
+import { App } from "@switchboard/proto";
+import { createDatabase } from "@switchboard/storage";
+import { cloneTemplateDatabase, redisTestPrefix, redisUrl } from "@switchboard/testkit";
+import { pino } from "pino";
+import { onTestFinished } from "vitest";
+import {
+  createClient,
+  createDeliveryTransport,
+  createMemoryStore,
+  type ClientEvents,
+  type ClientOptions,
+  type ClientStore,
+  type SwitchboardClient,
+  type Transport,
+} from "../src/index.js";
+
+export const APP_TOKEN = "wa-sdk-test-token-0123456789abcdef";
+
+const config: AppConfig = {
+  APP_TOKENS: [{ app: App.WHATSAPP, providerId: "", token: APP_TOKEN }],
+  MAX_CIPHERTEXT_BYTES: 256 * 1024,
+  QUEUE_TTL_SECONDS: 3600,
+  MAX_QUEUE_LENGTH: 10_000,
+  SEND_BATCH_MAX: 500,
+  SEND_LANES: 4,
+  ACK_BATCH_MAX: 2000,
+  STREAM_POLL_MS: 15_000,
+  MAX_DEVICES: 6,
+  MAX_GROUP_MEMBERS: 1000,
+  INSTANCE_ID: "sdk-test",
+};
+
+/** Starts a delivery service for this test; stopped (and its database dropped) when it finishes. */
+export async function startDelivery(): Promise<{ target: string }> {
+  const clone = await cloneTemplateDatabase();
+  const db = createDatabase({ url: clone.url, poolSize: 10 });
+  const fanout = await createRedisFanout({ url: redisUrl(), keyPrefix: redisTestPrefix() });
+  const app = buildApp({
+    config,
+    db,
+    fanout,
+    log: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
+    collectDefaultMetrics: false,
+  });
+  const { port } = await app.listen({ host: "127.0.0.1", port: 0 });
+  onTestFinished(async () => {
+    await app.close(1000);
+    await fanout.close();
+    await db.destroy();
+    await clone.drop();
+  });
+  return { target: `127.0.0.1:${port}` };
+}
+
+export type Recorded = { [K in keyof ClientEvents]: ClientEvents[K][] };
+
+export interface TestClient {
+  client: SwitchboardClient;
+  transport: Transport;
+  store: ClientStore;
+  events: Recorded;
+  accountId: string;
+  deviceId: number;
+}
+
+/** Opens a client over a fresh DeliveryTransport; stopped and closed when the test finishes. */
+export async function openClient(
+  target: string,
+  options: { store?: ClientStore; wrap?: (t: Transport) => Transport } & Partial<ClientOptions> = {},
+): Promise<Omit<TestClient, "accountId" | "deviceId">> {
+  const delivery = createDeliveryTransport({ target });
+  const transport = options.wrap?.(delivery) ?? delivery;
+  const store = options.store ?? createMemoryStore();
+  const client = await createClient({ ...options, transport, store });
+  const events: Recorded = {
+    message: [],
+    sync: [],
+    receipt: [],
+    typing: [],
+    deliveryReceipt: [],
+    identityChanged: [],
+    decryptionFailed: [],
+    queueEmpty: [],
+    error: [],
+  };
+  for (const name of Object.keys(events) as (keyof ClientEvents)[]) {
+    client.on(name, (e) => {
+      (events[name] as unknown[]).push(e);
+    });
+  }
+  onTestFinished(async () => {
+    await client.close();
+    await delivery.close();
+  });
+  return { client, transport, store, events };
+}
+
+let phone = 15_550_000_000 + Math.floor(Math.random() * 1_000_000) * 100;
+
+/** Registers a WhatsApp-style account with the SDK (app credential) and starts its receive loop. */
+export async function registerUser(
+  target: string,
+  options: Parameters<typeof openClient>[1] = {},
+): Promise<TestClient> {
+  const opened = await openClient(target, options);
+  const { accountId, deviceId } = await opened.client.registerAccount({
+    handle: { app: App.WHATSAPP, value: `+${phone++}` },
+    appToken: APP_TOKEN,
+  });
+  return { ...opened, accountId, deviceId };
+}
+
+/** Links a new device to `primary`'s account through the primary device (no app credential). */
+export async function linkDevice(target: string, primary: TestClient): Promise<TestClient> {
+  const opened = await openClient(target);
+  const request = await opened.client.createDeviceLinkRequest({
+    accountId: primary.accountId,
+    deviceName: "laptop",
+  });
+  const device = await primary.client.approveDeviceLink(request);
+  const { accountId, deviceId } = await opened.client.completeDeviceLink({
+    accountId: primary.accountId,
+    deviceId: device.deviceId,
+  });
+  return { ...opened, accountId, deviceId };
+}
+
+/** Resolves once `events[name]` holds `count` items, or rejects after `timeoutMs`. */
+export async function until<K extends keyof ClientEvents>(
+  c: { events: Recorded },
+  name: K,
+  count = 1,
+  timeoutMs = 15_000,
+): Promise<ClientEvents[K][]> {
+  const started = Date.now();
+  while (c.events[name].length < count) {
+    if (Date.now() - started > timeoutMs) {
+      throw new Error(
+        `expected ${count} ${name} event(s) within ${timeoutMs} ms, got ${c.events[name].length}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return c.events[name];
+}
+
+export const texts = (c: { events: Recorded }): string[] => c.events.message.map((m) => m.message.text);
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A transport whose acks are lost: envelopes stay queued and are redelivered on reconnect. */
+export function withoutAcks(transport: Transport): Transport {
+  return new Proxy(transport, {
+    get(target, prop) {
+      if (prop === "ack") return async () => {};
+      const value: unknown = Reflect.get(target, prop, target);
+      return typeof value === "function" ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}

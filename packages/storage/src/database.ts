@@ -1,0 +1,69 @@
+import { Kysely, Migrator, PostgresDialect, type Migration, type MigrationProvider } from "kysely";
+import pg from "pg";
+import type { Database } from "./schema.js";
+import * as m0001 from "./migrations/0001-init.js";
+
+const INT8_OID = 20;
+
+/** Options for {@link createDatabase}. */
+export interface DatabaseOptions {
+  /** A `postgres://` connection string. */
+  url: string;
+  /** Maximum pooled connections (default 10). */
+  poolSize?: number;
+  /** Called for pool errors on idle clients (e.g. the server restarted). */
+  onPoolError?: (err: Error) => void;
+  /** Application name shown in pg_stat_activity. */
+  applicationName?: string;
+}
+
+/**
+ * A Kysely instance over a node-postgres pool. `int8` columns are parsed to JS numbers (queue
+ * sequences and millisecond timestamps stay far below 2^53). Call `destroy()` to close the pool.
+ */
+export function createDatabase(opts: DatabaseOptions): Kysely<Database> {
+  const pool = new pg.Pool({
+    connectionString: opts.url,
+    max: opts.poolSize ?? 10,
+    application_name: opts.applicationName ?? "switchboard",
+    connectionTimeoutMillis: 5_000,
+    types: {
+      getTypeParser: ((oid: number, format?: "text" | "binary"): unknown =>
+        oid === INT8_OID
+          ? (value: string) => Number(value)
+          : pg.types.getTypeParser(oid, format ?? "text")) as typeof pg.types.getTypeParser,
+    },
+  });
+  pool.on("error", (err) => opts.onPoolError?.(err));
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+}
+
+const MIGRATIONS: Record<string, Migration> = {
+  "0001-init": m0001,
+};
+
+const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
+
+/**
+ * Applies every pending migration. Safe to run concurrently from several processes: Kysely takes
+ * an advisory lock. Throws the first migration error (with the migration name in the message).
+ */
+export async function migrateToLatest(db: Kysely<Database>): Promise<string[]> {
+  const migrator = new Migrator({ db, provider });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) {
+    const failed = results?.find((r) => r.status === "Error")?.migrationName ?? "unknown";
+    throw new Error(`migration ${failed} failed`, { cause: error });
+  }
+  return (results ?? []).filter((r) => r.status === "Success").map((r) => r.migrationName);
+}
+
+/** Opens `url`, migrates it to the latest schema and closes the connection. */
+export async function migrateUrl(url: string): Promise<string[]> {
+  const db = createDatabase({ url, poolSize: 1 });
+  try {
+    return await migrateToLatest(db);
+  } finally {
+    await db.destroy();
+  }
+}

@@ -1,0 +1,13 @@
+export type * from "./schema.js";
+export { createDatabase, migrateToLatest, migrateUrl } from "./database.js";
+export type { DatabaseOptions } from "./database.js";
+export {
+  isUniqueViolation,
+  isRetryableTransactionError,
+  isUnavailableError,
+  pgErrorCode,
+} from "./pg-errors.js";
+export * from "./directory-repository.js";
+export * from "./key-repository.js";
+export * from "./message-repository.js";
+export * from "./group-repository.js";

@@ -1,0 +1,131 @@
+import type { ColumnType, Generated, Insertable, Selectable } from "kysely";
+
+/**
+ * Kysely table types of the delivery database. Every row belongs to exactly one app (the `app`
+ * column, or its account's app), so one app's state can be exported alone. Tables that grow with
+ * traffic lead with the recipient `account_id`, the distribution key for sharding (see docs).
+ */
+export interface Database {
+  accounts: AccountTable;
+  devices: DeviceTable;
+  one_time_prekeys: OneTimePreKeyTable;
+  kyber_prekeys: KyberPreKeyTable;
+  queued_messages: QueuedMessageTable;
+  group_payloads: GroupPayloadTable;
+  send_log: SendLogTable;
+  groups: GroupTable;
+  group_members: GroupMemberTable;
+}
+
+/** Timestamps are stored as `timestamptz` and read back as `Date`. */
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+
+export interface AccountTable {
+  id: string;
+  app: number;
+  provider_id: Generated<string>;
+  /** Normalised handle: E.164, decimal id, or lower-case username. */
+  handle: string;
+  next_device_id: Generated<number>;
+  created_at: Timestamp;
+}
+
+export interface DeviceTable {
+  account_id: string;
+  device_id: number;
+  app: number;
+  registration_id: number;
+  name: Generated<string>;
+  password_hash: string;
+  identity_key: Uint8Array | null;
+  signed_prekey_id: number | null;
+  signed_prekey: Uint8Array | null;
+  signed_prekey_signature: Uint8Array | null;
+  last_resort_kyber_id: number | null;
+  last_resort_kyber: Uint8Array | null;
+  last_resort_kyber_signature: Uint8Array | null;
+  /** Last sequence number handed out for this device's queue. */
+  queue_seq: Generated<number>;
+  created_at: Timestamp;
+}
+
+export interface OneTimePreKeyTable {
+  account_id: string;
+  device_id: number;
+  app: number;
+  key_id: number;
+  public_key: Uint8Array;
+}
+
+export interface KyberPreKeyTable {
+  account_id: string;
+  device_id: number;
+  app: number;
+  key_id: number;
+  public_key: Uint8Array;
+  signature: Uint8Array;
+}
+
+export interface QueuedMessageTable {
+  account_id: string;
+  device_id: number;
+  seq: number;
+  message_id: string;
+  app: number;
+  type: number;
+  source_account_id: string | null;
+  source_device_id: number | null;
+  source_app: number;
+  source_provider_id: string;
+  source_registration_id: number;
+  client_message_id: string;
+  client_timestamp_ms: number;
+  server_timestamp_ms: number;
+  expires_at_ms: number;
+  /** Bit set: 1 urgent, 2 forwarded. */
+  flags: number;
+  group_id: string | null;
+  report_tag: Uint8Array | null;
+  /** Per-device ciphertext (one-to-one). Null when `payload_id` points to a shared payload. */
+  content: Uint8Array | null;
+  payload_id: string | null;
+}
+
+export interface GroupPayloadTable {
+  message_id: string;
+  app: number;
+  content: Uint8Array;
+  created_at: Timestamp;
+}
+
+export interface SendLogTable {
+  sender_account_id: string;
+  sender_device_id: number;
+  client_message_id: string;
+  app: number;
+  message_id: string;
+  server_timestamp_ms: number;
+  created_at: Timestamp;
+}
+
+export interface GroupTable {
+  id: string;
+  creator_account_id: string;
+  app: number;
+  revision: Generated<number>;
+  created_at: Timestamp;
+}
+
+export interface GroupMemberTable {
+  group_id: string;
+  account_id: string;
+  app: number;
+  added_at: Timestamp;
+}
+
+export type AccountRow = Selectable<AccountTable>;
+export type DeviceRow = Selectable<DeviceTable>;
+export type NewDeviceRow = Insertable<DeviceTable>;
+export type QueuedMessageRow = Selectable<QueuedMessageTable>;
+export type NewQueuedMessageRow = Insertable<QueuedMessageTable>;
+export type GroupRow = Selectable<GroupTable>;

@@ -1,0 +1,110 @@
+import {
+  bool,
+  databaseEnv,
+  int,
+  logEnv,
+  parseEnv,
+  port,
+  redisEnv,
+  str,
+  type EnvVar,
+  type EnvSource,
+} from "@switchboard/config";
+import { App } from "@switchboard/proto";
+
+const APP_NAMES: Record<string, App> = {
+  whatsapp: App.WHATSAPP,
+  messenger: App.MESSENGER,
+  instagram: App.INSTAGRAM,
+};
+
+/** An app credential: a bearer token that lets a gateway act for accounts of one app. */
+export interface AppCredential {
+  app: App;
+  /** For third-party providers: the provider id; empty for our own apps. */
+  providerId: string;
+  token: string;
+}
+
+/**
+ * `APP_TOKENS`: comma-separated `app=token` pairs (`whatsapp=…,messenger=…,instagram=…`, or
+ * `provider:acme=…` for a third-party provider). Tokens are secrets: at least 16 characters, never
+ * echoed in errors, no default.
+ */
+const appTokens: EnvVar<AppCredential[]> = {
+  fallback: undefined,
+  parse: (raw) => {
+    const out: AppCredential[] = [];
+    for (const pair of raw
+      .split(",")
+      .map((p) => p.trim())
+      .filter(Boolean)) {
+      const eq = pair.indexOf("=");
+      const name = eq > 0 ? pair.slice(0, eq) : "";
+      const token = eq > 0 ? pair.slice(eq + 1) : "";
+      if (name.startsWith("provider:")) {
+        const providerId = name.slice("provider:".length);
+        if (!/^[a-z0-9][a-z0-9-]{0,31}$/.test(providerId))
+          return { ok: false, problem: `invalid provider id in "${name}"` };
+        if (token.length < 16)
+          return { ok: false, problem: `token for ${name} must be at least 16 characters` };
+        out.push({ app: App.THIRD_PARTY, providerId, token });
+        continue;
+      }
+      const app = APP_NAMES[name];
+      if (app === undefined)
+        return {
+          ok: false,
+          problem: `expected app=token pairs with app one of whatsapp, messenger, instagram, provider:<id>; got app "${name}"`,
+        };
+      if (token.length < 16)
+        return { ok: false, problem: `token for ${name} must be at least 16 characters` };
+      out.push({ app, providerId: "", token });
+    }
+    if (out.length === 0) return { ok: false, problem: "expected at least one app=token pair" };
+    return { ok: true, value: out };
+  },
+};
+
+/** The delivery service's environment, parsed once. Every variable is listed in `.env.example`. */
+export const deliveryEnv = {
+  ...databaseEnv,
+  ...redisEnv,
+  ...logEnv,
+  /** Interface the gRPC server binds. */
+  GRPC_HOST: str({ default: "0.0.0.0" }),
+  GRPC_PORT: port(50051),
+  /** Prometheus metrics and /healthz on this HTTP port (0 disables). */
+  METRICS_PORT: port(9464),
+  APP_TOKENS: appTokens,
+  /** Name of this instance in logs and metrics (default: host name and pid). */
+  INSTANCE_ID: str({ optional: true }),
+  /** Largest accepted ciphertext per device message. */
+  MAX_CIPHERTEXT_BYTES: int({ min: 1024, max: 4 * 1024 * 1024, default: 256 * 1024 }),
+  /** How long a queued message is kept undelivered before it expires. */
+  QUEUE_TTL_SECONDS: int({ min: 60, default: 30 * 24 * 3600 }),
+  /** Most messages queued for one device; further sends fail RESOURCE_EXHAUSTED (RECIPIENT_QUEUE_FULL). */
+  MAX_QUEUE_LENGTH: int({ min: 10, default: 10_000 }),
+  /** Most sends committed in one transaction. */
+  SEND_BATCH_MAX: int({ min: 1, max: 5_000, default: 500 }),
+  /** Parallel commit lanes (sends to one recipient always use the same lane, keeping order). */
+  SEND_LANES: int({ min: 1, max: 64, default: 4 }),
+  /** Most acks removed in one transaction. */
+  ACK_BATCH_MAX: int({ min: 1, max: 10_000, default: 2_000 }),
+  /** A live stream re-reads its queue at least this often, in case a wake-up was lost. */
+  STREAM_POLL_MS: int({ min: 100, default: 15_000 }),
+  /** Devices per account, including the primary. */
+  MAX_DEVICES: int({ min: 1, max: 100, default: 6 }),
+  /** Most members of a group. */
+  MAX_GROUP_MEMBERS: int({ min: 2, max: 10_000, default: 1_000 }),
+  /** Graceful-shutdown budget for in-flight sends and streams. */
+  SHUTDOWN_GRACE_MS: int({ min: 0, default: 10_000 }),
+  /** Apply database migrations at start (compose runs them once in a dedicated job instead). */
+  MIGRATE_ON_START: bool({ default: true }),
+};
+
+/** Parses the delivery environment; throws ConfigError listing every problem. */
+export const loadConfig = (env?: EnvSource) => parseEnv(deliveryEnv, env);
+
+/** The delivery service's parsed configuration. */
+export type DeliveryConfig = ReturnType<typeof loadConfig>;

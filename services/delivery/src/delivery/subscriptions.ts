@@ -1,0 +1,307 @@
+import { randomUUID } from "node:crypto";
+import type { Fanout } from "@switchboard/fanout";
+import type { Envelope } from "@switchboard/proto";
+import { isUnavailableError, readQueue, type Database, type DeviceRef } from "@switchboard/storage";
+import type { Kysely } from "kysely";
+import type { Logger } from "pino";
+import { queuedMessageToEnvelope } from "../domain/envelope.js";
+import { EPHEMERAL_TTL_MS } from "../domain/limits.js";
+import type { Metrics } from "../metrics.js";
+import { decodeDeviceEvent, encodeDisplaceEvent, type DeviceEvent } from "./events.js";
+
+/** Why a subscription ended. */
+export type CloseReason = "displaced" | "removed" | "unsubscribed" | "shutdown" | "stream_closed";
+
+/** Where a subscription writes: one device's view of a stream. */
+export interface DeliverySink {
+  /** Pushes one envelope (the stream applies its own write buffering). */
+  deliver(envelope: Envelope): void;
+  /** The stored backlog has been sent. */
+  queueEmpty(): void;
+  /** The subscription ended for `reason` (not called for "stream_closed"/"unsubscribed"). */
+  closed(reason: CloseReason): void;
+}
+
+/** A live subscription of one device. */
+export interface Subscription {
+  readonly id: string;
+  readonly device: DeviceRef;
+  /** Marks ids acknowledged on this stream, freeing window slots. */
+  acked(messageIds: readonly string[]): void;
+  /** Ends the subscription (its unacknowledged messages stay queued). */
+  close(reason: CloseReason): Promise<void>;
+}
+
+/** Options of {@link createSubscriptionManager}. */
+export interface SubscriptionManagerOptions {
+  db: Kysely<Database>;
+  fanout: Fanout;
+  log: Logger;
+  metrics: Metrics;
+  /** Re-read the queue at least this often while live, in case a wake-up was lost. */
+  pollMs: number;
+  /** Most rows read per query. */
+  pageSize?: number;
+}
+
+/** Holds this instance's device subscriptions. */
+export interface SubscriptionManager {
+  /**
+   * Subscribes a device: displaces any other subscription of it (here or on another instance),
+   * then streams its backlog in order, a queue-empty marker, and live messages, keeping at most
+   * `window` unacknowledged envelopes in flight.
+   */
+  subscribe(device: DeviceRef, window: number, sink: DeliverySink): Promise<Subscription>;
+  /** The local subscription of a device, if any. */
+  find(device: DeviceRef): Subscription | undefined;
+  /** Closes a device's local subscription because the device was removed. */
+  removeDevice(device: DeviceRef): Promise<void>;
+  /** Closes every subscription (shutdown). */
+  close(): Promise<void>;
+}
+
+const keyOf = (d: DeviceRef) => `${d.accountId}/${d.deviceId}`;
+
+/**
+ * Creates the subscription manager. Ordering rule: a subscription keeps a cursor (the last
+ * sequence pushed) and only ever reads `seq > cursor` from PostgreSQL; since sequence numbers
+ * commit in order per device, nothing is skipped. A fan-out event whose sequence is exactly
+ * `cursor + 1` is pushed directly (no read); anything else triggers a read. After a fan-out
+ * resync (Redis reconnect) every subscription re-reads, and each also re-reads every `pollMs`.
+ */
+export function createSubscriptionManager(opts: SubscriptionManagerOptions): SubscriptionManager {
+  const subs = new Map<string, DeviceSubscription>();
+  const pageSize = opts.pageSize ?? 200;
+
+  class DeviceSubscription implements Subscription {
+    readonly id = randomUUID();
+    readonly createdAtMs = Date.now();
+    private cursor = 0;
+    private readonly inflight = new Map<string, number>();
+    private drained = false;
+    /** The window filled up while messages may be waiting: the next ack must trigger a read. */
+    private blocked = false;
+    private reading = false;
+    private dirty = false;
+    private closed = false;
+    private nextPollAt: number;
+    private unsubscribeFanout: (() => Promise<void>) | undefined;
+    private readonly log: Logger;
+
+    constructor(
+      readonly device: DeviceRef,
+      private readonly window: number,
+      private readonly sink: DeliverySink,
+    ) {
+      this.log = opts.log.child({
+        accountId: device.accountId,
+        deviceId: device.deviceId,
+        subscriptionId: this.id,
+      });
+      this.nextPollAt = Date.now() + opts.pollMs * (0.5 + Math.random() / 2);
+    }
+
+    async start(): Promise<void> {
+      this.unsubscribeFanout = await opts.fanout.subscribe(this.device, (payload) => this.onEvent(payload));
+      // Tell other instances; then read the backlog (wake-ups from now on are not missed).
+      await opts.fanout.publish([
+        { key: this.device, payload: encodeDisplaceEvent(this.id, this.createdAtMs) },
+      ]);
+      this.pump();
+    }
+
+    isClosed() {
+      return this.closed;
+    }
+
+    private onEvent(payload: Uint8Array) {
+      if (this.closed) return;
+      const ev = decodeDeviceEvent(payload);
+      if (!ev) {
+        this.log.warn({ bytes: payload.byteLength }, "undecodable fan-out event");
+        return;
+      }
+      this.handle(ev);
+    }
+
+    private handle(ev: DeviceEvent) {
+      switch (ev.kind) {
+        case "displace":
+          if (
+            ev.subscriptionId !== this.id &&
+            (ev.createdAtMs > this.createdAtMs ||
+              (ev.createdAtMs === this.createdAtMs && ev.subscriptionId > this.id))
+          ) {
+            void this.close("displaced");
+          }
+          return;
+        case "removed":
+          void this.close("removed");
+          return;
+        case "acked":
+          this.acked(ev.messageIds);
+          return;
+        case "message": {
+          const env = ev.envelope;
+          if (env.ephemeral) {
+            if (
+              Date.now() - Number(env.serverTimestampMs) > EPHEMERAL_TTL_MS ||
+              this.inflight.size >= this.window
+            ) {
+              opts.metrics.ephemeralDropped.inc();
+              return;
+            }
+            this.push(env, false);
+            return;
+          }
+          const seq = Number(env.sequence);
+          if (seq <= this.cursor) return;
+          if (
+            ev.inline &&
+            seq === this.cursor + 1 &&
+            this.drained &&
+            !this.reading &&
+            this.inflight.size < this.window
+          ) {
+            this.push(env, true);
+            return;
+          }
+          if (this.inflight.size >= this.window) {
+            this.blocked = true;
+            return;
+          }
+          this.pump();
+          return;
+        }
+      }
+    }
+
+    private push(env: Envelope, tracked: boolean) {
+      if (tracked) {
+        const seq = Number(env.sequence);
+        this.inflight.set(env.id, seq);
+        this.cursor = seq;
+      }
+      opts.metrics.deliveries.inc();
+      opts.metrics.pushSeconds.observe(Math.max(0, Date.now() - Number(env.serverTimestampMs)) / 1000);
+      this.sink.deliver(env);
+    }
+
+    acked(messageIds: readonly string[]) {
+      let freed = false;
+      for (const id of messageIds) freed = this.inflight.delete(id) || freed;
+      // Only a window that was full can hold back messages; otherwise reading now finds nothing.
+      if (freed && this.blocked && !this.closed) {
+        this.blocked = false;
+        this.pump();
+      }
+    }
+
+    poll(now: number) {
+      if (now < this.nextPollAt) return;
+      this.nextPollAt = now + opts.pollMs;
+      this.pump();
+    }
+
+    /** Reads and pushes until the window is full or the queue is drained; coalesces triggers. */
+    pump() {
+      if (this.closed) return;
+      if (this.reading) {
+        this.dirty = true;
+        return;
+      }
+      this.reading = true;
+      void this.drain().finally(() => {
+        this.reading = false;
+      });
+    }
+
+    private async drain() {
+      try {
+        do {
+          this.dirty = false;
+          while (!this.closed) {
+            if (this.inflight.size >= this.window) {
+              this.blocked = true;
+              break;
+            }
+            const want = Math.min(pageSize, this.window - this.inflight.size);
+            const rows = await readQueue(opts.db, this.device, this.cursor, want, Date.now());
+            if (this.closed) return;
+            for (const row of rows) {
+              if (row.seq <= this.cursor) continue;
+              this.push(queuedMessageToEnvelope(row), true);
+            }
+            if (rows.length < want) {
+              if (!this.drained) {
+                this.drained = true;
+                this.sink.queueEmpty();
+              }
+              break;
+            }
+          }
+        } while (this.dirty && !this.closed);
+      } catch (err) {
+        // Retry on the next trigger or poll; the cursor has not moved past anything unsent.
+        if (isUnavailableError(err)) this.log.warn({ err }, "queue read failed");
+        else this.log.error({ err }, "queue read failed");
+        this.nextPollAt = Math.min(this.nextPollAt, Date.now() + 1000);
+      }
+    }
+
+    async close(reason: CloseReason): Promise<void> {
+      if (this.closed) return;
+      this.closed = true;
+      if (subs.get(keyOf(this.device)) === this) subs.delete(keyOf(this.device));
+      opts.metrics.streams.set(subs.size);
+      if (reason !== "stream_closed" && reason !== "unsubscribed") this.sink.closed(reason);
+      this.log.debug({ reason }, "subscription closed");
+      try {
+        await this.unsubscribeFanout?.();
+      } catch (err) {
+        this.log.warn({ err }, "fan-out unsubscribe failed");
+      }
+    }
+  }
+
+  const unResync = opts.fanout.onResync(() => {
+    opts.log.info({ subscriptions: subs.size }, "fan-out resync: re-reading queues");
+    for (const s of subs.values()) s.pump();
+  });
+  const pollTimer = setInterval(
+    () => {
+      const now = Date.now();
+      for (const s of subs.values()) s.poll(now);
+    },
+    Math.min(1000, opts.pollMs),
+  );
+  pollTimer.unref();
+
+  return {
+    async subscribe(device, window, sink) {
+      const existing = subs.get(keyOf(device));
+      if (existing) await existing.close("displaced");
+      const sub = new DeviceSubscription(device, window, sink);
+      subs.set(keyOf(device), sub);
+      opts.metrics.streams.set(subs.size);
+      try {
+        await sub.start();
+      } catch (err) {
+        await sub.close("stream_closed");
+        throw err;
+      }
+      return sub;
+    },
+    find(device) {
+      return subs.get(keyOf(device));
+    },
+    async removeDevice(device) {
+      await subs.get(keyOf(device))?.close("removed");
+    },
+    async close() {
+      clearInterval(pollTimer);
+      unResync();
+      await Promise.all([...subs.values()].map((s) => s.close("shutdown")));
+    },
+  };
+}

@@ -1,0 +1,56 @@
+import { create } from "@bufbuild/protobuf";
+import { EnvelopeSchema, EnvelopeType, type App, type Envelope } from "@switchboard/proto";
+import type { QueuedMessage, QueueInsert } from "@switchboard/storage";
+
+/** Bits of the `flags` column. */
+export const FLAG_URGENT = 1;
+export const FLAG_FORWARDED = 2;
+
+/** Packs envelope booleans into the `flags` column. */
+export const packFlags = (urgent: boolean, forwarded: boolean): number =>
+  (urgent ? FLAG_URGENT : 0) | (forwarded ? FLAG_FORWARDED : 0);
+
+const EMPTY = new Uint8Array(0);
+
+/** Maps a stored queue row (or one about to be stored, with its seq) to the wire Envelope. */
+export function queuedMessageToEnvelope(row: QueuedMessage | (QueueInsert & { seq: number })): Envelope {
+  return create(EnvelopeSchema, {
+    id: row.message_id,
+    clientMessageId: row.client_message_id,
+    type: row.type as EnvelopeType,
+    source:
+      row.source_account_id === null
+        ? undefined
+        : { accountId: row.source_account_id, deviceId: row.source_device_id ?? 0 },
+    sourceApp: row.source_app as App,
+    sourceProviderId: row.source_provider_id,
+    sourceRegistrationId: row.source_registration_id,
+    destination: { accountId: row.account_id, deviceId: row.device_id },
+    destinationApp: row.app as App,
+    content: row.content ?? EMPTY,
+    serverTimestampMs: BigInt(row.server_timestamp_ms),
+    clientTimestampMs: BigInt(row.client_timestamp_ms),
+    ephemeral: false,
+    urgent: (row.flags & FLAG_URGENT) !== 0,
+    groupId: row.group_id ?? "",
+    forwarded: (row.flags & FLAG_FORWARDED) !== 0,
+    reportTag: row.report_tag ?? EMPTY,
+    sequence: BigInt(row.seq),
+  });
+}
+
+/** True for envelope types a server delivery receipt is generated for when acknowledged. */
+export function wantsDeliveryReceipt(row: {
+  type: number;
+  source_account_id: string | null;
+  account_id: string;
+  group_id: string | null;
+}): boolean {
+  return (
+    row.type !== (EnvelopeType.SERVER_DELIVERY_RECEIPT as number) &&
+    row.type !== (EnvelopeType.SEALED_SENDER as number) &&
+    row.source_account_id !== null &&
+    row.source_account_id !== row.account_id &&
+    row.group_id === null
+  );
+}

@@ -1,0 +1,68 @@
+import { hostname } from "node:os";
+import { loadOrExit } from "@switchboard/config";
+import {
+  createMemoryFanout,
+  createRedisClusterFanout,
+  createRedisFanout,
+  type Fanout,
+} from "@switchboard/fanout";
+import { createLogger } from "@switchboard/logger";
+import { createDatabase, migrateToLatest } from "@switchboard/storage";
+import { buildApp } from "./app.js";
+import { loadConfig } from "./config.js";
+
+const VERSION = "0.1.0";
+
+const config = loadOrExit(() => loadConfig());
+const log = createLogger({ service: "delivery", version: VERSION, level: config.LOG_LEVEL });
+const instance = config.INSTANCE_ID ?? `${hostname()}-${process.pid}`;
+
+if (!config.DATABASE_URL) {
+  log.fatal({}, "DATABASE_URL is required (use `pnpm start` for embedded defaults)");
+  process.exit(78);
+}
+const db = createDatabase({
+  url: config.DATABASE_URL,
+  poolSize: config.DATABASE_POOL_SIZE,
+  applicationName: `delivery-${instance}`,
+  onPoolError: (err) => log.warn({ err }, "idle database connection failed"),
+});
+if (config.MIGRATE_ON_START) {
+  const applied = await migrateToLatest(db);
+  if (applied.length > 0) log.info({ applied }, "migrations applied");
+}
+
+let fanout: Fanout;
+if (config.REDIS_CLUSTER_NODES) {
+  const nodes = config.REDIS_CLUSTER_NODES.split(",").map((n) => {
+    const [host, port] = n.trim().split(":");
+    return { host: host ?? "127.0.0.1", port: Number(port ?? 6379) };
+  });
+  fanout = await createRedisClusterFanout({ nodes, log });
+} else if (config.REDIS_URL) {
+  fanout = await createRedisFanout({ url: config.REDIS_URL, log });
+} else {
+  log.warn({}, "REDIS_URL not set: using the in-process fan-out bus (single instance only)");
+  fanout = createMemoryFanout();
+}
+
+const app = buildApp({ config: { ...config, INSTANCE_ID: instance }, db, fanout, log });
+await app.listen({
+  host: config.GRPC_HOST,
+  port: config.GRPC_PORT,
+  metricsPort: config.METRICS_PORT === 0 ? undefined : config.METRICS_PORT,
+});
+
+let stopping = false;
+async function shutdown(signal: string) {
+  if (stopping) return;
+  stopping = true;
+  log.info({ signal }, "shutting down");
+  await app.close(config.SHUTDOWN_GRACE_MS);
+  await fanout.close();
+  await db.destroy();
+  log.info({}, "stopped");
+  process.exit(0);
+}
+process.on("SIGTERM", () => void shutdown("SIGTERM"));
+process.on("SIGINT", () => void shutdown("SIGINT"));

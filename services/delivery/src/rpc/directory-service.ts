@@ -1,0 +1,162 @@
+import { randomUUID } from "node:crypto";
+import { AppError, Code } from "@switchboard/errors";
+import type { Fanout } from "@switchboard/fanout";
+import type { ServiceImpl } from "@switchboard/grpc";
+import type { DirectoryService } from "@switchboard/proto";
+import { App } from "@switchboard/proto";
+import {
+  deleteDevice,
+  findAccountByHandle,
+  findAccountById,
+  insertAccount,
+  insertDevice,
+  listDevices,
+  type Database,
+} from "@switchboard/storage";
+import type { Kysely } from "kysely";
+import { hashPassword } from "../auth/password.js";
+import type { Authenticator } from "../auth/principal.js";
+import { encodeRemovedEvent } from "../delivery/events.js";
+import type { SubscriptionManager } from "../delivery/subscriptions.js";
+import { normalizeHandle } from "../domain/handles.js";
+import {
+  invalid,
+  MAX_DEVICE_NAME_BYTES,
+  MAX_PASSWORD_BYTES,
+  MIN_PASSWORD_BYTES,
+  requireDeviceId,
+  requireMaxBytes,
+  requireRegistrationId,
+  requireUuid,
+} from "../domain/limits.js";
+import { accountToProto } from "./mapping.js";
+
+function requirePassword(password: string): string {
+  const n = Buffer.byteLength(password);
+  if (n < MIN_PASSWORD_BYTES || n > MAX_PASSWORD_BYTES) {
+    throw invalid("INVALID_PASSWORD", `password must be ${MIN_PASSWORD_BYTES}-${MAX_PASSWORD_BYTES} bytes`);
+  }
+  return password;
+}
+
+/** Encodes the broadcast that makes every instance forget a removed device's credentials. */
+export const encodeDeviceRemovedBroadcast = (accountId: string, deviceId: number): Uint8Array =>
+  Buffer.from(`device-removed ${accountId} ${deviceId}`);
+
+/** The DirectoryService handlers: accounts, devices and handle resolution. */
+export function createDirectoryService(deps: {
+  db: Kysely<Database>;
+  auth: Authenticator;
+  fanout: Fanout;
+  subscriptions: SubscriptionManager;
+  maxDevices: number;
+}): ServiceImpl<typeof DirectoryService> {
+  const { db, auth } = deps;
+  return {
+    async registerAccount(req, ctx) {
+      const principal = await auth.authenticate(ctx.metadata);
+      if (principal.kind !== "app")
+        throw new AppError(
+          Code.PermissionDenied,
+          "APP_CREDENTIAL_REQUIRED",
+          "accounts are registered by an app (gateway) credential",
+        );
+      if (!req.handle) throw invalid("HANDLE_REQUIRED", "handle is required");
+      if (req.handle.app !== principal.app || req.handle.providerId !== principal.providerId) {
+        throw new AppError(
+          Code.PermissionDenied,
+          "APP_MISMATCH",
+          "an app credential may register handles of its own app only",
+        );
+      }
+      const handle = normalizeHandle(req.handle.app, req.handle.value, req.handle.providerId);
+      const registrationId = requireRegistrationId(req.registrationId);
+      const passwordHash = await hashPassword(requirePassword(req.password));
+      const { account, device } = await insertAccount(db, {
+        id: randomUUID(),
+        app: req.handle.app,
+        providerId: req.handle.providerId,
+        handle,
+        registrationId,
+        deviceName: requireMaxBytes(req.deviceName, MAX_DEVICE_NAME_BYTES, "device_name"),
+        passwordHash,
+      });
+      ctx.log.info({ accountId: account.id, app: App[account.app] }, "account registered");
+      const proto = accountToProto(account, [device]);
+      return { account: proto.account, device: proto.devices?.[0] };
+    },
+
+    async registerDevice(req, ctx) {
+      const principal = await auth.authenticate(ctx.metadata);
+      const accountId = requireUuid(req.accountId, "account_id");
+      await auth.requireAccountAccess(principal, accountId);
+      if (principal.kind === "device" && principal.deviceId !== 1) {
+        throw new AppError(
+          Code.PermissionDenied,
+          "PRIMARY_DEVICE_REQUIRED",
+          "only the primary device may link devices",
+        );
+      }
+      const device = await insertDevice(db, {
+        accountId,
+        registrationId: requireRegistrationId(req.registrationId),
+        name: requireMaxBytes(req.deviceName, MAX_DEVICE_NAME_BYTES, "device_name"),
+        passwordHash: await hashPassword(requirePassword(req.password)),
+        maxDevices: deps.maxDevices,
+      });
+      ctx.log.info({ accountId, deviceId: device.deviceId }, "device linked");
+      return {
+        device: {
+          deviceId: device.deviceId,
+          registrationId: device.registrationId,
+          name: device.name,
+          createdAtMs: BigInt(device.createdAt.getTime()),
+        },
+      };
+    },
+
+    async removeDevice(req, ctx) {
+      const principal = await auth.authenticate(ctx.metadata);
+      const accountId = requireUuid(req.accountId, "account_id");
+      const deviceId = requireDeviceId(req.deviceId, "device_id");
+      await auth.requireAccountAccess(principal, accountId);
+      if (deviceId === 1)
+        throw new AppError(Code.FailedPrecondition, "PRIMARY_DEVICE", "the primary device cannot be removed");
+      if (principal.kind === "device" && principal.deviceId !== 1 && principal.deviceId !== deviceId) {
+        throw new AppError(
+          Code.PermissionDenied,
+          "PRIMARY_DEVICE_REQUIRED",
+          "only the primary device may remove other devices",
+        );
+      }
+      const removed = await deleteDevice(db, accountId, deviceId);
+      if (!removed) throw new AppError(Code.NotFound, "DEVICE_NOT_FOUND", `device ${deviceId} not found`);
+      auth.forgetDevice(accountId, deviceId);
+      await deps.subscriptions.removeDevice({ accountId, deviceId });
+      await deps.fanout.publish([{ key: { accountId, deviceId }, payload: encodeRemovedEvent() }]);
+      await deps.fanout.publishBroadcast(encodeDeviceRemovedBroadcast(accountId, deviceId));
+      ctx.log.info({ accountId, deviceId }, "device removed");
+      return {};
+    },
+
+    async resolveHandle(req, ctx) {
+      await auth.authenticate(ctx.metadata);
+      if (!req.handle) throw invalid("HANDLE_REQUIRED", "handle is required");
+      const handle = normalizeHandle(req.handle.app, req.handle.value, req.handle.providerId);
+      const account = await findAccountByHandle(db, req.handle.app, req.handle.providerId, handle);
+      if (!account) return { result: { case: "notFound", value: {} } };
+      return {
+        result: { case: "found", value: accountToProto(account, await listDevices(db, [account.id])) },
+      };
+    },
+
+    async getAccount(req, ctx) {
+      await auth.authenticate(ctx.metadata);
+      const account = await findAccountById(db, requireUuid(req.accountId, "account_id"));
+      if (!account) return { result: { case: "notFound", value: {} } };
+      return {
+        result: { case: "found", value: accountToProto(account, await listDevices(db, [account.id])) },
+      };
+    },
+  };
+}
