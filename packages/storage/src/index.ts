@@ -11,3 +11,4 @@ export * from "./directory-repository.js";
 export * from "./key-repository.js";
 export * from "./message-repository.js";
 export * from "./group-repository.js";
+export * from "./queue-batch-repository.js";

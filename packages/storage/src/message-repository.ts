@@ -265,7 +265,7 @@ export async function readQueue(
  * removed. Takes no device locks, so acknowledgements never wait for sends.
  */
 export async function deleteMessages(
-  trx: Transaction<Database>,
+  trx: Db,
   acks: ReadonlyArray<DeviceRef & { messageId: string }>,
 ): Promise<DeletedMessage[]> {
   if (acks.length === 0) return [];

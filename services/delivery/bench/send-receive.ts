@@ -6,6 +6,7 @@
 //
 // Needs DATABASE_URL (a role that may CREATE DATABASE) and REDIS_URL; defaults to the local ones.
 import { randomUUID } from "node:crypto";
+import { spawn, type ChildProcess } from "node:child_process";
 import { parseArgs } from "node:util";
 import { createRedisFanout } from "@switchboard/fanout";
 import { createClient, type BidiStream } from "@switchboard/grpc";
@@ -32,6 +33,10 @@ const { values: args } = parseArgs({
     size: { type: "string", default: "256" },
     streams: { type: "string", default: "4" },
     lanes: { type: "string", default: "4" },
+    /** Run the delivery service as a child process (its own event loop and CPU), like production. */
+    "separate-process": { type: "boolean", default: true },
+    /** Extra node flags for the child (e.g. --cpu-prof). */
+    "server-node-flags": { type: "string", default: "" },
   },
 });
 const DEVICES = Number(args.devices);
@@ -55,8 +60,12 @@ const db = createDatabase({ url: url.toString(), poolSize: 12 });
 await migrateToLatest(db);
 
 const log = pino({ level: process.env.LOG_LEVEL ?? "warn" });
+const SEPARATE = args["separate-process"];
+const serverPort = 40000 + Math.floor(Math.random() * 10000);
+const metricsPort = serverPort + 1;
+let child: ChildProcess | undefined;
 const fanout = await createRedisFanout({ url: redisUrl, keyPrefix: `bench${Date.now()}:` });
-const app = buildApp({
+const app = SEPARATE ? undefined : buildApp({
   config: {
     APP_TOKENS: [{ app: App.WHATSAPP, providerId: "", token: TOKEN }],
     MAX_CIPHERTEXT_BYTES: 256 * 1024,
@@ -75,8 +84,36 @@ const app = buildApp({
   log,
   collectDefaultMetrics: false,
 });
-const { port } = await app.listen({ host: "127.0.0.1", port: 0 });
-const target = `127.0.0.1:${port}`;
+let target: string;
+if (app) {
+  const { port } = await app.listen({ host: "127.0.0.1", port: 0 });
+  target = `127.0.0.1:${port}`;
+} else {
+  const flags = args["server-node-flags"].split(" ").filter(Boolean);
+  child = spawn(process.execPath, [...flags, "--conditions=switchboard-source", "--import", "tsx", "src/main.ts"], {
+    stdio: ["ignore", "ignore", "inherit"],
+    env: {
+      ...process.env,
+      DATABASE_URL: url.toString(),
+      REDIS_URL: redisUrl,
+      APP_TOKENS: `whatsapp=${TOKEN}`,
+      GRPC_HOST: "127.0.0.1",
+      GRPC_PORT: String(serverPort),
+      METRICS_PORT: String(metricsPort),
+      SEND_LANES: args.lanes,
+      MAX_QUEUE_LENGTH: "100000",
+      ACK_BATCH_MAX: "4000",
+      LOG_LEVEL: "warn",
+    },
+  });
+  target = `127.0.0.1:${serverPort}`;
+  for (let i = 0; ; i++) {
+    const ok = await fetch(`http://127.0.0.1:${metricsPort}/healthz`).then((r) => r.ok, () => false);
+    if (ok) break;
+    if (i > 200) throw new Error("delivery child did not start");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 // Devices: half send, half receive (pairs). Inserted directly: registration is not measured.
 const hash = await hashPassword(randomUUID());
@@ -220,6 +257,33 @@ clearInterval(progress);
 stopping = true;
 const cpu = process.cpuUsage(cpu0);
 
+async function serverStats() {
+  if (!app) {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const pick = (name: string) => Number(/^(\S+)\{[^}]*\} (\S+)$/m.exec(text.split("\n").filter((l) => l.startsWith(name)).join("\n"))?.[2] ?? 0);
+    const batches = pick("switchboard_send_batch_size_count");
+    return {
+      commitBatches: batches,
+      avgSendsPerCommit: +(pick("switchboard_send_batch_size_sum") / Math.max(1, batches)).toFixed(1),
+      queueReads: pick("switchboard_queue_reads_total"),
+      deliveries: pick("switchboard_deliveries_total"),
+      acks: pick("switchboard_acks_total"),
+      processCpuSeconds: pick("process_cpu_seconds_total"),
+    };
+  }
+  const value = async (m: { get(): Promise<{ values: Array<{ value: number; metricName?: string }> }> }, suffix = "") =>
+    (await m.get()).values.find((v) => (suffix ? v.metricName?.endsWith(suffix) : true))?.value ?? 0;
+  const batches = await value(app.metrics.commitBatchSize, "_count");
+  const batched = await value(app.metrics.commitBatchSize, "_sum");
+  return {
+    commitBatches: batches,
+    avgSendsPerCommit: +(batched / Math.max(1, batches)).toFixed(1),
+    queueReads: await value(app.metrics.queueReads),
+    deliveries: await value(app.metrics.deliveries),
+    acks: await value(app.metrics.acks),
+  };
+}
+
 latencies.sort((a, b) => a - b);
 const pct = (q: number) =>
   latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]! : NaN;
@@ -243,7 +307,8 @@ console.log(
         p99: +pct(0.99).toFixed(1),
         max: +(latencies.at(-1) ?? NaN).toFixed(1),
       },
-      processCpuSeconds: Number(((cpu.user + cpu.system) / 1e6).toFixed(1)),
+      benchProcessCpuSeconds: Number(((cpu.user + cpu.system) / 1e6).toFixed(1)),
+      server: await serverStats(),
     },
     null,
     2,
@@ -252,7 +317,11 @@ console.log(
 
 for (const s of [...senders, ...receivers]) s.cancel();
 client.close();
-await app.close(500);
+await app?.close(500);
+if (child) {
+  child.kill("SIGTERM");
+  await new Promise((r) => child?.once("exit", r));
+}
 await fanout.close();
 await db.destroy();
 await admin.query(`DROP DATABASE ${dbName} WITH (FORCE)`);

@@ -10,7 +10,7 @@ import type { DeliveryConfig } from "./config.js";
 import { createAckPipeline } from "./delivery/ack-pipeline.js";
 import { createSendPipeline } from "./delivery/send-pipeline.js";
 import { createSubscriptionManager } from "./delivery/subscriptions.js";
-import { createMetrics } from "./metrics.js";
+import { createMetrics, type Metrics } from "./metrics.js";
 import { createDirectoryService } from "./rpc/directory-service.js";
 import { createGroupService } from "./rpc/group-service.js";
 import { createKeyService } from "./rpc/key-service.js";
@@ -34,6 +34,8 @@ export type AppConfig = Pick<
 /** A built delivery service: serve it with `listen`, stop it with `close`. */
 export interface DeliveryApp {
   readonly grpc: GrpcServer;
+  /** The instance's Prometheus metrics (also served on `/metrics`). */
+  readonly metrics: Metrics;
   /** Starts the gRPC server (and the metrics server when `metricsPort` is given). */
   listen(opts: {
     host: string;
@@ -136,6 +138,7 @@ export function buildApp(deps: {
 
   return {
     grpc,
+    metrics,
     async listen(opts) {
       unBroadcast = await fanout.subscribeBroadcast((payload) => {
         const [kind, accountId, deviceId] = Buffer.from(payload).toString().split(" ");

@@ -26,6 +26,11 @@ export function createMetrics(opts: {
       labelNames: ["source_app", "destination_app"] as const,
       registers: r,
     }),
+    queueReads: new Counter({
+      name: "switchboard_queue_reads_total",
+      help: "Queue reads from PostgreSQL by device streams (backlog drains, missed or large wake-ups, polls).",
+      registers: r,
+    }),
     deliveries: new Counter({
       name: "switchboard_deliveries_total",
       help: "Envelopes pushed to device streams.",

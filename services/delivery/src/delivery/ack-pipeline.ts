@@ -111,11 +111,10 @@ export function createAckPipeline(opts: AckPipelineOptions): AckPipeline {
     let deleted: DeletedMessage[] | undefined;
     for (let attempt = 1; !deleted; attempt++) {
       try {
-        deleted = await opts.db.transaction().execute((trx) =>
-          deleteMessages(
-            trx,
-            batch.flatMap((p) => p.messageIds.map((messageId) => ({ ...p.device, messageId }))),
-          ),
+        // One statement in its own implicit transaction: no BEGIN/COMMIT round trips.
+        deleted = await deleteMessages(
+          opts.db,
+          batch.flatMap((p) => p.messageIds.map((messageId) => ({ ...p.device, messageId }))),
         );
       } catch (err) {
         if (attempt < MAX_TX_ATTEMPTS && isRetryableTransactionError(err)) continue;

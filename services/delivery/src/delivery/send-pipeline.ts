@@ -3,20 +3,20 @@ import { AppError, Code, isAppError } from "@switchboard/errors";
 import type { Fanout } from "@switchboard/fanout";
 import { EnvelopeType, type App } from "@switchboard/proto";
 import {
+  checkSenders,
+  commitQueueBatch,
   countQueued,
   findSendLog,
-  insertGroupPayloads,
-  insertSendLog,
   isRetryableTransactionError,
   isUnavailableError,
-  lockDevicesOfAccounts,
-  queueMessages,
+  listMembersOfGroups,
+  listQueueDevices,
   sendLogKey,
   type Database,
-  type LockedDevice,
+  type QueueDevice,
   type QueueInsert,
 } from "@switchboard/storage";
-import { sql, type Kysely, type Transaction } from "kysely";
+import type { Kysely } from "kysely";
 import type { Logger } from "pino";
 import { checkDeviceList, type DeviceRegistration } from "../domain/device-list.js";
 import { packFlags, queuedMessageToEnvelope } from "../domain/envelope.js";
@@ -161,7 +161,7 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
     for (let attempt = 1; !committed; attempt++) {
       try {
         const serverTimestampMs = Date.now();
-        committed = await opts.db.transaction().execute((trx) => commitBatch(trx, batch, serverTimestampMs));
+        committed = await commitBatch(batch, serverTimestampMs);
       } catch (err) {
         if (attempt < MAX_TX_ATTEMPTS && isRetryableTransactionError(err)) continue;
         const error = isUnavailableError(err)
@@ -223,102 +223,65 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
     );
   }
 
-  async function commitBatch(trx: Transaction<Database>, all: Pending[], serverTimestampMs: number) {
+  /**
+   * Runs one batch: reads (senders and idempotency keys, destination devices; in parallel), checks
+   * each send in memory, then writes everything in one statement. Returns per-item results and the
+   * wake-up events to publish after the commit.
+   */
+  async function commitBatch(all: Pending[], serverTimestampMs: number) {
     const results: Array<ItemResult | undefined> = new Array<ItemResult | undefined>(all.length);
-    // Receipts ride along in the same transaction; user sends are checked below.
-    const receipts = all.flatMap((p, i) =>
-      p.send.kind === "receipt" ? [{ row: p.send.row, index: i }] : [],
-    );
-    const batch = all.map((p) =>
-      p.send.kind === "receipt" ? undefined : (p as Pending & { send: DirectSend | GroupSend }),
-    );
-    const sends = batch.flatMap((p) => (p ? [p] : []));
+    // Receipts ride along in the same statement; user sends are checked below.
+    const receipts = all.flatMap((p, i) => (p.send.kind === "receipt" ? [{ row: p.send.row, index: i }] : []));
+    const sends = all.flatMap((p, index) => (p.send.kind === "receipt" ? [] : [{ send: p.send, index }]));
 
-    // Group members, read under the transaction.
-    const groupIds = [...new Set(sends.flatMap((p) => (p.send.kind === "group" ? [p.send.groupId] : [])))];
-    const members = new Map<string, string[]>();
-    if (groupIds.length > 0) {
-      const rows = await sql<{ group_id: string; account_id: string }>`
-        SELECT group_id, account_id FROM group_members WHERE group_id = ANY(${groupIds}::uuid[]) ORDER BY account_id
-      `.execute(trx);
-      for (const r of rows.rows) {
-        const list = members.get(r.group_id) ?? [];
-        list.push(r.account_id);
-        members.set(r.group_id, list);
-      }
-    }
-
-    // Sending devices must still exist (a removed device loses access at once).
-    const senderRows = await sql<{ account_id: string; device_id: number; registration_id: number }>`
-      SELECT d.account_id, d.device_id, d.registration_id FROM devices d
-      JOIN unnest(${sends.map((p) => p.send.sender.accountId)}::uuid[], ${sends.map((p) => p.send.sender.deviceId)}::int[]) AS k(a, dv)
-        ON d.account_id = k.a AND d.device_id = k.dv
-    `.execute(trx);
-    const senderReg = new Map(
-      senderRows.rows.map((r) => [`${r.account_id}/${r.device_id}`, r.registration_id]),
-    );
-
-    // Earlier sends with the same idempotency key answer retries without storing anything.
-    const prior = await findSendLog(
-      trx,
-      sends.map((p) => ({
-        senderAccountId: p.send.sender.accountId,
-        senderDeviceId: p.send.sender.deviceId,
-        clientMessageId: p.send.clientMessageId,
-      })),
-    );
-
-    // Lock every destination device, in key order; this orders queue sequences by commit.
+    const groupIds = [...new Set(sends.flatMap((s) => (s.send.kind === "group" ? [s.send.groupId] : [])))];
+    const members = await listMembersOfGroups(opts.db, groupIds);
     const destAccounts = new Set<string>(receipts.map((r) => r.row.account_id));
-    for (const p of sends) {
-      if (p.send.kind === "direct") destAccounts.add(p.send.destinationAccountId);
-      else for (const a of members.get(p.send.groupId) ?? []) destAccounts.add(a);
+    for (const { send } of sends) {
+      if (send.kind === "direct") destAccounts.add(send.destinationAccountId);
+      else for (const a of members.get(send.groupId) ?? []) destAccounts.add(a);
     }
-    const locked = await lockDevicesOfAccounts(trx, [...destAccounts]);
-    const devicesOf = new Map<string, LockedDevice[]>();
-    for (const d of locked) {
+    const [senders, devices] = await Promise.all([
+      checkSenders(
+        opts.db,
+        sends.map(({ send }) => ({ accountId: send.sender.accountId, deviceId: send.sender.deviceId, clientMessageId: send.clientMessageId })),
+      ),
+      listQueueDevices(opts.db, [...destAccounts]),
+    ]);
+    const devicesOf = new Map<string, QueueDevice[]>();
+    for (const d of devices) {
       const list = devicesOf.get(d.accountId) ?? [];
       list.push(d);
       devicesOf.set(d.accountId, list);
     }
-    const pendingPerDevice = new Map<string, number>();
     // A device's sequence bounds its queue length; count exactly only where the bound may be hit.
-    const nearFull = locked.filter((d) => d.queueSeq + all.length >= opts.maxQueueLength);
-    const queued = await countQueued(trx, nearFull);
-    const queueLength = (d: LockedDevice) => queued.get(`${d.accountId}/${d.deviceId}`) ?? 0;
+    const nearFull = devices.filter((d) => d.queueSeq + all.length >= opts.maxQueueLength);
+    const queued = await countQueued(opts.db, nearFull);
+    const queueLength = (d: QueueDevice) => queued.get(`${d.accountId}/${d.deviceId}`) ?? 0;
+    const pendingPerDevice = new Map<string, number>();
 
     const firstByKey = new Map<string, number>();
     const accepted: Array<{
       index: number;
+      send: DirectSend | GroupSend;
       messageId: string;
-      targets: Array<{ device: LockedDevice; type: EnvelopeType; content: Uint8Array | null }>;
+      registrationId: number;
+      targets: Array<{ device: QueueDevice; type: EnvelopeType; content: Uint8Array | null }>;
     }> = [];
 
-    for (const [index, p] of batch.entries()) {
-      if (!p) continue;
-      const s = p.send;
+    for (const [i, { send: s, index }] of sends.entries()) {
       const key = sendLogKey(s.sender.accountId, s.sender.deviceId, s.clientMessageId);
-      const earlier = prior.get(key);
-      if (earlier) {
-        results[index] = {
-          outcome: {
-            kind: "sent",
-            messageId: earlier.messageId,
-            serverTimestampMs: earlier.serverTimestampMs,
-            duplicate: true,
-          },
-        };
+      const checked = senders[i];
+      if (checked?.earlier) {
+        results[index] = { outcome: { kind: "sent", ...checked.earlier, duplicate: true } };
         continue;
       }
       if (firstByKey.has(key)) continue; // answered from the first occurrence below
-      const registrationId = senderReg.get(`${s.sender.accountId}/${s.sender.deviceId}`);
-      if (registrationId === undefined) {
-        results[index] = {
-          error: new AppError(Code.Unauthenticated, "DEVICE_REMOVED", "the sending device no longer exists"),
-        };
+      if (checked?.registrationId === undefined) {
+        results[index] = { error: new AppError(Code.Unauthenticated, "DEVICE_REMOVED", "the sending device no longer exists") };
         continue;
       }
-      const targets: Array<{ device: LockedDevice; type: EnvelopeType; content: Uint8Array | null }> = [];
+      const targets: Array<{ device: QueueDevice; type: EnvelopeType; content: Uint8Array | null }> = [];
       if (s.kind === "direct") {
         const current = devicesOf.get(s.destinationAccountId);
         if (!current || current.length === 0) {
@@ -328,20 +291,11 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
         const self = s.destinationAccountId === s.sender.accountId ? s.sender.deviceId : undefined;
         const check = checkDeviceList(current, s.messages, self);
         if (check.kind === "mismatched") {
-          results[index] = {
-            outcome: {
-              kind: "mismatched",
-              accountId: s.destinationAccountId,
-              missing: check.missing,
-              extra: check.extra,
-            },
-          };
+          results[index] = { outcome: { kind: "mismatched", accountId: s.destinationAccountId, missing: check.missing, extra: check.extra } };
           continue;
         }
         if (check.kind === "stale") {
-          results[index] = {
-            outcome: { kind: "stale", accountId: s.destinationAccountId, stale: check.stale },
-          };
+          results[index] = { outcome: { kind: "stale", accountId: s.destinationAccountId, stale: check.stale } };
           continue;
         }
         const byId = new Map(current.map((d) => [d.deviceId, d]));
@@ -363,8 +317,7 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
             const current = memberIds.includes(accountId) ? (devicesOf.get(accountId) ?? []) : [];
             const self = accountId === s.sender.accountId ? s.sender.deviceId : undefined;
             const check = checkDeviceList(current, expected.get(accountId) ?? [], self);
-            if (check.kind === "mismatched")
-              mismatched.push({ accountId, missing: check.missing, extra: check.extra });
+            if (check.kind === "mismatched") mismatched.push({ accountId, missing: check.missing, extra: check.extra });
             else if (check.kind === "stale") stale.push({ accountId, stale: check.stale });
           }
           if (mismatched.length > 0 || stale.length > 0) {
@@ -379,20 +332,14 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
           }
         }
       }
-      const full = targets.find((t) => {
-        const k = `${t.device.accountId}/${t.device.deviceId}`;
-        return queueLength(t.device) + (pendingPerDevice.get(k) ?? 0) >= opts.maxQueueLength;
-      });
+      const full = targets.some(
+        (t) => queueLength(t.device) + (pendingPerDevice.get(`${t.device.accountId}/${t.device.deviceId}`) ?? 0) >= opts.maxQueueLength,
+      );
       if (full) {
         results[index] = {
-          error: new AppError(
-            Code.ResourceExhausted,
-            "RECIPIENT_QUEUE_FULL",
-            "a recipient device's queue is full; retry later",
-            {
-              retryAfterMs: 60_000,
-            },
-          ),
+          error: new AppError(Code.ResourceExhausted, "RECIPIENT_QUEUE_FULL", "a recipient device's queue is full; retry later", {
+            retryAfterMs: 60_000,
+          }),
         };
         continue;
       }
@@ -401,85 +348,26 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
         pendingPerDevice.set(k, (pendingPerDevice.get(k) ?? 0) + 1);
       }
       firstByKey.set(key, index);
-      accepted.push({ index, messageId: randomUUID(), targets });
+      accepted.push({ index, send: s, messageId: randomUUID(), registrationId: checked.registrationId, targets });
     }
 
-    // Claim idempotency keys; a key another transaction committed meanwhile makes this a retry.
-    const inserted = await insertSendLog(
-      trx,
-      accepted.map((a) => {
-        const s = (batch[a.index] as Pending & { send: DirectSend | GroupSend }).send;
-        return {
-          senderAccountId: s.sender.accountId,
-          senderDeviceId: s.sender.deviceId,
-          clientMessageId: s.clientMessageId,
-          app: s.sender.app,
-          messageId: a.messageId,
-          serverTimestampMs,
-        };
-      }),
-    );
-    const raced = accepted.filter((a) => {
-      const s = (batch[a.index] as Pending & { send: DirectSend | GroupSend }).send;
-      return !inserted.has(sendLogKey(s.sender.accountId, s.sender.deviceId, s.clientMessageId));
-    });
-    if (raced.length > 0) {
-      const found = await findSendLog(
-        trx,
-        raced.map((a) => {
-          const s = (batch[a.index] as Pending & { send: DirectSend | GroupSend }).send;
-          return {
-            senderAccountId: s.sender.accountId,
-            senderDeviceId: s.sender.deviceId,
-            clientMessageId: s.clientMessageId,
-          };
-        }),
-      );
-      for (const a of raced) {
-        const s = (batch[a.index] as Pending & { send: DirectSend | GroupSend }).send;
-        const f = found.get(sendLogKey(s.sender.accountId, s.sender.deviceId, s.clientMessageId));
-        results[a.index] = f
-          ? {
-              outcome: {
-                kind: "sent",
-                messageId: f.messageId,
-                serverTimestampMs: f.serverTimestampMs,
-                duplicate: true,
-              },
-            }
-          : {
-              error: new AppError(
-                Code.Aborted,
-                "CONCURRENT_SEND",
-                "a concurrent send with this client_message_id failed; retry",
-              ),
-            };
-      }
-    }
-    const racedSet = new Set(raced);
-    const rows: QueueInsert[] = [];
-    const payloads: Array<{ messageId: string; app: number; content: Uint8Array }> = [];
+    const rows: Array<Omit<QueueInsert, "app">> = [];
+    const logged: boolean[] = [];
     const groupContent = new Map<string, Uint8Array>();
     for (const a of accepted) {
-      if (racedSet.has(a)) continue;
-      const s = (batch[a.index] as Pending & { send: DirectSend | GroupSend }).send;
-      const registrationId = senderReg.get(`${s.sender.accountId}/${s.sender.deviceId}`) ?? 0;
-      if (s.kind === "group") {
-        payloads.push({ messageId: a.messageId, app: s.sender.app, content: s.content });
-        groupContent.set(a.messageId, s.content);
-      }
+      const s = a.send;
+      if (s.kind === "group") groupContent.set(a.messageId, s.content);
       for (const t of a.targets) {
         rows.push({
           account_id: t.device.accountId,
           device_id: t.device.deviceId,
           message_id: a.messageId,
-          app: t.device.app,
           type: t.type,
           source_account_id: s.sender.accountId,
           source_device_id: s.sender.deviceId,
           source_app: s.sender.app,
           source_provider_id: s.sender.providerId,
-          source_registration_id: registrationId,
+          source_registration_id: a.registrationId,
           client_message_id: s.clientMessageId,
           client_timestamp_ms: s.clientTimestampMs,
           server_timestamp_ms: serverTimestampMs,
@@ -490,27 +378,52 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
           content: t.content,
           payload_id: s.kind === "group" ? a.messageId : null,
         });
+        logged.push(true);
       }
-      results[a.index] = {
-        outcome: { kind: "sent", messageId: a.messageId, serverTimestampMs, duplicate: false },
-      };
     }
-    const lockedByKey = new Map(locked.map((d) => [`${d.accountId}/${d.deviceId}`, d]));
     for (const r of receipts) {
-      // The receipt's target device may have been removed since its message was sent.
-      const target = lockedByKey.get(`${r.row.account_id}/${r.row.device_id}`);
-      if (target) rows.push({ ...r.row, app: target.app });
-      results[r.index] = {
-        outcome: { kind: "sent", messageId: r.row.message_id, serverTimestampMs, duplicate: false },
-      };
+      rows.push(r.row);
+      logged.push(false);
+      results[r.index] = { outcome: { kind: "sent", messageId: r.row.message_id, serverTimestampMs, duplicate: false } };
     }
-    await insertGroupPayloads(trx, payloads);
-    const seqs = await queueMessages(trx, rows);
+
+    const committed = await commitQueueBatch(opts.db, {
+      sendLog: accepted.map((a) => ({
+        senderAccountId: a.send.sender.accountId,
+        senderDeviceId: a.send.sender.deviceId,
+        clientMessageId: a.send.clientMessageId,
+        app: a.send.sender.app,
+        messageId: a.messageId,
+        serverTimestampMs,
+      })),
+      rows,
+      logged,
+      payloads: accepted.flatMap((a) => (a.send.kind === "group" ? [{ messageId: a.messageId, app: a.send.sender.app, content: a.send.content }] : [])),
+    });
+
+    // A send whose key another instance committed meanwhile is a retry: answer with that result.
+    const raced = accepted.filter((a) => !committed.logged.has(a.messageId));
+    const found =
+      raced.length === 0
+        ? new Map<string, { messageId: string; serverTimestampMs: number }>()
+        : await findSendLog(
+            opts.db,
+            raced.map((a) => ({ senderAccountId: a.send.sender.accountId, senderDeviceId: a.send.sender.deviceId, clientMessageId: a.send.clientMessageId })),
+          );
+    for (const a of accepted) {
+      if (committed.logged.has(a.messageId)) {
+        results[a.index] = { outcome: { kind: "sent", messageId: a.messageId, serverTimestampMs, duplicate: false } };
+        continue;
+      }
+      const f = found.get(sendLogKey(a.send.sender.accountId, a.send.sender.deviceId, a.send.clientMessageId));
+      results[a.index] = f
+        ? { outcome: { kind: "sent", ...f, duplicate: true } }
+        : { error: new AppError(Code.Aborted, "CONCURRENT_SEND", "a concurrent send with this client_message_id failed; retry") };
+    }
 
     // Later occurrences of a key within this batch answer like the first one.
-    for (const [index, p] of batch.entries()) {
-      if (results[index] || !p) continue;
-      const s = p.send;
+    for (const { send: s, index } of sends) {
+      if (results[index]) continue;
       const first = firstByKey.get(sendLogKey(s.sender.accountId, s.sender.deviceId, s.clientMessageId));
       const r = first === undefined ? undefined : results[first];
       results[index] =
@@ -521,15 +434,24 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
 
     const events: Uint8Array[] = [];
     const keys: Array<{ accountId: string; deviceId: number }> = [];
-    for (const [i, row] of rows.entries()) {
+    const perAppPair = new Map<string, number>();
+    for (const row of rows) {
+      const q = committed.queued.get(`${row.account_id}/${row.device_id}/${row.message_id}`);
+      if (!q) continue; // raced send, or the device vanished
       const envelope = queuedMessageToEnvelope({
         ...row,
-        seq: seqs[i] as number,
+        app: q.app,
+        seq: q.seq,
         content: row.content ?? (row.payload_id ? (groupContent.get(row.payload_id) ?? null) : null),
       });
       events.push(encodeMessageEvent(envelope));
       keys.push({ accountId: row.account_id, deviceId: row.device_id });
-      opts.metrics.queued.inc({ source_app: String(row.source_app), destination_app: String(row.app) });
+      const pair = `${row.source_app}/${q.app}`;
+      perAppPair.set(pair, (perAppPair.get(pair) ?? 0) + 1);
+    }
+    for (const [pair, n] of perAppPair) {
+      const [source, destination] = pair.split("/");
+      opts.metrics.queued.inc({ source_app: source ?? "", destination_app: destination ?? "" }, n);
     }
     return { results: results as ItemResult[], events, keys };
   }

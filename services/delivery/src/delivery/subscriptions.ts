@@ -226,6 +226,7 @@ export function createSubscriptionManager(opts: SubscriptionManagerOptions): Sub
               break;
             }
             const want = Math.min(pageSize, this.window - this.inflight.size);
+            opts.metrics.queueReads.inc();
             const rows = await readQueue(opts.db, this.device, this.cursor, want, Date.now());
             if (this.closed) return;
             for (const row of rows) {

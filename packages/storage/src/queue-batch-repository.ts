@@ -1,0 +1,218 @@
+import { sql, type Kysely } from "kysely";
+import type { Database } from "./schema.js";
+import type { QueueInsert, SendLogEntry } from "./message-repository.js";
+
+/** A sender device as the send path needs it: its registration id and any earlier send with the key. */
+export interface SenderCheck {
+  /** Undefined when the device does not exist (removed). */
+  registrationId: number | undefined;
+  earlier: { messageId: string; serverTimestampMs: number } | undefined;
+}
+
+/** A destination device as read (unlocked) before a commit. */
+export interface QueueDevice {
+  accountId: string;
+  deviceId: number;
+  registrationId: number;
+  app: number;
+  /** Last queue sequence handed out: an upper bound on the device's queue length. */
+  queueSeq: number;
+}
+
+const buf = (b: Uint8Array | null): Buffer | null =>
+  b === null ? null : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+
+/**
+ * One round trip for the senders of a batch: whether each sending device exists (and its
+ * registration id) and whether its idempotency key was already used. Index-aligned with `keys`.
+ */
+export async function checkSenders(
+  db: Kysely<Database>,
+  keys: ReadonlyArray<{ accountId: string; deviceId: number; clientMessageId: string }>,
+): Promise<SenderCheck[]> {
+  if (keys.length === 0) return [];
+  const r = await sql<{
+    i: number;
+    registration_id: number | null;
+    message_id: string | null;
+    server_timestamp_ms: number | null;
+  }>`
+    SELECT k.i::int AS i, d.registration_id, s.message_id, s.server_timestamp_ms
+    FROM unnest(${keys.map((k) => k.accountId)}::uuid[], ${keys.map((k) => k.deviceId)}::int[], ${keys.map((k) => k.clientMessageId)}::text[])
+      WITH ORDINALITY AS k(a, dv, c, i)
+    LEFT JOIN devices d ON d.account_id = k.a AND d.device_id = k.dv
+    LEFT JOIN send_log s ON s.sender_account_id = k.a AND s.sender_device_id = k.dv AND s.client_message_id = k.c
+  `.execute(db);
+  const out: SenderCheck[] = keys.map(() => ({ registrationId: undefined, earlier: undefined }));
+  for (const row of r.rows) {
+    out[row.i - 1] = {
+      registrationId: row.registration_id ?? undefined,
+      earlier:
+        row.message_id === null
+          ? undefined
+          : { messageId: row.message_id, serverTimestampMs: Number(row.server_timestamp_ms) },
+    };
+  }
+  return out;
+}
+
+/** Current devices of accounts (no locks), ordered by account and device id. */
+export async function listQueueDevices(
+  db: Kysely<Database>,
+  accountIds: readonly string[],
+): Promise<QueueDevice[]> {
+  if (accountIds.length === 0) return [];
+  const r = await sql<{
+    account_id: string;
+    device_id: number;
+    registration_id: number;
+    app: number;
+    queue_seq: number;
+  }>`
+    SELECT account_id, device_id, registration_id, app, queue_seq FROM devices
+    WHERE account_id = ANY(${[...accountIds]}::uuid[])
+    ORDER BY account_id, device_id
+  `.execute(db);
+  return r.rows.map((d) => ({
+    accountId: d.account_id,
+    deviceId: d.device_id,
+    registrationId: d.registration_id,
+    app: d.app,
+    queueSeq: Number(d.queue_seq),
+  }));
+}
+
+/** Member account ids per group, for the given groups. */
+export async function listMembersOfGroups(
+  db: Kysely<Database>,
+  groupIds: readonly string[],
+): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  if (groupIds.length === 0) return out;
+  const r = await sql<{ group_id: string; account_id: string }>`
+    SELECT group_id, account_id FROM group_members WHERE group_id = ANY(${[...groupIds]}::uuid[]) ORDER BY account_id
+  `.execute(db);
+  for (const row of r.rows) {
+    const list = out.get(row.group_id) ?? [];
+    list.push(row.account_id);
+    out.set(row.group_id, list);
+  }
+  return out;
+}
+
+/** What {@link commitQueueBatch} writes. */
+export interface QueueBatch {
+  /** Idempotency entries of the batch's sends (one per send). */
+  sendLog: readonly SendLogEntry[];
+  /** Rows to queue, in per-device order. `app` is taken from the destination device. */
+  rows: ReadonlyArray<Omit<QueueInsert, "app">>;
+  /** Which rows belong to a send with an idempotency entry (false for delivery receipts). */
+  logged: readonly boolean[];
+  /** Shared group payloads, keyed by message id. */
+  payloads: ReadonlyArray<{ messageId: string; app: number; content: Uint8Array }>;
+}
+
+/** What {@link commitQueueBatch} committed. */
+export interface QueueBatchResult {
+  /** Message ids whose idempotency entry this batch inserted (others raced an earlier send). */
+  logged: Set<string>;
+  /** Committed rows: `${account}/${device}/${messageId}` → sequence and the destination's app. */
+  queued: Map<string, { seq: number; app: number }>;
+}
+
+/**
+ * Commits a batch of sends in ONE statement (one round trip, one transaction): claims the
+ * idempotency keys (`ON CONFLICT DO NOTHING`: a key committed meanwhile by a racing retry leaves
+ * that send's rows out), locks the destination devices in key order, advances each device's
+ * `queue_seq` by its row count and inserts the rows numbered in array order, plus shared group
+ * payloads. Sequences of one device therefore commit in increasing order. Rows of a device that
+ * no longer exists are skipped. Deadlocks (40P01) are left to the caller to retry.
+ */
+export async function commitQueueBatch(db: Kysely<Database>, batch: QueueBatch): Promise<QueueBatchResult> {
+  const counts = new Map<string, { a: string; d: number; n: number }>();
+  const ord: number[] = [];
+  for (const r of batch.rows) {
+    const k = `${r.account_id}/${r.device_id}`;
+    const c = counts.get(k);
+    if (c) c.n += 1;
+    else counts.set(k, { a: r.account_id, d: r.device_id, n: 1 });
+    ord.push((c ?? counts.get(k))?.n ?? 1);
+  }
+  const inc = [...counts.values()];
+  const { sendLog: sl, rows, payloads } = batch;
+  const result = await sql<{
+    kind: string;
+    account_id: string | null;
+    device_id: number | null;
+    seq: number | null;
+    app: number | null;
+    message_id: string;
+  }>`
+    WITH sl AS (
+      INSERT INTO send_log (sender_account_id, sender_device_id, client_message_id, app, message_id, server_timestamp_ms)
+      SELECT * FROM unnest(
+        ${sl.map((e) => e.senderAccountId)}::uuid[], ${sl.map((e) => e.senderDeviceId)}::int[],
+        ${sl.map((e) => e.clientMessageId)}::text[], ${sl.map((e) => e.app)}::smallint[],
+        ${sl.map((e) => e.messageId)}::uuid[], ${sl.map((e) => e.serverTimestampMs)}::bigint[])
+      ON CONFLICT DO NOTHING
+      RETURNING message_id
+    ),
+    c AS (
+      SELECT * FROM unnest(${inc.map((c) => c.a)}::uuid[], ${inc.map((c) => c.d)}::int[], ${inc.map((c) => c.n)}::int[]) AS c(a, dv, n)
+    ),
+    lk AS (
+      SELECT d.account_id, d.device_id FROM devices d JOIN c ON d.account_id = c.a AND d.device_id = c.dv
+      ORDER BY d.account_id, d.device_id
+      FOR UPDATE OF d
+    ),
+    up AS (
+      UPDATE devices d SET queue_seq = d.queue_seq + c.n
+      FROM c
+      WHERE d.account_id = c.a AND d.device_id = c.dv AND (SELECT count(*) FROM lk) >= 0
+      RETURNING d.account_id, d.device_id, d.queue_seq - c.n AS base, d.app
+    ),
+    pl AS (
+      INSERT INTO group_payloads (message_id, app, content)
+      SELECT p.m, p.app, p.content
+      FROM unnest(${payloads.map((p) => p.messageId)}::uuid[], ${payloads.map((p) => p.app)}::smallint[],
+                  ${payloads.map((p) => buf(p.content))}::bytea[]) AS p(m, app, content)
+      WHERE p.m IN (SELECT message_id FROM sl)
+      RETURNING message_id
+    ),
+    ins AS (
+      INSERT INTO queued_messages (account_id, device_id, seq, message_id, app, type, source_account_id, source_device_id,
+        source_app, source_provider_id, source_registration_id, client_message_id, client_timestamp_ms, server_timestamp_ms,
+        expires_at_ms, flags, group_id, report_tag, content, payload_id)
+      SELECT r.a, r.dv, up.base + r.ord, r.m, up.app, r.type, r.sa, r.sd, r.sapp, r.sp, r.sr, r.cm, r.ct, r.st, r.ex, r.fl,
+             r.g, r.rt, r.body, r.pid
+      FROM unnest(
+        ${rows.map((r) => r.account_id)}::uuid[], ${rows.map((r) => r.device_id)}::int[], ${ord}::int[],
+        ${rows.map((r) => r.message_id)}::uuid[], ${rows.map((r) => r.type)}::smallint[],
+        ${rows.map((r) => r.source_account_id)}::uuid[], ${rows.map((r) => r.source_device_id)}::int[],
+        ${rows.map((r) => r.source_app)}::smallint[], ${rows.map((r) => r.source_provider_id)}::text[],
+        ${rows.map((r) => r.source_registration_id)}::int[], ${rows.map((r) => r.client_message_id)}::text[],
+        ${rows.map((r) => r.client_timestamp_ms)}::bigint[], ${rows.map((r) => r.server_timestamp_ms)}::bigint[],
+        ${rows.map((r) => r.expires_at_ms)}::bigint[], ${rows.map((r) => r.flags)}::smallint[],
+        ${rows.map((r) => r.group_id)}::uuid[], ${rows.map((r) => buf(r.report_tag))}::bytea[],
+        ${rows.map((r) => buf(r.content))}::bytea[], ${rows.map((r) => r.payload_id)}::uuid[],
+        ${batch.logged}::bool[])
+        AS r(a, dv, ord, m, type, sa, sd, sapp, sp, sr, cm, ct, st, ex, fl, g, rt, body, pid, logged)
+      JOIN up ON up.account_id = r.a AND up.device_id = r.dv
+      WHERE NOT r.logged OR r.m IN (SELECT message_id FROM sl)
+      RETURNING account_id, device_id, seq, app, message_id
+    )
+    SELECT 'q' AS kind, account_id, device_id, seq, app, message_id FROM ins
+    UNION ALL
+    SELECT 's', NULL, NULL, NULL, NULL, message_id FROM sl
+  `.execute(db);
+  const out: QueueBatchResult = { logged: new Set(), queued: new Map() };
+  for (const r of result.rows) {
+    if (r.kind === "s") out.logged.add(r.message_id);
+    else
+      out.queued.set(`${r.account_id}/${r.device_id}/${r.message_id}`, {
+        seq: Number(r.seq),
+        app: Number(r.app),
+      });
+  }
+  return out;
+}
