@@ -32,7 +32,15 @@ await migrateToLatest(db);
 const accounts: string[] = [];
 for (let i = 0; i < Number(args.accounts); i++) {
   const id = randomUUID();
-  await insertAccount(db, { id, app: App.WHATSAPP, providerId: "", handle: `+1666${String(i).padStart(7, "0")}`, registrationId: 1, deviceName: "", passwordHash: "x" });
+  await insertAccount(db, {
+    id,
+    app: App.WHATSAPP,
+    providerId: "",
+    handle: `+1666${String(i).padStart(7, "0")}`,
+    registrationId: 1,
+    deviceName: "",
+    passwordHash: "x",
+  });
   accounts.push(id);
 }
 const metrics = createMetrics({ instance: "pbench", collectDefaults: false });
@@ -78,8 +86,17 @@ await new Promise<void>((resolve) => {
   for (let i = 0; i < Number(args.concurrency); i++) next();
 });
 const s = (performance.now() - t0) / 1000;
-const batches = (await metrics.commitBatchSize.get()).values.find((v) => v.metricName?.endsWith("_count"))?.value ?? 0;
-console.log(JSON.stringify({ sends: total, seconds: +s.toFixed(2), sendsPerSecond: Math.round(total / s), batches, avgBatch: +(total / batches).toFixed(1) }));
+const batches =
+  (await metrics.commitBatchSize.get()).values.find((v) => v.metricName?.endsWith("_count"))?.value ?? 0;
+console.log(
+  JSON.stringify({
+    sends: total,
+    seconds: +s.toFixed(2),
+    sendsPerSecond: Math.round(total / s),
+    batches,
+    avgBatch: +(total / batches).toFixed(1),
+  }),
+);
 await pipeline.close();
 await db.destroy();
 await admin.query(`DROP DATABASE ${dbName} WITH (FORCE)`);

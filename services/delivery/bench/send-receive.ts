@@ -65,50 +65,59 @@ const serverPort = 40000 + Math.floor(Math.random() * 10000);
 const metricsPort = serverPort + 1;
 let child: ChildProcess | undefined;
 const fanout = await createRedisFanout({ url: redisUrl, keyPrefix: `bench${Date.now()}:` });
-const app = SEPARATE ? undefined : buildApp({
-  config: {
-    APP_TOKENS: [{ app: App.WHATSAPP, providerId: "", token: TOKEN }],
-    MAX_CIPHERTEXT_BYTES: 256 * 1024,
-    QUEUE_TTL_SECONDS: 3600,
-    MAX_QUEUE_LENGTH: 100_000,
-    SEND_BATCH_MAX: 500,
-    SEND_LANES: Number(args.lanes),
-    ACK_BATCH_MAX: 4000,
-    STREAM_POLL_MS: 15_000,
-    MAX_DEVICES: 6,
-    MAX_GROUP_MEMBERS: 1000,
-    INSTANCE_ID: "bench",
-  },
-  db,
-  fanout,
-  log,
-  collectDefaultMetrics: false,
-});
+const app = SEPARATE
+  ? undefined
+  : buildApp({
+      config: {
+        APP_TOKENS: [{ app: App.WHATSAPP, providerId: "", token: TOKEN }],
+        MAX_CIPHERTEXT_BYTES: 256 * 1024,
+        QUEUE_TTL_SECONDS: 3600,
+        MAX_QUEUE_LENGTH: 100_000,
+        SEND_BATCH_MAX: 500,
+        SEND_LANES: Number(args.lanes),
+        ACK_BATCH_MAX: 4000,
+        STREAM_POLL_MS: 15_000,
+        MAX_DEVICES: 6,
+        MAX_GROUP_MEMBERS: 1000,
+        INSTANCE_ID: "bench",
+      },
+      db,
+      fanout,
+      log,
+      collectDefaultMetrics: false,
+    });
 let target: string;
 if (app) {
   const { port } = await app.listen({ host: "127.0.0.1", port: 0 });
   target = `127.0.0.1:${port}`;
 } else {
   const flags = args["server-node-flags"].split(" ").filter(Boolean);
-  child = spawn(process.execPath, [...flags, "--conditions=switchboard-source", "--import", "tsx", "src/main.ts"], {
-    stdio: ["ignore", "ignore", "inherit"],
-    env: {
-      ...process.env,
-      DATABASE_URL: url.toString(),
-      REDIS_URL: redisUrl,
-      APP_TOKENS: `whatsapp=${TOKEN}`,
-      GRPC_HOST: "127.0.0.1",
-      GRPC_PORT: String(serverPort),
-      METRICS_PORT: String(metricsPort),
-      SEND_LANES: args.lanes,
-      MAX_QUEUE_LENGTH: "100000",
-      ACK_BATCH_MAX: "4000",
-      LOG_LEVEL: "warn",
+  child = spawn(
+    process.execPath,
+    [...flags, "--conditions=switchboard-source", "--import", "tsx", "src/main.ts"],
+    {
+      stdio: ["ignore", "ignore", "inherit"],
+      env: {
+        ...process.env,
+        DATABASE_URL: url.toString(),
+        REDIS_URL: redisUrl,
+        APP_TOKENS: `whatsapp=${TOKEN}`,
+        GRPC_HOST: "127.0.0.1",
+        GRPC_PORT: String(serverPort),
+        METRICS_PORT: String(metricsPort),
+        SEND_LANES: args.lanes,
+        MAX_QUEUE_LENGTH: "100000",
+        ACK_BATCH_MAX: "4000",
+        LOG_LEVEL: "warn",
+      },
     },
-  });
+  );
   target = `127.0.0.1:${serverPort}`;
   for (let i = 0; ; i++) {
-    const ok = await fetch(`http://127.0.0.1:${metricsPort}/healthz`).then((r) => r.ok, () => false);
+    const ok = await fetch(`http://127.0.0.1:${metricsPort}/healthz`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ok) break;
     if (i > 200) throw new Error("delivery child did not start");
     await new Promise((r) => setTimeout(r, 100));
@@ -260,7 +269,15 @@ const cpu = process.cpuUsage(cpu0);
 async function serverStats() {
   if (!app) {
     const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-    const pick = (name: string) => Number(/^(\S+)\{[^}]*\} (\S+)$/m.exec(text.split("\n").filter((l) => l.startsWith(name)).join("\n"))?.[2] ?? 0);
+    const pick = (name: string) =>
+      Number(
+        /^(\S+)\{[^}]*\} (\S+)$/m.exec(
+          text
+            .split("\n")
+            .filter((l) => l.startsWith(name))
+            .join("\n"),
+        )?.[2] ?? 0,
+      );
     const batches = pick("switchboard_send_batch_size_count");
     return {
       commitBatches: batches,
@@ -271,8 +288,10 @@ async function serverStats() {
       processCpuSeconds: pick("process_cpu_seconds_total"),
     };
   }
-  const value = async (m: { get(): Promise<{ values: Array<{ value: number; metricName?: string }> }> }, suffix = "") =>
-    (await m.get()).values.find((v) => (suffix ? v.metricName?.endsWith(suffix) : true))?.value ?? 0;
+  const value = async (
+    m: { get(): Promise<{ values: Array<{ value: number; metricName?: string }> }> },
+    suffix = "",
+  ) => (await m.get()).values.find((v) => (suffix ? v.metricName?.endsWith(suffix) : true))?.value ?? 0;
   const batches = await value(app.metrics.commitBatchSize, "_count");
   const batched = await value(app.metrics.commitBatchSize, "_sum");
   return {

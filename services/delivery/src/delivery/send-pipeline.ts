@@ -231,7 +231,9 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
   async function commitBatch(all: Pending[], serverTimestampMs: number) {
     const results: Array<ItemResult | undefined> = new Array<ItemResult | undefined>(all.length);
     // Receipts ride along in the same statement; user sends are checked below.
-    const receipts = all.flatMap((p, i) => (p.send.kind === "receipt" ? [{ row: p.send.row, index: i }] : []));
+    const receipts = all.flatMap((p, i) =>
+      p.send.kind === "receipt" ? [{ row: p.send.row, index: i }] : [],
+    );
     const sends = all.flatMap((p, index) => (p.send.kind === "receipt" ? [] : [{ send: p.send, index }]));
 
     const groupIds = [...new Set(sends.flatMap((s) => (s.send.kind === "group" ? [s.send.groupId] : [])))];
@@ -244,7 +246,11 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
     const [senders, devices] = await Promise.all([
       checkSenders(
         opts.db,
-        sends.map(({ send }) => ({ accountId: send.sender.accountId, deviceId: send.sender.deviceId, clientMessageId: send.clientMessageId })),
+        sends.map(({ send }) => ({
+          accountId: send.sender.accountId,
+          deviceId: send.sender.deviceId,
+          clientMessageId: send.clientMessageId,
+        })),
       ),
       listQueueDevices(opts.db, [...destAccounts]),
     ]);
@@ -278,7 +284,9 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
       }
       if (firstByKey.has(key)) continue; // answered from the first occurrence below
       if (checked?.registrationId === undefined) {
-        results[index] = { error: new AppError(Code.Unauthenticated, "DEVICE_REMOVED", "the sending device no longer exists") };
+        results[index] = {
+          error: new AppError(Code.Unauthenticated, "DEVICE_REMOVED", "the sending device no longer exists"),
+        };
         continue;
       }
       const targets: Array<{ device: QueueDevice; type: EnvelopeType; content: Uint8Array | null }> = [];
@@ -291,11 +299,20 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
         const self = s.destinationAccountId === s.sender.accountId ? s.sender.deviceId : undefined;
         const check = checkDeviceList(current, s.messages, self);
         if (check.kind === "mismatched") {
-          results[index] = { outcome: { kind: "mismatched", accountId: s.destinationAccountId, missing: check.missing, extra: check.extra } };
+          results[index] = {
+            outcome: {
+              kind: "mismatched",
+              accountId: s.destinationAccountId,
+              missing: check.missing,
+              extra: check.extra,
+            },
+          };
           continue;
         }
         if (check.kind === "stale") {
-          results[index] = { outcome: { kind: "stale", accountId: s.destinationAccountId, stale: check.stale } };
+          results[index] = {
+            outcome: { kind: "stale", accountId: s.destinationAccountId, stale: check.stale },
+          };
           continue;
         }
         const byId = new Map(current.map((d) => [d.deviceId, d]));
@@ -317,7 +334,8 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
             const current = memberIds.includes(accountId) ? (devicesOf.get(accountId) ?? []) : [];
             const self = accountId === s.sender.accountId ? s.sender.deviceId : undefined;
             const check = checkDeviceList(current, expected.get(accountId) ?? [], self);
-            if (check.kind === "mismatched") mismatched.push({ accountId, missing: check.missing, extra: check.extra });
+            if (check.kind === "mismatched")
+              mismatched.push({ accountId, missing: check.missing, extra: check.extra });
             else if (check.kind === "stale") stale.push({ accountId, stale: check.stale });
           }
           if (mismatched.length > 0 || stale.length > 0) {
@@ -333,13 +351,20 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
         }
       }
       const full = targets.some(
-        (t) => queueLength(t.device) + (pendingPerDevice.get(`${t.device.accountId}/${t.device.deviceId}`) ?? 0) >= opts.maxQueueLength,
+        (t) =>
+          queueLength(t.device) + (pendingPerDevice.get(`${t.device.accountId}/${t.device.deviceId}`) ?? 0) >=
+          opts.maxQueueLength,
       );
       if (full) {
         results[index] = {
-          error: new AppError(Code.ResourceExhausted, "RECIPIENT_QUEUE_FULL", "a recipient device's queue is full; retry later", {
-            retryAfterMs: 60_000,
-          }),
+          error: new AppError(
+            Code.ResourceExhausted,
+            "RECIPIENT_QUEUE_FULL",
+            "a recipient device's queue is full; retry later",
+            {
+              retryAfterMs: 60_000,
+            },
+          ),
         };
         continue;
       }
@@ -348,7 +373,13 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
         pendingPerDevice.set(k, (pendingPerDevice.get(k) ?? 0) + 1);
       }
       firstByKey.set(key, index);
-      accepted.push({ index, send: s, messageId: randomUUID(), registrationId: checked.registrationId, targets });
+      accepted.push({
+        index,
+        send: s,
+        messageId: randomUUID(),
+        registrationId: checked.registrationId,
+        targets,
+      });
     }
 
     const rows: Array<Omit<QueueInsert, "app">> = [];
@@ -384,7 +415,9 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
     for (const r of receipts) {
       rows.push(r.row);
       logged.push(false);
-      results[r.index] = { outcome: { kind: "sent", messageId: r.row.message_id, serverTimestampMs, duplicate: false } };
+      results[r.index] = {
+        outcome: { kind: "sent", messageId: r.row.message_id, serverTimestampMs, duplicate: false },
+      };
     }
 
     const committed = await commitQueueBatch(opts.db, {
@@ -398,7 +431,11 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
       })),
       rows,
       logged,
-      payloads: accepted.flatMap((a) => (a.send.kind === "group" ? [{ messageId: a.messageId, app: a.send.sender.app, content: a.send.content }] : [])),
+      payloads: accepted.flatMap((a) =>
+        a.send.kind === "group"
+          ? [{ messageId: a.messageId, app: a.send.sender.app, content: a.send.content }]
+          : [],
+      ),
     });
 
     // A send whose key another instance committed meanwhile is a retry: answer with that result.
@@ -408,17 +445,31 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
         ? new Map<string, { messageId: string; serverTimestampMs: number }>()
         : await findSendLog(
             opts.db,
-            raced.map((a) => ({ senderAccountId: a.send.sender.accountId, senderDeviceId: a.send.sender.deviceId, clientMessageId: a.send.clientMessageId })),
+            raced.map((a) => ({
+              senderAccountId: a.send.sender.accountId,
+              senderDeviceId: a.send.sender.deviceId,
+              clientMessageId: a.send.clientMessageId,
+            })),
           );
     for (const a of accepted) {
       if (committed.logged.has(a.messageId)) {
-        results[a.index] = { outcome: { kind: "sent", messageId: a.messageId, serverTimestampMs, duplicate: false } };
+        results[a.index] = {
+          outcome: { kind: "sent", messageId: a.messageId, serverTimestampMs, duplicate: false },
+        };
         continue;
       }
-      const f = found.get(sendLogKey(a.send.sender.accountId, a.send.sender.deviceId, a.send.clientMessageId));
+      const f = found.get(
+        sendLogKey(a.send.sender.accountId, a.send.sender.deviceId, a.send.clientMessageId),
+      );
       results[a.index] = f
         ? { outcome: { kind: "sent", ...f, duplicate: true } }
-        : { error: new AppError(Code.Aborted, "CONCURRENT_SEND", "a concurrent send with this client_message_id failed; retry") };
+        : {
+            error: new AppError(
+              Code.Aborted,
+              "CONCURRENT_SEND",
+              "a concurrent send with this client_message_id failed; retry",
+            ),
+          };
     }
 
     // Later occurrences of a key within this batch answer like the first one.
