@@ -11,6 +11,7 @@ export {
   ERROR_DOMAIN,
   STATUS_DETAILS_KEY,
 } from "./status.js";
+export { Encoded } from "./types.js";
 export type {
   BidiStream,
   BidiStreamingCall,

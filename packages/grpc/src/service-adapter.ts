@@ -11,7 +11,7 @@ import type * as grpc from "@grpc/grpc-js";
 import { AppError, Code, isAppError } from "@switchboard/errors";
 import type { Logger } from "pino";
 import { appErrorToStatus, statusName } from "./status.js";
-import type { CallContext, StreamSender } from "./types.js";
+import { Encoded, type CallContext, type StreamSender } from "./types.js";
 
 /** What a finished call reports to `onCallEnd`. */
 export interface CallEndEvent {
@@ -174,6 +174,7 @@ function requestOf(method: DescMethod, decoded: Decoded): Message {
 }
 
 function encode(schema: DescMessage, init: unknown): Uint8Array {
+  if (init instanceof Encoded) return init.bytes;
   return toBinary(schema, create(schema, init as MessageInitShape<DescMessage>));
 }
 

@@ -37,7 +37,17 @@ export interface CallContext {
  * aborted (see {@link CallContext.signal}) it rejects with the abort reason.
  */
 export interface StreamSender<O extends DescMessage> {
-  send(message: MessageInitShape<O>): Promise<void>;
+  send(message: MessageInitShape<O> | Encoded<O>): Promise<void>;
+}
+
+/**
+ * A response already in wire form, written as is. For hot paths that hold the exact bytes of the
+ * response (e.g. an event whose wire format matches it field for field); the caller vouches that
+ * `bytes` decode as `O`.
+ */
+export class Encoded<O extends DescMessage> {
+  declare private readonly schema?: O;
+  constructor(readonly bytes: Uint8Array) {}
 }
 
 /** Handler of a unary RPC: returns the response (a message or its init shape). */

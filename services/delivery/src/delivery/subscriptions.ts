@@ -14,8 +14,12 @@ export type CloseReason = "displaced" | "removed" | "unsubscribed" | "shutdown" 
 
 /** Where a subscription writes: one device's view of a stream. */
 export interface DeliverySink {
-  /** Pushes one envelope (the stream applies its own write buffering). */
-  deliver(envelope: Envelope): void;
+  /**
+   * Pushes one envelope (the stream applies its own write buffering). `wire`, when given, is a
+   * message whose field 1 is this envelope (a fan-out event), writable as is as a
+   * ConnectResponse or ReceiveMessagesResponse — saving a re-encode.
+   */
+  deliver(envelope: Envelope, wire?: Uint8Array): void;
   /** The stored backlog has been sent. */
   queueEmpty(): void;
   /** The subscription ended for `reason` (not called for "stream_closed"/"unsubscribed"). */
@@ -121,10 +125,10 @@ export function createSubscriptionManager(opts: SubscriptionManagerOptions): Sub
         this.log.warn({ bytes: payload.byteLength }, "undecodable fan-out event");
         return;
       }
-      this.handle(ev);
+      this.handle(ev, payload);
     }
 
-    private handle(ev: DeviceEvent) {
+    private handle(ev: DeviceEvent, payload: Uint8Array) {
       switch (ev.kind) {
         case "displace":
           if (
@@ -151,7 +155,7 @@ export function createSubscriptionManager(opts: SubscriptionManagerOptions): Sub
               opts.metrics.ephemeralDropped.inc();
               return;
             }
-            this.push(env, false);
+            this.push(env, false, payload);
             return;
           }
           const seq = Number(env.sequence);
@@ -163,7 +167,7 @@ export function createSubscriptionManager(opts: SubscriptionManagerOptions): Sub
             !this.reading &&
             this.inflight.size < this.window
           ) {
-            this.push(env, true);
+            this.push(env, true, payload);
             return;
           }
           if (this.inflight.size >= this.window) {
@@ -176,7 +180,7 @@ export function createSubscriptionManager(opts: SubscriptionManagerOptions): Sub
       }
     }
 
-    private push(env: Envelope, tracked: boolean) {
+    private push(env: Envelope, tracked: boolean, wire?: Uint8Array) {
       if (tracked) {
         const seq = Number(env.sequence);
         this.inflight.set(env.id, seq);
@@ -184,7 +188,7 @@ export function createSubscriptionManager(opts: SubscriptionManagerOptions): Sub
       }
       opts.metrics.deliveries.inc();
       opts.metrics.pushSeconds.observe(Math.max(0, Date.now() - Number(env.serverTimestampMs)) / 1000);
-      this.sink.deliver(env);
+      this.sink.deliver(env, wire);
     }
 
     acked(messageIds: readonly string[]) {

@@ -2,12 +2,13 @@ import { randomUUID } from "node:crypto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { AppError, Code, isAppError } from "@switchboard/errors";
 import type { Fanout } from "@switchboard/fanout";
-import type { CallContext, ServiceImpl } from "@switchboard/grpc";
+import { Encoded, type CallContext, type ServiceImpl } from "@switchboard/grpc";
 import type { MessageService } from "@switchboard/proto";
 import {
   EnvelopeSchema,
   EnvelopeType,
   type ConnectResponseSchema,
+  type ReceiveMessagesResponseSchema,
   type Envelope,
   type SendGroupMessageRequest,
   type SendGroupMessageResponseSchema,
@@ -318,8 +319,14 @@ export function createMessageService(deps: MessageServiceDeps): ServiceImpl<type
         wake = resolve;
       });
       const sink: DeliverySink = {
-        deliver: (envelope) =>
-          void out.send({ frame: { case: "envelope", value: envelope } }).catch(() => wake()),
+        deliver: (envelope, wire) =>
+          void out
+            .send(
+              wire
+                ? new Encoded<typeof ReceiveMessagesResponseSchema>(wire)
+                : { frame: { case: "envelope", value: envelope } },
+            )
+            .catch(() => wake()),
         queueEmpty: () =>
           void out.send({ frame: { case: "queueEmpty", value: { device } } }).catch(() => wake()),
         closed: (reason) => {
@@ -358,7 +365,9 @@ export function createMessageService(deps: MessageServiceDeps): ServiceImpl<type
       const principal = await auth.authenticate(ctx.metadata);
       const mine = new Map<string, Subscription>();
       const key = (d: { accountId: string; deviceId: number }) => `${d.accountId}/${d.deviceId}`;
-      const send = (frame: MessageInitShape<typeof ConnectResponseSchema>) => {
+      const send = (
+        frame: MessageInitShape<typeof ConnectResponseSchema> | Encoded<typeof ConnectResponseSchema>,
+      ) => {
         out.send(frame).catch(() => {
           // The stream is gone; the request loop ends with it.
         });
@@ -380,7 +389,12 @@ export function createMessageService(deps: MessageServiceDeps): ServiceImpl<type
                 await mine.get(key(device))?.close("unsubscribed");
                 const address = { accountId: device.accountId, deviceId: device.deviceId };
                 const sub = await deps.subscriptions.subscribe(address, window, {
-                  deliver: (envelope) => send({ frame: { case: "delivery", value: envelope } }),
+                  deliver: (envelope, wire) =>
+                    send(
+                      wire
+                        ? new Encoded<typeof ConnectResponseSchema>(wire)
+                        : { frame: { case: "delivery", value: envelope } },
+                    ),
                   queueEmpty: () => send({ frame: { case: "queueEmpty", value: { device: address } } }),
                   closed: (reason) => {
                     if (mine.get(key(address)) === sub) mine.delete(key(address));

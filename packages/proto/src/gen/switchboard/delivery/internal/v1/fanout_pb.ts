@@ -32,6 +32,8 @@ export type FanoutEvent = Message<"switchboard.delivery.internal.v1.FanoutEvent"
   event: {
     /**
      * A message committed for the device (with its sequence), or an ephemeral one (sequence 0).
+     * Field 1 deliberately matches ConnectResponse.delivery and ReceiveMessagesResponse.envelope:
+     * the event's bytes are forwarded to a device stream as is, without re-encoding.
      *
      * @generated from field: switchboard.common.v1.Envelope message = 1;
      */
