@@ -60,6 +60,8 @@ export async function createBackend() {
 export interface Instance {
   app: DeliveryApp;
   port: number;
+  /** The metrics/health HTTP port, when started with `metrics: true`. */
+  metricsPort?: number;
   target: string;
   fanout: Fanout;
   close(): Promise<void>;
@@ -68,7 +70,7 @@ export interface Instance {
 /** Starts a delivery instance on port 0 over the backend; closed when the test finishes. */
 export async function startInstance(
   backend: { db: Kysely<Database>; prefix: string },
-  opts: { config?: Partial<AppConfig>; redis?: string; fanout?: Fanout } = {},
+  opts: { config?: Partial<AppConfig>; redis?: string; fanout?: Fanout; metrics?: boolean } = {},
 ): Promise<Instance> {
   const fanout =
     opts.fanout ?? (await createRedisFanout({ url: opts.redis ?? redisUrl(), keyPrefix: backend.prefix }));
@@ -79,7 +81,11 @@ export async function startInstance(
     log: testLog,
     collectDefaultMetrics: false,
   });
-  const { port } = await app.listen({ host: "127.0.0.1", port: 0 });
+  const { port, metricsPort } = await app.listen({
+    host: "127.0.0.1",
+    port: 0,
+    metricsPort: opts.metrics ? 0 : undefined,
+  });
   let closed = false;
   const close = async () => {
     if (closed) return;
@@ -88,7 +94,7 @@ export async function startInstance(
     if (!opts.fanout) await fanout.close();
   };
   onTestFinished(close);
-  return { app, port, target: `127.0.0.1:${port}`, fanout, close };
+  return { app, port, metricsPort, target: `127.0.0.1:${port}`, fanout, close };
 }
 
 type Clients = {
