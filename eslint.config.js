@@ -35,7 +35,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ["**/config.ts", "**/test/**", "**/*.test.ts", "**/bench/**", "**/scripts/**", "**/vitest.*.ts"],
+    files: ["**/config.ts", "**/test/**", "**/*.test.ts", "**/bench/**", "**/scripts/**", "**/vitest.*.ts", "packages/testkit/src/**"],
     rules: { "no-restricted-properties": "off" },
   },
 );
