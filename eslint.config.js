@@ -35,7 +35,15 @@ export default tseslint.config(
     },
   },
   {
-    files: ["**/config.ts", "**/test/**", "**/*.test.ts", "**/bench/**", "**/scripts/**", "**/vitest.*.ts", "packages/testkit/src/**"],
+    files: [
+      "**/config.ts",
+      "**/test/**",
+      "**/*.test.ts",
+      "**/bench/**",
+      "**/scripts/**",
+      "**/vitest.*.ts",
+      "packages/testkit/src/**",
+    ],
     rules: { "no-restricted-properties": "off" },
   },
 );

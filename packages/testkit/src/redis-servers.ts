@@ -11,7 +11,7 @@ import { promisify } from "node:util";
 import { Redis } from "ioredis";
 
 /** The shared Redis: `REDIS_URL`, else a local default. */
-// eslint-disable-next-line no-restricted-properties -- a test-harness default, as in the globalSetup
+
 export const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 
 /** A fresh channel prefix, `t<12 hex>:`, so tests sharing one Redis never see each other's events. */
