@@ -8,6 +8,8 @@ import { App, EnvelopeType } from "@switchboard/proto";
 import { createDatabase, insertAccount, migrateToLatest } from "@switchboard/storage";
 import pg from "pg";
 import pino from "pino";
+import { createMemoryRateLimiter } from "@switchboard/ratelimit";
+import { ratePolicies } from "../src/delivery/rate-limits.js";
 import { createSendPipeline } from "../src/delivery/send-pipeline.js";
 import { createMetrics } from "../src/metrics.js";
 
@@ -53,6 +55,8 @@ const pipeline = createSendPipeline({
   batchMax: 500,
   queueTtlMs: 3_600_000,
   maxQueueLength: 1_000_000,
+  limiter: createMemoryRateLimiter(),
+  policies: ratePolicies({ RATE_SEND_PER_SECOND: 1e6, RATE_PAIR_PER_SECOND: 1e6 }),
 });
 const total = Number(args.sends);
 let started = 0;

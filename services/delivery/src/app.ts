@@ -7,7 +7,9 @@ import { sql, type Kysely } from "kysely";
 import type { Logger } from "pino";
 import { createAuthenticator } from "./auth/principal.js";
 import type { DeliveryConfig } from "./config.js";
+import { createMemoryRateLimiter, type RateLimiter } from "@switchboard/ratelimit";
 import { createAckPipeline } from "./delivery/ack-pipeline.js";
+import { ratePolicies } from "./delivery/rate-limits.js";
 import { createSendPipeline } from "./delivery/send-pipeline.js";
 import { createSubscriptionManager } from "./delivery/subscriptions.js";
 import { createMetrics, type Metrics } from "./metrics.js";
@@ -29,7 +31,10 @@ export type AppConfig = Pick<
   | "STREAM_POLL_MS"
   | "MAX_DEVICES"
   | "MAX_GROUP_MEMBERS"
-> & { INSTANCE_ID: string };
+> &
+  Partial<Pick<DeliveryConfig, "RATE_SEND_PER_SECOND" | "RATE_PAIR_PER_SECOND" | "RATE_PREKEYS_PER_MINUTE" | "RATE_REGISTER_PER_HOUR">> & {
+    INSTANCE_ID: string;
+  };
 
 /** A built delivery service: serve it with `listen`, stop it with `close`. */
 export interface DeliveryApp {
@@ -57,10 +62,14 @@ export function buildApp(deps: {
   config: AppConfig;
   db: Kysely<Database>;
   fanout: Fanout;
+  /** Token buckets shared by all instances (Redis); default: in memory (a single instance). */
+  limiter?: RateLimiter;
   log: Logger;
   collectDefaultMetrics?: boolean;
 }): DeliveryApp {
   const { config, db, fanout, log } = deps;
+  const limiter = deps.limiter ?? createMemoryRateLimiter();
+  const policies = ratePolicies(config);
   const metrics = createMetrics({
     instance: config.INSTANCE_ID,
     collectDefaults: deps.collectDefaultMetrics,
@@ -83,6 +92,8 @@ export function buildApp(deps: {
     batchMax: config.SEND_BATCH_MAX,
     queueTtlMs,
     maxQueueLength: config.MAX_QUEUE_LENGTH,
+    limiter,
+    policies,
   });
   const acks = createAckPipeline({
     db,
@@ -104,9 +115,9 @@ export function buildApp(deps: {
   const grpc = createGrpcServer({ log, maxReceiveMessageBytes: config.MAX_CIPHERTEXT_BYTES * 4 + 64 * 1024 });
   grpc.add(
     DirectoryService,
-    createDirectoryService({ db, auth, fanout, subscriptions, maxDevices: config.MAX_DEVICES }),
+    createDirectoryService({ db, auth, fanout, subscriptions, maxDevices: config.MAX_DEVICES, limiter, policies, log }),
   );
-  grpc.add(KeyService, createKeyService({ db, auth }));
+  grpc.add(KeyService, createKeyService({ db, auth, limiter, policies, log }));
   grpc.add(
     MessageService,
     createMessageService({
@@ -118,6 +129,9 @@ export function buildApp(deps: {
       subscriptions,
       metrics,
       maxCiphertextBytes: config.MAX_CIPHERTEXT_BYTES,
+      limiter,
+      policies,
+      log,
     }),
   );
   grpc.add(GroupService, createGroupService({ db, auth, maxMembers: config.MAX_GROUP_MEMBERS }));

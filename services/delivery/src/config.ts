@@ -99,6 +99,14 @@ export const deliveryEnv = {
   MAX_GROUP_MEMBERS: int({ min: 2, max: 10_000, default: 1_000 }),
   /** Graceful-shutdown budget for in-flight sends and streams. */
   SHUTDOWN_GRACE_MS: int({ min: 0, default: 10_000 }),
+  /** Sends per second per sender device (burst: five seconds' worth). */
+  RATE_SEND_PER_SECOND: int({ min: 1, default: 200 }),
+  /** Sends per second per sender device to one recipient account or group (burst: five seconds' worth). */
+  RATE_PAIR_PER_SECOND: int({ min: 1, default: 100 }),
+  /** Pre-key bundles an account may fetch per minute (also the burst). */
+  RATE_PREKEYS_PER_MINUTE: int({ min: 1, default: 120 }),
+  /** Registration attempts per handle per hour. */
+  RATE_REGISTER_PER_HOUR: int({ min: 1, default: 20 }),
   /** Apply database migrations at start (compose runs them once in a dedicated job instead). */
   MIGRATE_ON_START: bool({ default: true }),
 };

@@ -7,6 +7,7 @@ import {
   type Fanout,
 } from "@switchboard/fanout";
 import { createLogger } from "@switchboard/logger";
+import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter } from "@switchboard/ratelimit";
 import { createDatabase, migrateToLatest } from "@switchboard/storage";
 import { buildApp } from "./app.js";
 import { loadConfig } from "./config.js";
@@ -33,20 +34,24 @@ if (config.MIGRATE_ON_START) {
 }
 
 let fanout: Fanout;
+let limiter: RateLimiter;
 if (config.REDIS_CLUSTER_NODES) {
   const nodes = config.REDIS_CLUSTER_NODES.split(",").map((n) => {
     const [host, port] = n.trim().split(":");
     return { host: host ?? "127.0.0.1", port: Number(port ?? 6379) };
   });
   fanout = await createRedisClusterFanout({ nodes, log });
+  limiter = createRedisRateLimiter({ nodes });
 } else if (config.REDIS_URL) {
   fanout = await createRedisFanout({ url: config.REDIS_URL, log });
+  limiter = createRedisRateLimiter({ url: config.REDIS_URL });
 } else {
-  log.warn({}, "REDIS_URL not set: using the in-process fan-out bus (single instance only)");
+  log.warn({}, "REDIS_URL not set: using the in-process fan-out bus and rate limits (single instance only)");
   fanout = createMemoryFanout();
+  limiter = createMemoryRateLimiter();
 }
 
-const app = buildApp({ config: { ...config, INSTANCE_ID: instance }, db, fanout, log });
+const app = buildApp({ config: { ...config, INSTANCE_ID: instance }, db, fanout, limiter, log });
 await app.listen({
   host: config.GRPC_HOST,
   port: config.GRPC_PORT,
@@ -60,6 +65,7 @@ async function shutdown(signal: string) {
   log.info({ signal }, "shutting down");
   await app.close(config.SHUTDOWN_GRACE_MS);
   await fanout.close();
+  await limiter.close();
   await db.destroy();
   log.info({}, "stopped");
   process.exit(0);

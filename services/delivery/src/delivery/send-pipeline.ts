@@ -18,10 +18,12 @@ import {
 } from "@switchboard/storage";
 import type { Kysely } from "kysely";
 import type { Logger } from "pino";
+import type { RateLimiter } from "@switchboard/ratelimit";
 import { checkDeviceList, type DeviceRegistration } from "../domain/device-list.js";
 import { packFlags, queuedMessageToEnvelope } from "../domain/envelope.js";
 import type { Metrics } from "../metrics.js";
 import { encodeMessageEvent } from "./events.js";
+import { checkLimits, type RateLimitPolicies } from "./rate-limits.js";
 
 /** The sending device with its account's app. */
 export interface Sender {
@@ -103,6 +105,9 @@ export interface SendPipelineOptions {
   batchMax: number;
   queueTtlMs: number;
   maxQueueLength: number;
+  /** Token buckets checked per send (sender device, and sender→recipient pair) before the commit. */
+  limiter: RateLimiter;
+  policies: RateLimitPolicies;
 }
 
 /** The group-commit send path. */
@@ -152,7 +157,29 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
     });
   }
 
-  async function runBatch(batch: Pending[]): Promise<void> {
+  async function runBatch(all: Pending[]): Promise<void> {
+    // Rate limits for the whole batch in one round trip; receipts are not limited.
+    const denied = await checkLimits(
+      opts.limiter,
+      opts.log,
+      all.map(({ send: s }) => {
+        if (s.kind === "receipt") return [];
+        const device = `${s.sender.accountId}.${s.sender.deviceId}`;
+        const peer = s.kind === "direct" ? s.destinationAccountId : s.groupId;
+        return [
+          { policy: opts.policies.send, subject: device },
+          { policy: opts.policies.pair, subject: `${device}>${peer}` },
+        ];
+      }),
+    );
+    const batch = all.filter((p, i) => {
+      const error = denied[i];
+      if (!error) return true;
+      opts.metrics.sends.inc({ kind: p.send.kind, outcome: "rate_limited" });
+      p.reject(error);
+      return false;
+    });
+    if (batch.length === 0) return;
     const started = performance.now();
     opts.metrics.commitBatchSize.observe(batch.length);
     let committed:

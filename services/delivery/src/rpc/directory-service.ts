@@ -16,7 +16,10 @@ import {
 import type { Kysely } from "kysely";
 import { hashPassword } from "../auth/password.js";
 import type { Authenticator } from "../auth/principal.js";
+import type { RateLimiter } from "@switchboard/ratelimit";
+import type { Logger } from "pino";
 import { encodeRemovedEvent } from "../delivery/events.js";
+import { checkLimits, type RateLimitPolicies } from "../delivery/rate-limits.js";
 import type { SubscriptionManager } from "../delivery/subscriptions.js";
 import { normalizeHandle } from "../domain/handles.js";
 import {
@@ -50,6 +53,9 @@ export function createDirectoryService(deps: {
   fanout: Fanout;
   subscriptions: SubscriptionManager;
   maxDevices: number;
+  limiter: RateLimiter;
+  policies: RateLimitPolicies;
+  log: Logger;
 }): ServiceImpl<typeof DirectoryService> {
   const { db, auth } = deps;
   return {
@@ -70,6 +76,10 @@ export function createDirectoryService(deps: {
         );
       }
       const handle = normalizeHandle(req.handle.app, req.handle.value, req.handle.providerId);
+      const [limited] = await checkLimits(deps.limiter, deps.log, [
+        [{ policy: deps.policies.register, subject: `${req.handle.app}:${req.handle.providerId}:${handle}` }],
+      ]);
+      if (limited) throw limited;
       const registrationId = requireRegistrationId(req.registrationId);
       const passwordHash = await hashPassword(requirePassword(req.password));
       const { account, device } = await insertAccount(db, {

@@ -16,7 +16,10 @@ import {
   type StoredPreKey,
 } from "@switchboard/storage";
 import type { Kysely } from "kysely";
+import type { RateLimiter } from "@switchboard/ratelimit";
+import type { Logger } from "pino";
 import type { Authenticator } from "../auth/principal.js";
+import { checkLimits, type RateLimitPolicies } from "../delivery/rate-limits.js";
 import {
   invalid,
   MAX_KEY_BYTES,
@@ -55,6 +58,9 @@ function uniqueIds(keys: ReadonlyArray<{ keyId: number }>, field: string) {
 export function createKeyService(deps: {
   db: Kysely<Database>;
   auth: Authenticator;
+  limiter: RateLimiter;
+  policies: RateLimitPolicies;
+  log: Logger;
 }): ServiceImpl<typeof KeyService> {
   const { db, auth } = deps;
   return {
@@ -92,8 +98,13 @@ export function createKeyService(deps: {
 
     async getPreKeyBundles(req, ctx): Promise<MessageInitShape<typeof GetPreKeyBundlesResponseSchema>> {
       const principal = await auth.authenticate(ctx.metadata);
-      await auth.actingDevice(principal, req.requester, "requester");
+      const requester = await auth.actingDevice(principal, req.requester, "requester");
       const accountId = requireUuid(req.accountId, "account_id");
+      // Each fetch may consume one-time keys: limit per requesting account (pre-key draining).
+      const [limited] = await checkLimits(deps.limiter, deps.log, [
+        [{ policy: deps.policies.prekeys, subject: requester.accountId }],
+      ]);
+      if (limited) throw limited;
       const account = await findAccountById(db, accountId);
       if (!account) return { result: { case: "notFound", value: {} } };
       const bundles = await claimBundles(db, accountId, req.deviceId);

@@ -19,7 +19,10 @@ import { findDeviceCredential, listDevices, listGroupMembers, type Database } fr
 import { create } from "@bufbuild/protobuf";
 import type { Kysely } from "kysely";
 import type { ActingDevice, Authenticator, Principal } from "../auth/principal.js";
+import type { RateLimiter } from "@switchboard/ratelimit";
+import type { Logger } from "pino";
 import type { AckPipeline } from "../delivery/ack-pipeline.js";
+import { checkLimits, type RateLimitPolicies } from "../delivery/rate-limits.js";
 import { encodeMessageEvent } from "../delivery/events.js";
 import type { DirectSend, GroupSend, SendOutcome, SendPipeline } from "../delivery/send-pipeline.js";
 import type { DeliverySink, Subscription, SubscriptionManager } from "../delivery/subscriptions.js";
@@ -57,6 +60,9 @@ export interface MessageServiceDeps {
   subscriptions: SubscriptionManager;
   metrics: Metrics;
   maxCiphertextBytes: number;
+  limiter: RateLimiter;
+  policies: RateLimitPolicies;
+  log: Logger;
 }
 
 function reportTag(tag: Uint8Array): Uint8Array | null {
@@ -192,6 +198,15 @@ export function createMessageService(deps: MessageServiceDeps): ServiceImpl<type
    * whichever streams hold them now. Offline devices never see them.
    */
   async function sendEphemeral(send: DirectSend | GroupSend): Promise<SendOutcome> {
+    const device = `${send.sender.accountId}.${send.sender.deviceId}`;
+    const peer = send.kind === "direct" ? send.destinationAccountId : send.groupId;
+    const [limited] = await checkLimits(deps.limiter, deps.log, [
+      [
+        { policy: deps.policies.send, subject: device },
+        { policy: deps.policies.pair, subject: `${device}>${peer}` },
+      ],
+    ]);
+    if (limited) throw limited;
     const now = Date.now();
     const messageId = randomUUID();
     const base = {
