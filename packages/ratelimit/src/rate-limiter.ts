@@ -73,7 +73,11 @@ export function createRedisRateLimiter(opts: {
   keyPrefix?: string;
 }): RateLimiter {
   const options = { lazyConnect: false, maxRetriesPerRequest: 1, enableOfflineQueue: true };
-  const redis = (opts.nodes ? new Cluster(opts.nodes, { redisOptions: options }) : new Redis(opts.url ?? "redis://127.0.0.1:6379", options)) as Client;
+  const redis = (
+    opts.nodes
+      ? new Cluster(opts.nodes, { redisOptions: options })
+      : new Redis(opts.url ?? "redis://127.0.0.1:6379", options)
+  ) as Client;
   redis.on("error", () => {
     // Reported through failed `take` calls; ioredis reconnects by itself.
   });
@@ -83,9 +87,18 @@ export function createRedisRateLimiter(opts: {
     async take(requests) {
       if (requests.length === 0) return [];
       const now = Date.now();
-      const pipeline = redis.pipeline() as unknown as { rlTake: Client["rlTake"]; exec(): Promise<Array<[Error | null, unknown]> | null> };
+      const pipeline = redis.pipeline() as unknown as {
+        rlTake: Client["rlTake"];
+        exec(): Promise<Array<[Error | null, unknown]> | null>;
+      };
       for (const r of requests) {
-        pipeline.rlTake(rateLimitKey(prefix, r.policy.name, r.subject), r.policy.capacity, r.policy.refillPerSecond, r.cost ?? 1, now);
+        void pipeline.rlTake(
+          rateLimitKey(prefix, r.policy.name, r.subject),
+          r.policy.capacity,
+          r.policy.refillPerSecond,
+          r.cost ?? 1,
+          now,
+        );
       }
       const results = (await pipeline.exec()) ?? [];
       return results.map(([err, value]) => {
@@ -110,7 +123,10 @@ export function createMemoryRateLimiter(opts: { now?: () => number } = {}): Rate
       return requests.map((r) => {
         const key = rateLimitKey("", r.policy.name, r.subject);
         const b = buckets.get(key) ?? { tokens: r.policy.capacity, ts: t };
-        b.tokens = Math.min(r.policy.capacity, b.tokens + (Math.max(0, t - b.ts) * r.policy.refillPerSecond) / 1000);
+        b.tokens = Math.min(
+          r.policy.capacity,
+          b.tokens + (Math.max(0, t - b.ts) * r.policy.refillPerSecond) / 1000,
+        );
         b.ts = t;
         buckets.set(key, b);
         const cost = r.cost ?? 1;
@@ -118,7 +134,10 @@ export function createMemoryRateLimiter(opts: { now?: () => number } = {}): Rate
           b.tokens -= cost;
           return { allowed: true, retryAfterMs: 0 };
         }
-        return { allowed: false, retryAfterMs: Math.ceil(((cost - b.tokens) * 1000) / r.policy.refillPerSecond) };
+        return {
+          allowed: false,
+          retryAfterMs: Math.ceil(((cost - b.tokens) * 1000) / r.policy.refillPerSecond),
+        };
       });
     },
     async close() {

@@ -24,7 +24,10 @@ describe.each<[string, () => RateLimiter]>([
     const a = randomBytes(4).toString("hex");
     const b = randomBytes(4).toString("hex");
     await limiter().take(Array.from({ length: 3 }, () => ({ policy, subject: a })));
-    const [denied, other] = await limiter().take([{ policy, subject: a }, { policy, subject: b }]);
+    const [denied, other] = await limiter().take([
+      { policy, subject: a },
+      { policy, subject: b },
+    ]);
     expect(denied?.allowed).toBe(false);
     expect(other?.allowed).toBe(true);
     await new Promise((r) => setTimeout(r, 250));

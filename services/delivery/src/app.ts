@@ -32,7 +32,12 @@ export type AppConfig = Pick<
   | "MAX_DEVICES"
   | "MAX_GROUP_MEMBERS"
 > &
-  Partial<Pick<DeliveryConfig, "RATE_SEND_PER_SECOND" | "RATE_PAIR_PER_SECOND" | "RATE_PREKEYS_PER_MINUTE" | "RATE_REGISTER_PER_HOUR">> & {
+  Partial<
+    Pick<
+      DeliveryConfig,
+      "RATE_SEND_PER_SECOND" | "RATE_PAIR_PER_SECOND" | "RATE_PREKEYS_PER_MINUTE" | "RATE_REGISTER_PER_HOUR"
+    >
+  > & {
     INSTANCE_ID: string;
   };
 
@@ -115,7 +120,16 @@ export function buildApp(deps: {
   const grpc = createGrpcServer({ log, maxReceiveMessageBytes: config.MAX_CIPHERTEXT_BYTES * 4 + 64 * 1024 });
   grpc.add(
     DirectoryService,
-    createDirectoryService({ db, auth, fanout, subscriptions, maxDevices: config.MAX_DEVICES, limiter, policies, log }),
+    createDirectoryService({
+      db,
+      auth,
+      fanout,
+      subscriptions,
+      maxDevices: config.MAX_DEVICES,
+      limiter,
+      policies,
+      log,
+    }),
   );
   grpc.add(KeyService, createKeyService({ db, auth, limiter, policies, log }));
   grpc.add(

@@ -163,11 +163,20 @@ describe("operations", () => {
 describe("rate limits", () => {
   test("throttle a sender past its burst with RATE_LIMITED and a retry hint, and pre-key draining", async () => {
     const backend = await createBackend();
-    const inst = await startInstance(backend, { config: { RATE_SEND_PER_SECOND: 2, RATE_PAIR_PER_SECOND: 100, RATE_PREKEYS_PER_MINUTE: 3 } });
+    const inst = await startInstance(backend, {
+      config: { RATE_SEND_PER_SECOND: 2, RATE_PAIR_PER_SECOND: 100, RATE_PREKEYS_PER_MINUTE: 3 },
+    });
     const alice = await registerAccount(inst.target);
     const bob = await registerAccount(inst.target);
     const c = clientsFor(inst.target, alice.auth);
-    const outcomes = await Promise.all(Array.from({ length: 14 }, (_, i) => sendTo(c, [bob], `m${i}`).then(() => "sent", (e: unknown) => e)));
+    const outcomes = await Promise.all(
+      Array.from({ length: 14 }, (_, i) =>
+        sendTo(c, [bob], `m${i}`).then(
+          () => "sent",
+          (e: unknown) => e,
+        ),
+      ),
+    );
     // Burst = five seconds' worth (10); the rest are refused.
     expect(outcomes.filter((o) => o === "sent")).toHaveLength(10);
     const refused = outcomes.filter((o) => o !== "sent");
@@ -176,9 +185,17 @@ describe("rate limits", () => {
     expect((refused[0] as { retryAfterMs?: number }).retryAfterMs).toBeGreaterThan(0);
 
     const drains = await Promise.all(
-      Array.from({ length: 5 }, () => c.keys.getPreKeyBundles({ accountId: bob.accountId }).then(() => "ok", (e: unknown) => e)),
+      Array.from({ length: 5 }, () =>
+        c.keys.getPreKeyBundles({ accountId: bob.accountId }).then(
+          () => "ok",
+          (e: unknown) => e,
+        ),
+      ),
     );
     expect(drains.filter((d) => d === "ok")).toHaveLength(3);
-    expect(drains.find((d) => d !== "ok")).toMatchObject({ code: Code.ResourceExhausted, reason: "RATE_LIMITED" });
+    expect(drains.find((d) => d !== "ok")).toMatchObject({
+      code: Code.ResourceExhausted,
+      reason: "RATE_LIMITED",
+    });
   });
 });

@@ -35,10 +35,15 @@ export function ratePolicies(c: {
 
 /** The error a denied request gets: RESOURCE_EXHAUSTED, reason RATE_LIMITED, with a retry hint. */
 export const rateLimited = (what: string, retryAfterMs: number) =>
-  new AppError(Code.ResourceExhausted, "RATE_LIMITED", `${what} rate limit exceeded; retry in ${retryAfterMs} ms`, {
-    retryAfterMs,
-    metadata: { limit: what },
-  });
+  new AppError(
+    Code.ResourceExhausted,
+    "RATE_LIMITED",
+    `${what} rate limit exceeded; retry in ${retryAfterMs} ms`,
+    {
+      retryAfterMs,
+      metadata: { limit: what },
+    },
+  );
 
 /**
  * Checks groups of buckets in one round trip: entry i of the result is undefined when all of
