@@ -60,19 +60,21 @@ export const httpReady = (url: string) => async (): Promise<boolean> => {
 };
 
 /** Resolves true when something accepts TCP connections on `port`. */
-export const tcpReady = (port: number, host = "127.0.0.1") => async (): Promise<boolean> =>
-  new Promise((resolve) => {
-    import("node:net")
-      .then(({ connect }) => {
-        const socket = connect({ port, host });
-        socket.once("connect", () => {
-          socket.destroy();
-          resolve(true);
-        });
-        socket.once("error", () => resolve(false));
-      })
-      .catch(() => resolve(false));
-  });
+export const tcpReady =
+  (port: number, host = "127.0.0.1") =>
+  async (): Promise<boolean> =>
+    new Promise((resolve) => {
+      import("node:net")
+        .then(({ connect }) => {
+          const socket = connect({ port, host });
+          socket.once("connect", () => {
+            socket.destroy();
+            resolve(true);
+          });
+          socket.once("error", () => resolve(false));
+        })
+        .catch(() => resolve(false));
+    });
 
 /**
  * Starts a service as a child process and waits until `ready()` holds. Throws with the process's
@@ -98,7 +100,9 @@ export async function startServiceProcess(opts: ServiceProcessOptions): Promise<
     const deadline = Date.now() + (opts.readyTimeoutMs ?? 30_000);
     while (Date.now() < deadline) {
       if (proc.exitCode !== null || proc.signalCode !== null) {
-        throw new Error(`${opts.name} exited (${proc.exitCode ?? proc.signalCode}) before it was ready:\n${output}`);
+        throw new Error(
+          `${opts.name} exited (${proc.exitCode ?? proc.signalCode}) before it was ready:\n${output}`,
+        );
       }
       if (await opts.ready()) return;
       await new Promise((r) => setTimeout(r, 100));
