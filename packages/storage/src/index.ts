@@ -1,6 +1,8 @@
 export type * from "./schema.js";
 export { createDatabase, migrateToLatest, migrateUrl } from "./database.js";
 export type { DatabaseOptions } from "./database.js";
+export { createEmbeddedDatabase } from "./embedded-database.js";
+export type { EmbeddedDatabaseOptions } from "./embedded-database.js";
 export {
   isUniqueViolation,
   isRetryableTransactionError,
