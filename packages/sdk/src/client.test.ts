@@ -241,8 +241,13 @@ class FakeTransport implements Transport {
     if (request.identityKey.length > 0) device.identityKey = request.identityKey;
     if (request.signedPreKey !== undefined) device.signedPreKey = request.signedPreKey;
     if (request.lastResortKyberPreKey !== undefined) device.lastResort = request.lastResortKyberPreKey;
-    device.preKeys.push(...request.oneTimePreKeys);
-    device.kyberPreKeys.push(...request.kyberPreKeys);
+    // As the delivery service does, a key with an id already stored replaces the old key.
+    const replace = <K extends { keyId: number }>(stored: K[], uploaded: K[]): K[] => [
+      ...stored.filter((k) => !uploaded.some((u) => u.keyId === k.keyId)),
+      ...uploaded,
+    ];
+    device.preKeys = replace(device.preKeys, request.oneTimePreKeys);
+    device.kyberPreKeys = replace(device.kyberPreKeys, request.kyberPreKeys);
     return {
       $typeName: "switchboard.delivery.v1.UploadKeysResponse",
       oneTimePreKeyCount: device.preKeys.length,
@@ -865,6 +870,102 @@ describe("SwitchboardClient", () => {
       [undefined, "to the group", group.id],
     ]);
     noFailures(alice1, alice2, bob);
+  });
+
+  it("resets its identity: peers see the new key with the next message and keep talking", async () => {
+    const server = new FakeServer();
+    const alice = await registerUser(server, "+15550000131");
+    const bob = await registerUser(server, "+15550000132");
+    const group = await bob.client.createGroup([alice.accountId]);
+    await bob.client.sendGroupMessage(group.id, { text: "group before" });
+    await alice.client.sendMessage(bob.accountId, { text: "before" });
+    await pump(server, alice, bob);
+    const before = await alice.client.safetyNumber(bob.accountId, 1);
+    const distributionId = await bob.client.groupDistributionId(group.id);
+    const kyberIds = server.device(bob.accountId, 1).kyberPreKeys.map((k) => k.keyId);
+
+    await bob.client.resetIdentity();
+    const bobServer = server.device(bob.accountId, 1);
+    // One-time Kyber keys are re-signed under the same ids; none signed by the old key remains.
+    expect(bobServer.kyberPreKeys.map((k) => k.keyId).sort((a, b) => a - b)).toEqual(kyberIds);
+    expect(await bob.client.groupDistributionId(group.id)).not.toBe(distributionId);
+    // The reset to Alice is an empty Content: a pre-key message she reads without an app event.
+    expect(envelopesTo(server, alice).at(-1)?.type).toBe(EnvelopeType.PREKEY_MESSAGE);
+    await pump(server, alice);
+    expect(alice.events.identityChanged).toEqual([
+      {
+        accountId: bob.accountId,
+        deviceId: 1,
+        safetyNumber: (await bob.client.safetyNumber(alice.accountId, 1))?.displayable,
+      },
+    ]);
+    expect(alice.events.identityChanged[0]?.safetyNumber).not.toBe(before?.displayable);
+
+    await alice.client.sendMessage(bob.accountId, { text: "after" });
+    await bob.client.sendGroupMessage(group.id, { text: "group after" });
+    const carol = await registerUser(server, "+15550000133");
+    await carol.client.sendMessage(bob.accountId, { text: "from a newcomer" });
+    await pump(server, alice, bob);
+    expect(texts(bob)).toEqual(["before", "after", "from a newcomer"]);
+    expect(texts(alice)).toEqual(["group before", "group after"]);
+    noFailures(alice, bob, carol);
+  });
+
+  it("resets the session with a device whose message fails to decrypt, at most once a minute", async () => {
+    let nowMs = Date.now();
+    const server = new FakeServer();
+    const alice = await registerUser(server, "+15550000141");
+    const bobStore = createMemoryStore();
+    const bobTransport = server.transport();
+    const bob0 = await createClient({ transport: bobTransport, store: bobStore, now: () => nowMs });
+    const bobEvents = record(bob0);
+    const registered = await bob0.registerAccount({
+      handle: { app: App.WHATSAPP, value: "+15550000142" },
+      appToken: APP_TOKEN,
+    });
+    const bob: TestDevice = {
+      client: bob0,
+      transport: bobTransport,
+      store: bobStore,
+      events: bobEvents,
+      ...registered,
+    };
+    await alice.client.sendMessage(bob.accountId, { text: "one" });
+    await pump(server, bob);
+    // Bob loses his session with Alice (as after restoring an old backup).
+    await bobStore.session.deleteSession(ProtocolAddress.new(alice.accountId, 1));
+
+    await alice.client.sendMessage(bob.accountId, { text: "lost" });
+    await alice.client.sendMessage(bob.accountId, { text: "lost too" });
+    await pump(server, bob);
+    expect(bob.events.decryptionFailed).toHaveLength(2);
+    const resets = envelopesTo(server, alice).filter((e) => e.type === EnvelopeType.PREKEY_MESSAGE);
+    expect(resets).toHaveLength(1);
+    await pump(server, alice);
+    expect(alice.events.identityChanged).toEqual([]);
+    await alice.client.sendMessage(bob.accountId, { text: "healed" });
+    await pump(server, bob);
+    expect(texts(bob)).toEqual(["one", "healed"]);
+
+    // A minute later another failure resets the session again.
+    await bobStore.session.deleteSession(ProtocolAddress.new(alice.accountId, 1));
+    nowMs += 61_000;
+    await alice.client.sendMessage(bob.accountId, { text: "lost again" });
+    await pump(server, bob);
+    expect(envelopesTo(server, alice).filter((e) => e.type === EnvelopeType.PREKEY_MESSAGE)).toHaveLength(2);
+    expect(alice.events.error).toEqual([]);
+    expect(bob.events.error).toEqual([]);
+  });
+
+  it("answers not_a_member to a group send by a removed member that never sent to the group", async () => {
+    const server = new FakeServer();
+    const alice = await registerUser(server, "+15550000151");
+    const bob = await registerUser(server, "+15550000152");
+    const group = await alice.client.createGroup([bob.accountId]);
+    await alice.client.removeGroupMembers(group.id, [bob.accountId]);
+    expect(await bob.client.sendGroupMessage(group.id, { text: "still here?" })).toEqual({
+      kind: "not_a_member",
+    });
   });
 
   describe("de-duplication", () => {

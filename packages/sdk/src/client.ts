@@ -188,6 +188,10 @@ const DAY_MS = 86_400_000;
 const FINGERPRINT_ITERATIONS = 5200;
 const FINGERPRINT_VERSION = 2;
 const MAX_KEYS_PER_UPLOAD = 100;
+/** One-time keys of a kind the delivery service stores per device. */
+const MAX_STORED_ONE_TIME_KEYS = 1000;
+/** A device whose messages fail to decrypt gets a session reset at most this often. */
+const SESSION_RESET_INTERVAL_MS = 60_000;
 const PREKEY_CIPHERTEXT_TYPE: number = CiphertextMessageType.PreKey;
 
 function copyBytes(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
@@ -299,6 +303,8 @@ export class SwitchboardClient {
   private loop: Promise<void> | undefined;
   private subscription: { close(): void } | undefined;
   private wake: (() => void) | undefined;
+  /** When a session reset last went to each peer device (`account.device`), ms since epoch. */
+  private readonly sessionResets = new Map<string, number>();
 
   /** Use createClient. */
   constructor(options: ClientOptions) {
@@ -512,6 +518,57 @@ export class SwitchboardClient {
   /** Rotates the signed pre-key and last-resort Kyber key now (and refills if needed). */
   async rotateSignedPreKey(): Promise<KeyMaintenanceReport> {
     return this.maintainKeys({ forceRotation: true });
+  }
+
+  /**
+   * Replaces this device's identity key pair, e.g. after a suspected compromise. Publishes the
+   * new identity key with a new signed pre-key and last-resort Kyber key (and re-signs the
+   * one-time Kyber keys the server may still hand out), forgets every session, starts a new
+   * sender key for every group, then resets the session with every account it had one with:
+   * their devices meet the new key at once and report `identityChanged`. Messages they encrypted
+   * for the old key before reading the reset are lost (`decryptionFailed` here). The device keeps
+   * its address, registration id and password. Fails with transport errors (call it again);
+   * a peer that cannot be reached is reported as an `error` event.
+   */
+  async resetIdentity(): Promise<void> {
+    await this.exclusive(async () => {
+      const local = this.local;
+      this.self();
+      if (local === undefined)
+        throw new AppError(Code.FailedPrecondition, "NOT_INITIALIZED", "no local identity");
+      // Sessions carry the old identity key: a peer would keep using them and never see the new one.
+      const peers = await this.store.session.getAccountIds();
+      for (const accountId of peers) {
+        for (const deviceId of await this.store.session.getDeviceIds(accountId)) {
+          await this.store.session.deleteSession(addressOf(accountId, deviceId));
+        }
+      }
+      for (const groupId of await this.store.state.listGroupIds()) {
+        const group = await this.store.state.getGroup(groupId);
+        if (group !== undefined) {
+          await this.store.state.setGroup(groupId, {
+            ...group,
+            distributionId: randomUUID(),
+            distributedTo: {},
+          });
+        }
+      }
+      const identity = generateIdentityKeyPair();
+      const uploads = await this.replaceSignedKeysLocked(identity);
+      const next: LocalDevice = { ...local, identityKeyPair: toBase64(identity.serialize()) };
+      await this.store.state.setLocalDevice(next);
+      this.local = next;
+      // Private halves must be durable before the public halves are handed out.
+      await this.store.flush();
+      for (const upload of uploads) await this.transport.uploadKeys(upload);
+      for (const accountId of peers) {
+        try {
+          await this.sendSessionResetLocked(accountId, []);
+        } catch (error) {
+          this.queueEvent(() => this.emitter.emit("error", { error, context: "session reset" }));
+        }
+      }
+    });
   }
 
   /**
@@ -995,6 +1052,41 @@ export class SwitchboardClient {
     }
   }
 
+  /**
+   * Generates everything the identity key signs for `identity`: a signed pre-key, a last-resort
+   * Kyber key, and a replacement (same id) for each one-time Kyber key, so the server, which
+   * overwrites keys by id, hands out no key signed by the old identity. Returns the uploads, the
+   * first carrying the identity key.
+   */
+  private async replaceSignedKeysLocked(identity: IdentityKeyPair): Promise<UploadKeysRequest[]> {
+    const kyberKeys = await this.store.kyberPreKey.listKyberPreKeys();
+    // The server hands out the lowest ids first, so the keys it still holds are the newest ones.
+    const oneTimeIds = kyberKeys
+      .filter((k) => !k.lastResort)
+      .map((k) => k.id)
+      .sort((a, b) => a - b)
+      .slice(-MAX_STORED_ONE_TIME_KEYS);
+    for (const { id } of kyberKeys) await this.store.kyberPreKey.removeKyberPreKey(id);
+    for (const { id } of await this.store.signedPreKey.listSignedPreKeys()) {
+      await this.store.signedPreKey.removeSignedPreKey(id);
+    }
+    const first = create(UploadKeysRequestSchema, { identityKey: identity.publicKey.serialize() });
+    await this.generateKeysLocked(identity, first, { ec: false, kyber: false, rotate: true });
+    const uploads = [first];
+    const nowMs = this.now();
+    for (const id of oneTimeIds) {
+      let upload = uploads[uploads.length - 1] ?? first;
+      if (upload.kyberPreKeys.length >= MAX_KEYS_PER_UPLOAD) {
+        upload = create(UploadKeysRequestSchema, {});
+        uploads.push(upload);
+      }
+      const key = generateKyberPreKey(identity, id, nowMs);
+      await this.store.kyberPreKey.saveKyberPreKey(id, key);
+      upload.kyberPreKeys.push(signedPreKeyToProto(key));
+    }
+    return uploads;
+  }
+
   private async fingerprint(accountId: string, deviceId: number): Promise<Fingerprint | undefined> {
     const self = this.self();
     const remote = await this.store.identity.getIdentity(addressOf(accountId, deviceId));
@@ -1167,6 +1259,45 @@ export class SwitchboardClient {
     }
   }
 
+  /**
+   * Sends an empty Content (which readers ignore) to every device of `accountId`, starting new
+   * sessions from fresh bundles with `deviceIds` and any device without a usable session. The
+   * peer's devices replace their sessions on reading it, and see this device's current identity.
+   */
+  private async sendSessionResetLocked(accountId: string, deviceIds: number[]): Promise<void> {
+    const result = await this.sendToAccountLocked(accountId, encodeContent({}), {
+      clientMessageId: randomUUID(),
+      timestampMs: this.now(),
+      expectedDevices: deviceIds,
+    });
+    if (result.kind !== "sent") return;
+    for (const { deviceId } of result.devices) this.sessionResets.set(`${accountId}.${deviceId}`, this.now());
+  }
+
+  /**
+   * After a one-to-one message from a device failed to decrypt (lost or restored session state,
+   * a changed identity key, ...), archives the session with it and resets the session, at most
+   * once per SESSION_RESET_INTERVAL_MS per device. Failures become `error` events.
+   */
+  private async resetSessionAfterFailureLocked(accountId: string, deviceId: number): Promise<void> {
+    const key = `${accountId}.${deviceId}`;
+    const last = this.sessionResets.get(key);
+    if (last !== undefined && this.now() - last < SESSION_RESET_INTERVAL_MS) return;
+    this.sessionResets.set(key, this.now());
+    try {
+      const address = addressOf(accountId, deviceId);
+      // Archived, not deleted: messages still in flight on the old session remain readable.
+      const record = await this.store.session.getSession(address);
+      if (record?.hasCurrentState() === true) {
+        record.archiveCurrentState();
+        await this.store.session.saveSession(address, record);
+      }
+      await this.sendSessionResetLocked(accountId, [deviceId]);
+    } catch (error) {
+      this.queueEvent(() => this.emitter.emit("error", { error, context: "session reset" }));
+    }
+  }
+
   // ---- internals: groups --------------------------------------------------------------------
 
   /** Merges a server view of a group into local state, rotating the sender key after a removal. */
@@ -1225,6 +1356,18 @@ export class SwitchboardClient {
     return state;
   }
 
+  /** Re-reads a group from the server; undefined when it is unknown or this account left it. */
+  private async refreshGroupLocked(groupId: string): Promise<GroupState | undefined> {
+    try {
+      return await this.applyGroupLocked(
+        await this.transport.getGroup(create(GetGroupRequestSchema, { groupId })),
+      );
+    } catch (error) {
+      if (isAppError(error) && error.code === Code.NotFound) return undefined;
+      throw error;
+    }
+  }
+
   private async distributeSenderKeyLocked(groupId: string, state: GroupState): Promise<GroupState> {
     const self = this.self();
     const isSelfDevice = (accountId: string, deviceId: string): boolean =>
@@ -1278,11 +1421,9 @@ export class SwitchboardClient {
     options: SendOptions,
   ): Promise<{ kind: "sent"; messageId: string; serverTimestampMs: number } | { kind: "not_a_member" }> {
     const self = this.self();
-    let state =
-      (await this.store.state.getGroup(groupId)) ??
-      (await this.applyGroupLocked(
-        await this.transport.getGroup(create(GetGroupRequestSchema, { groupId })),
-      ));
+    const known = (await this.store.state.getGroup(groupId)) ?? (await this.refreshGroupLocked(groupId));
+    if (known === undefined) return { kind: "not_a_member" };
+    let state: GroupState = known;
     for (let attempt = 1; ; attempt++) {
       state = await this.distributeSenderKeyLocked(groupId, state);
       const ciphertext = await groupEncrypt(
@@ -1337,9 +1478,9 @@ export class SwitchboardClient {
         }
       }
       await this.store.state.setGroup(groupId, state);
-      state = await this.applyGroupLocked(
-        await this.transport.getGroup(create(GetGroupRequestSchema, { groupId })),
-      );
+      const refreshed = await this.refreshGroupLocked(groupId);
+      if (refreshed === undefined) return { kind: "not_a_member" };
+      state = refreshed;
       if (attempt >= this.maxSendAttempts) {
         throw new AppError(
           Code.Aborted,
@@ -1369,6 +1510,7 @@ export class SwitchboardClient {
     const self = this.self();
     const preKeyUsed = envelope.type === EnvelopeType.PREKEY_MESSAGE;
     let plaintext: Uint8Array<ArrayBuffer>;
+    let decrypted = false;
     try {
       const source = envelope.source;
       if (source === undefined || source.accountId === "") {
@@ -1412,6 +1554,7 @@ export class SwitchboardClient {
             `envelope type ${envelope.type} is not supported`,
           );
       }
+      decrypted = true;
       const decoded = decodeContent(plaintext);
       if (source.accountId === self.accountId && source.deviceId !== self.deviceId) {
         const own = await state.getOwnDeviceIds();
@@ -1425,13 +1568,27 @@ export class SwitchboardClient {
         await finish();
         return { preKeyUsed };
       }
+      // No body: a session reset (or a body from a newer client); the session is all it carried.
+      if (decoded.body.case === undefined) {
+        await finish();
+        return { preKeyUsed };
+      }
     } catch (error) {
       // A ratchet message seen before (its keys are spent) is a redelivery: drop it quietly.
-      if (!(error instanceof LibSignalErrorBase && error.is(ErrorCode.DuplicatedMessage))) {
-        if (isAppError(error) && error.code === Code.Unavailable) throw error;
-        this.queueEvent(() => this.emitter.emit("decryptionFailed", { meta, error }));
+      if (error instanceof LibSignalErrorBase && error.is(ErrorCode.DuplicatedMessage)) {
+        await finish();
+        return { preKeyUsed };
       }
+      if (isAppError(error) && error.code === Code.Unavailable) throw error;
+      this.queueEvent(() => this.emitter.emit("decryptionFailed", { meta, error }));
       await finish();
+      const source = envelope.source;
+      const oneToOne =
+        envelope.type === EnvelopeType.PREKEY_MESSAGE || envelope.type === EnvelopeType.CIPHERTEXT;
+      // The sender's session with this device is unusable: without a reset it would keep using it.
+      if (!decrypted && oneToOne && source !== undefined && source.accountId !== "") {
+        await this.resetSessionAfterFailureLocked(source.accountId, source.deviceId);
+      }
       return { preKeyUsed };
     }
     const stripped = clone(EnvelopeSchema, envelope);

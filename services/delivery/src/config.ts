@@ -107,6 +107,8 @@ export const deliveryEnv = {
   RATE_PREKEYS_PER_MINUTE: int({ min: 1, default: 120 }),
   /** Registration attempts per handle per hour. */
   RATE_REGISTER_PER_HOUR: int({ min: 1, default: 20 }),
+  /** Without DATABASE_URL: the embedded PostgreSQL (PGlite) data directory, kept across restarts. */
+  DATA_DIR: str({ default: ".data/pglite" }),
   /** Apply database migrations at start (compose runs them once in a dedicated job instead). */
   MIGRATE_ON_START: bool({ default: true }),
 };

@@ -8,7 +8,7 @@ import {
 } from "@switchboard/fanout";
 import { createLogger } from "@switchboard/logger";
 import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter } from "@switchboard/ratelimit";
-import { createDatabase, migrateToLatest } from "@switchboard/storage";
+import { createDatabase, createEmbeddedDatabase, migrateToLatest } from "@switchboard/storage";
 import { buildApp } from "./app.js";
 import { loadConfig } from "./config.js";
 
@@ -18,16 +18,21 @@ const config = loadOrExit(() => loadConfig());
 const log = createLogger({ service: "delivery", version: VERSION, level: config.LOG_LEVEL });
 const instance = config.INSTANCE_ID ?? `${hostname()}-${process.pid}`;
 
-if (!config.DATABASE_URL) {
-  log.fatal({}, "DATABASE_URL is required (use `pnpm start` for embedded defaults)");
-  process.exit(78);
+const embedded = !config.DATABASE_URL;
+const db = config.DATABASE_URL
+  ? createDatabase({
+      url: config.DATABASE_URL,
+      poolSize: config.DATABASE_POOL_SIZE,
+      applicationName: `delivery-${instance}`,
+      onPoolError: (err) => log.warn({ err }, "idle database connection failed"),
+    })
+  : await createEmbeddedDatabase({ dataDir: config.DATA_DIR });
+if (embedded) {
+  log.warn(
+    { dataDir: config.DATA_DIR },
+    "DATABASE_URL not set: using embedded PostgreSQL (PGlite, one process)",
+  );
 }
-const db = createDatabase({
-  url: config.DATABASE_URL,
-  poolSize: config.DATABASE_POOL_SIZE,
-  applicationName: `delivery-${instance}`,
-  onPoolError: (err) => log.warn({ err }, "idle database connection failed"),
-});
 if (config.MIGRATE_ON_START) {
   const applied = await migrateToLatest(db);
   if (applied.length > 0) log.info({ applied }, "migrations applied");
@@ -51,7 +56,14 @@ if (config.REDIS_CLUSTER_NODES) {
   limiter = createMemoryRateLimiter();
 }
 
-const app = buildApp({ config: { ...config, INSTANCE_ID: instance }, db, fanout, limiter, log });
+// PGlite runs one transaction at a time: one lane gives the largest group commits.
+const app = buildApp({
+  config: { ...config, INSTANCE_ID: instance, SEND_LANES: embedded ? 1 : config.SEND_LANES },
+  db,
+  fanout,
+  limiter,
+  log,
+});
 await app.listen({
   host: config.GRPC_HOST,
   port: config.GRPC_PORT,

@@ -35,6 +35,8 @@ export interface SdkSessionStore extends SessionStore {
   deleteSession(address: ProtocolAddress): Promise<void>;
   /** Device ids of an account that this device holds sessions with, ascending. */
   getDeviceIds(accountId: string): Promise<number[]>;
+  /** Accounts (this one included) that this device holds at least one session with. */
+  getAccountIds(): Promise<string[]>;
 }
 
 /** libsignal's SignedPreKeyStore plus listing and removal, for rotation. */
@@ -75,6 +77,8 @@ export interface ClientStateStore {
   markProcessed(ref: ProcessedRef, atMs: number): Promise<void>;
   getGroup(groupId: string): Promise<GroupState | undefined>;
   setGroup(groupId: string, state: GroupState): Promise<void>;
+  /** Ids of every group this device keeps state for. */
+  listGroupIds(): Promise<string[]>;
   /** This account's other device ids as last seen (the local device excluded). */
   getOwnDeviceIds(): Promise<number[]>;
   setOwnDeviceIds(deviceIds: number[]): Promise<void>;
@@ -154,6 +158,9 @@ class DataSessionStore extends SessionStore implements SdkSessionStore {
       .filter((key) => key.startsWith(prefix))
       .map((key) => Number(key.slice(prefix.length)))
       .sort((a, b) => a - b);
+  }
+  async getAccountIds(): Promise<string[]> {
+    return [...new Set(Object.keys(this.d.sessions).map((key) => key.slice(0, key.lastIndexOf("."))))];
   }
 }
 
@@ -338,6 +345,9 @@ class DataStateStore implements ClientStateStore {
   }
   async setGroup(groupId: string, state: GroupState): Promise<void> {
     this.d.groups[groupId] = structuredClone(state);
+  }
+  async listGroupIds(): Promise<string[]> {
+    return Object.keys(this.d.groups);
   }
   async getOwnDeviceIds(): Promise<number[]> {
     return [...this.d.ownDeviceIds];
