@@ -81,6 +81,57 @@ export async function insertAccount(
   }
 }
 
+/**
+ * Re-registers an existing handle (a reinstall the app re-verified) in one transaction: device 1
+ * takes the new registration id, password and name and loses its keys; every linked device is
+ * deleted; all of the account's queued messages are deleted. Returns undefined when the handle
+ * is not registered, else the account, its primary device and the removed device ids.
+ */
+export async function reregisterAccount(
+  db: Kysely<Database>,
+  a: Omit<NewAccount, "id">,
+): Promise<{ account: AccountRow; device: DeviceSummary; removedDeviceIds: number[] } | undefined> {
+  return db.transaction().execute(async (trx) => {
+    const account = await trx
+      .selectFrom("accounts")
+      .selectAll()
+      .where("app", "=", a.app)
+      .where("provider_id", "=", a.providerId)
+      .where("handle", "=", a.handle)
+      .forUpdate()
+      .executeTakeFirst();
+    if (!account) return undefined;
+    const removed = await trx
+      .deleteFrom("devices")
+      .where("account_id", "=", account.id)
+      .where("device_id", ">", 1)
+      .returning("device_id")
+      .execute();
+    await trx.deleteFrom("queued_messages").where("account_id", "=", account.id).execute();
+    await trx.deleteFrom("one_time_prekeys").where("account_id", "=", account.id).execute();
+    await trx.deleteFrom("kyber_prekeys").where("account_id", "=", account.id).execute();
+    const device = await trx
+      .updateTable("devices")
+      .set({
+        registration_id: a.registrationId,
+        password_hash: a.passwordHash,
+        name: a.deviceName,
+        identity_key: null,
+        signed_prekey_id: null,
+        signed_prekey: null,
+        signed_prekey_signature: null,
+        last_resort_kyber_id: null,
+        last_resort_kyber: null,
+        last_resort_kyber_signature: null,
+      })
+      .where("account_id", "=", account.id)
+      .where("device_id", "=", 1)
+      .returning(["account_id", "device_id", "registration_id", "name", "created_at"])
+      .executeTakeFirstOrThrow();
+    return { account, device: toSummary(device), removedDeviceIds: removed.map((r) => r.device_id) };
+  });
+}
+
 /** The account with this id, or undefined. */
 export async function findAccountById(db: Db, id: string): Promise<AccountRow | undefined> {
   return db.selectFrom("accounts").selectAll().where("id", "=", id).executeTakeFirst();

@@ -39,7 +39,8 @@ const bytes = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.b
 
 /**
  * Stores a device's keys in one transaction. One-time keys with an id already stored replace the
- * old key. Throws NOT_FOUND (DEVICE_NOT_FOUND), FAILED_PRECONDITION (KEYS_INCOMPLETE) when the
+ * old key. A changed identity key deletes the device's stored one-time keys first (they were signed
+ * by the old identity) and requires a new signed pre-key and last-resort key in the same upload. Throws NOT_FOUND (DEVICE_NOT_FOUND), FAILED_PRECONDITION (KEYS_INCOMPLETE) when the
  * device would be left without an identity key, signed pre-key or last-resort key, and
  * RESOURCE_EXHAUSTED (TOO_MANY_PREKEYS) past `maxStored` one-time keys of a kind.
  */
@@ -67,6 +68,31 @@ export async function storeKeys(
         "KEYS_INCOMPLETE",
         "the first upload must include identity_key, signed_pre_key and last_resort_kyber_pre_key",
       );
+    }
+    const identityChanged =
+      upload.identityKey !== undefined &&
+      row.identity_key !== null &&
+      !Buffer.from(row.identity_key).equals(Buffer.from(upload.identityKey));
+    if (identityChanged) {
+      // Every stored pre-key was signed by the old identity: a new identity needs a new signed
+      // pre-key and last-resort key, and old one-time keys must never be handed out again.
+      if (!upload.signedPreKey || !upload.lastResortKyberPreKey) {
+        throw new AppError(
+          Code.FailedPrecondition,
+          "KEYS_INCOMPLETE",
+          "a new identity_key must come with a new signed_pre_key and last_resort_kyber_pre_key",
+        );
+      }
+      await trx
+        .deleteFrom("one_time_prekeys")
+        .where("account_id", "=", device.accountId)
+        .where("device_id", "=", device.deviceId)
+        .execute();
+      await trx
+        .deleteFrom("kyber_prekeys")
+        .where("account_id", "=", device.accountId)
+        .where("device_id", "=", device.deviceId)
+        .execute();
     }
     const set: Record<string, unknown> = {};
     if (upload.identityKey) set.identity_key = bytes(upload.identityKey);

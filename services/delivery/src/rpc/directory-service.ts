@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { AppError, Code } from "@switchboard/errors";
+import { AppError, Code, isAppError } from "@switchboard/errors";
 import type { Fanout } from "@switchboard/fanout";
 import type { ServiceImpl } from "@switchboard/grpc";
 import type { DirectoryService } from "@switchboard/proto";
@@ -11,6 +11,7 @@ import {
   insertAccount,
   insertDevice,
   listDevices,
+  reregisterAccount,
   type Database,
 } from "@switchboard/storage";
 import type { Kysely } from "kysely";
@@ -58,6 +59,20 @@ export function createDirectoryService(deps: {
   log: Logger;
 }): ServiceImpl<typeof DirectoryService> {
   const { db, auth } = deps;
+
+  /** Drops cached credentials and ends streams of devices that were removed or replaced. */
+  async function endDeviceSessions(accountId: string, deviceIds: readonly number[]) {
+    for (const deviceId of deviceIds) {
+      auth.forgetDevice(accountId, deviceId);
+      await deps.subscriptions.removeDevice({ accountId, deviceId });
+    }
+    await deps.fanout.publish(
+      deviceIds.map((deviceId) => ({ key: { accountId, deviceId }, payload: encodeRemovedEvent() })),
+    );
+    for (const deviceId of deviceIds)
+      await deps.fanout.publishBroadcast(encodeDeviceRemovedBroadcast(accountId, deviceId));
+  }
+
   return {
     async registerAccount(req, ctx) {
       const principal = await auth.authenticate(ctx.metadata);
@@ -82,18 +97,37 @@ export function createDirectoryService(deps: {
       if (limited) throw limited;
       const registrationId = requireRegistrationId(req.registrationId);
       const passwordHash = await hashPassword(requirePassword(req.password));
-      const { account, device } = await insertAccount(db, {
-        id: randomUUID(),
+      const fields = {
         app: req.handle.app,
         providerId: req.handle.providerId,
         handle,
         registrationId,
         deviceName: requireMaxBytes(req.deviceName, MAX_DEVICE_NAME_BYTES, "device_name"),
         passwordHash,
-      });
-      ctx.log.info({ accountId: account.id, app: App[account.app] }, "account registered");
-      const proto = accountToProto(account, [device]);
-      return { account: proto.account, device: proto.devices?.[0] };
+      };
+      try {
+        const { account, device } = await insertAccount(db, { id: randomUUID(), ...fields });
+        ctx.log.info({ accountId: account.id, app: App[account.app] }, "account registered");
+        const proto = accountToProto(account, [device]);
+        return { account: proto.account, device: proto.devices?.[0], replaced: false };
+      } catch (err) {
+        if (!(req.replaceExisting && isAppError(err) && err.reason === "HANDLE_TAKEN")) throw err;
+      }
+      const again = await reregisterAccount(db, fields);
+      if (!again)
+        throw new AppError(
+          Code.Aborted,
+          "CONCURRENT_REGISTRATION",
+          "the handle changed during registration; retry",
+        );
+      // The old primary and every linked device lose their sessions at once, on every instance.
+      await endDeviceSessions(again.account.id, [1, ...again.removedDeviceIds]);
+      ctx.log.info(
+        { accountId: again.account.id, removedDevices: again.removedDeviceIds.length },
+        "account re-registered",
+      );
+      const proto = accountToProto(again.account, [again.device]);
+      return { account: proto.account, device: proto.devices?.[0], replaced: true };
     },
 
     async registerDevice(req, ctx) {
@@ -141,10 +175,7 @@ export function createDirectoryService(deps: {
       }
       const removed = await deleteDevice(db, accountId, deviceId);
       if (!removed) throw new AppError(Code.NotFound, "DEVICE_NOT_FOUND", `device ${deviceId} not found`);
-      auth.forgetDevice(accountId, deviceId);
-      await deps.subscriptions.removeDevice({ accountId, deviceId });
-      await deps.fanout.publish([{ key: { accountId, deviceId }, payload: encodeRemovedEvent() }]);
-      await deps.fanout.publishBroadcast(encodeDeviceRemovedBroadcast(accountId, deviceId));
+      await endDeviceSessions(accountId, [deviceId]);
       ctx.log.info({ accountId, deviceId }, "device removed");
       return {};
     },

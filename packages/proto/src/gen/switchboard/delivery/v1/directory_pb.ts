@@ -21,7 +21,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchboard/delivery/v1/directory.proto.
  */
 export const file_switchboard_delivery_v1_directory: GenFile = /*@__PURE__*/
-  fileDesc("Cidzd2l0Y2hib2FyZC9kZWxpdmVyeS92MS9kaXJlY3RvcnkucHJvdG8SF3N3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxIocBChZSZWdpc3RlckFjY291bnRSZXF1ZXN0Ei0KBmhhbmRsZRgBIAEoCzIdLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5IYW5kbGUSFwoPcmVnaXN0cmF0aW9uX2lkGAIgASgNEhAKCHBhc3N3b3JkGAMgASgJEhMKC2RldmljZV9uYW1lGAQgASgJInkKF1JlZ2lzdGVyQWNjb3VudFJlc3BvbnNlEi8KB2FjY291bnQYASABKAsyHi5zd2l0Y2hib2FyZC5jb21tb24udjEuQWNjb3VudBItCgZkZXZpY2UYAiABKAsyHS5zd2l0Y2hib2FyZC5jb21tb24udjEuRGV2aWNlImsKFVJlZ2lzdGVyRGV2aWNlUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhcKD3JlZ2lzdHJhdGlvbl9pZBgCIAEoDRIQCghwYXNzd29yZBgDIAEoCRITCgtkZXZpY2VfbmFtZRgEIAEoCSJHChZSZWdpc3RlckRldmljZVJlc3BvbnNlEi0KBmRldmljZRgBIAEoCzIdLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5EZXZpY2UiPAoTUmVtb3ZlRGV2aWNlUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhEKCWRldmljZV9pZBgCIAEoDSIWChRSZW1vdmVEZXZpY2VSZXNwb25zZSJFChRSZXNvbHZlSGFuZGxlUmVxdWVzdBItCgZoYW5kbGUYASABKAsyHS5zd2l0Y2hib2FyZC5jb21tb24udjEuSGFuZGxlIpcBChVSZXNvbHZlSGFuZGxlUmVzcG9uc2USPAoFZm91bmQYASABKAsyKy5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5BY2NvdW50V2l0aERldmljZXNIABI2Cglub3RfZm91bmQYAiABKAsyIS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5Ob3RGb3VuZEgAQggKBnJlc3VsdCJ1ChJBY2NvdW50V2l0aERldmljZXMSLwoHYWNjb3VudBgBIAEoCzIeLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5BY2NvdW50Ei4KB2RldmljZXMYAiADKAsyHS5zd2l0Y2hib2FyZC5jb21tb24udjEuRGV2aWNlIgoKCE5vdEZvdW5kIicKEUdldEFjY291bnRSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkilAEKEkdldEFjY291bnRSZXNwb25zZRI8CgVmb3VuZBgBIAEoCzIrLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLkFjY291bnRXaXRoRGV2aWNlc0gAEjYKCW5vdF9mb3VuZBgCIAEoCzIhLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLk5vdEZvdW5kSABCCAoGcmVzdWx0Mr8EChBEaXJlY3RvcnlTZXJ2aWNlEnQKD1JlZ2lzdGVyQWNjb3VudBIvLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlZ2lzdGVyQWNjb3VudFJlcXVlc3QaMC5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5SZWdpc3RlckFjY291bnRSZXNwb25zZRJxCg5SZWdpc3RlckRldmljZRIuLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlZ2lzdGVyRGV2aWNlUmVxdWVzdBovLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlZ2lzdGVyRGV2aWNlUmVzcG9uc2USawoMUmVtb3ZlRGV2aWNlEiwuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuUmVtb3ZlRGV2aWNlUmVxdWVzdBotLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlbW92ZURldmljZVJlc3BvbnNlEm4KDVJlc29sdmVIYW5kbGUSLS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5SZXNvbHZlSGFuZGxlUmVxdWVzdBouLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlc29sdmVIYW5kbGVSZXNwb25zZRJlCgpHZXRBY2NvdW50Eiouc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuR2V0QWNjb3VudFJlcXVlc3QaKy5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5HZXRBY2NvdW50UmVzcG9uc2ViBnByb3RvMw", [file_switchboard_common_v1_identity]);
+  fileDesc("Cidzd2l0Y2hib2FyZC9kZWxpdmVyeS92MS9kaXJlY3RvcnkucHJvdG8SF3N3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxIqEBChZSZWdpc3RlckFjY291bnRSZXF1ZXN0Ei0KBmhhbmRsZRgBIAEoCzIdLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5IYW5kbGUSFwoPcmVnaXN0cmF0aW9uX2lkGAIgASgNEhAKCHBhc3N3b3JkGAMgASgJEhMKC2RldmljZV9uYW1lGAQgASgJEhgKEHJlcGxhY2VfZXhpc3RpbmcYBSABKAgiiwEKF1JlZ2lzdGVyQWNjb3VudFJlc3BvbnNlEi8KB2FjY291bnQYASABKAsyHi5zd2l0Y2hib2FyZC5jb21tb24udjEuQWNjb3VudBItCgZkZXZpY2UYAiABKAsyHS5zd2l0Y2hib2FyZC5jb21tb24udjEuRGV2aWNlEhAKCHJlcGxhY2VkGAMgASgIImsKFVJlZ2lzdGVyRGV2aWNlUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhcKD3JlZ2lzdHJhdGlvbl9pZBgCIAEoDRIQCghwYXNzd29yZBgDIAEoCRITCgtkZXZpY2VfbmFtZRgEIAEoCSJHChZSZWdpc3RlckRldmljZVJlc3BvbnNlEi0KBmRldmljZRgBIAEoCzIdLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5EZXZpY2UiPAoTUmVtb3ZlRGV2aWNlUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhEKCWRldmljZV9pZBgCIAEoDSIWChRSZW1vdmVEZXZpY2VSZXNwb25zZSJFChRSZXNvbHZlSGFuZGxlUmVxdWVzdBItCgZoYW5kbGUYASABKAsyHS5zd2l0Y2hib2FyZC5jb21tb24udjEuSGFuZGxlIpcBChVSZXNvbHZlSGFuZGxlUmVzcG9uc2USPAoFZm91bmQYASABKAsyKy5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5BY2NvdW50V2l0aERldmljZXNIABI2Cglub3RfZm91bmQYAiABKAsyIS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5Ob3RGb3VuZEgAQggKBnJlc3VsdCJ1ChJBY2NvdW50V2l0aERldmljZXMSLwoHYWNjb3VudBgBIAEoCzIeLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5BY2NvdW50Ei4KB2RldmljZXMYAiADKAsyHS5zd2l0Y2hib2FyZC5jb21tb24udjEuRGV2aWNlIgoKCE5vdEZvdW5kIicKEUdldEFjY291bnRSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkilAEKEkdldEFjY291bnRSZXNwb25zZRI8CgVmb3VuZBgBIAEoCzIrLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLkFjY291bnRXaXRoRGV2aWNlc0gAEjYKCW5vdF9mb3VuZBgCIAEoCzIhLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLk5vdEZvdW5kSABCCAoGcmVzdWx0Mr8EChBEaXJlY3RvcnlTZXJ2aWNlEnQKD1JlZ2lzdGVyQWNjb3VudBIvLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlZ2lzdGVyQWNjb3VudFJlcXVlc3QaMC5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5SZWdpc3RlckFjY291bnRSZXNwb25zZRJxCg5SZWdpc3RlckRldmljZRIuLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlZ2lzdGVyRGV2aWNlUmVxdWVzdBovLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlZ2lzdGVyRGV2aWNlUmVzcG9uc2USawoMUmVtb3ZlRGV2aWNlEiwuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuUmVtb3ZlRGV2aWNlUmVxdWVzdBotLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlbW92ZURldmljZVJlc3BvbnNlEm4KDVJlc29sdmVIYW5kbGUSLS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5SZXNvbHZlSGFuZGxlUmVxdWVzdBouLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlc29sdmVIYW5kbGVSZXNwb25zZRJlCgpHZXRBY2NvdW50Eiouc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuR2V0QWNjb3VudFJlcXVlc3QaKy5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5HZXRBY2NvdW50UmVzcG9uc2ViBnByb3RvMw", [file_switchboard_common_v1_identity]);
 
 /**
  * Request for DirectoryService.RegisterAccount.
@@ -57,6 +57,17 @@ export type RegisterAccountRequest = Message<"switchboard.delivery.v1.RegisterAc
    * @generated from field: string device_name = 4;
    */
   deviceName: string;
+
+  /**
+   * When the handle is already registered, re-register it instead of failing (the app verified
+   * ownership again, e.g. a reinstall): the account keeps its id; device 1 takes the new
+   * registration id and password and loses its keys and queued messages; every linked device is
+   * removed. Peers learn it at their next send (StaleDevices / MismatchedDevices) and must
+   * re-fetch keys, which shows them the new identity key.
+   *
+   * @generated from field: bool replace_existing = 5;
+   */
+  replaceExisting: boolean;
 };
 
 /**
@@ -73,7 +84,7 @@ export const RegisterAccountRequestSchema: GenMessage<RegisterAccountRequest> = 
  */
 export type RegisterAccountResponse = Message<"switchboard.delivery.v1.RegisterAccountResponse"> & {
   /**
-   * The new account.
+   * The account (new, or the re-registered one).
    *
    * @generated from field: switchboard.common.v1.Account account = 1;
    */
@@ -85,6 +96,13 @@ export type RegisterAccountResponse = Message<"switchboard.delivery.v1.RegisterA
    * @generated from field: switchboard.common.v1.Device device = 2;
    */
   device?: Device | undefined;
+
+  /**
+   * True when an existing registration was replaced.
+   *
+   * @generated from field: bool replaced = 3;
+   */
+  replaced: boolean;
 };
 
 /**
@@ -368,7 +386,8 @@ export const GetAccountResponseSchema: GenMessage<GetAccountResponse> = /*@__PUR
 export const DirectoryService: GenService<{
   /**
    * Creates an account with its primary device (device 1). App credential only; the handle's
-   * app must be the caller's. Fails ALREADY_EXISTS (HANDLE_TAKEN) if the handle is registered.
+   * app must be the caller's. Fails ALREADY_EXISTS (HANDLE_TAKEN) if the handle is registered,
+   * unless `replace_existing` is set (a reinstall the app re-verified).
    *
    * @generated from rpc switchboard.delivery.v1.DirectoryService.RegisterAccount
    */

@@ -403,7 +403,9 @@ export const KeyService: GenService<{
    * Uploads any of a device's keys. Unset fields leave stored keys as they are; one-time keys
    * are appended (a key id already stored for that device replaces the old key). Replacing the
    * identity key is visible to peers at their next bundle fetch (they must re-verify safety
-   * numbers). Limits: 100 one-time keys of each kind per call, 1,000 stored per device.
+   * numbers); such an upload must also carry a new signed pre-key and last-resort Kyber key
+   * (FAILED_PRECONDITION KEYS_INCOMPLETE otherwise), and it deletes every one-time key signed by
+   * the old identity. Limits: 100 one-time keys of each kind per call, 1,000 stored per device.
    *
    * @generated from rpc switchboard.delivery.v1.KeyService.UploadKeys
    */
