@@ -200,6 +200,7 @@ class FakeTransport implements Transport {
       $typeName: "switchboard.delivery.v1.RegisterAccountResponse",
       account: this.server.accountProto(account).account,
       device: create(DeviceSchema, { deviceId: 1, registrationId: request.registrationId }),
+      replaced: false,
     };
   }
 

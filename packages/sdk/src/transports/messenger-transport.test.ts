@@ -1,0 +1,184 @@
+import { create } from "@bufbuild/protobuf";
+import {
+  App,
+  EnvelopeType,
+  SendGroupMessageRequestSchema,
+  SendMessageRequestSchema,
+} from "@switchboard/proto";
+import { afterEach, describe, expect, test, vi } from "vitest";
+import { createMessengerTransport, messengerEventToEnvelope } from "./messenger-transport.js";
+
+const self = { accountId: "0b6f3c52-3a4e-4a43-9a55-0c7e0b1e9d10", deviceId: 2 };
+const peer = "5a2d0c1e-6a1f-4c55-9e0e-2f0f5f9d8a01";
+
+/** Stubs the global fetch with one canned answer and records the requests. */
+function answer(status: number, body: unknown) {
+  const calls: { url: string; init: RequestInit }[] = [];
+  vi.stubGlobal("fetch", async (url: string, init: RequestInit) => {
+    calls.push({ url, init });
+    return new Response(JSON.stringify(body), {
+      status,
+      headers: { "content-type": status < 300 ? "application/json" : "application/problem+json" },
+    });
+  });
+  return calls;
+}
+
+function transport() {
+  const t = createMessengerTransport({ baseUrl: "http://gateway.test/", accessToken: "t".repeat(43) });
+  t.setDeviceCredentials({ ...self, password: "unused" });
+  return t;
+}
+
+const sendRequest = create(SendMessageRequestSchema, {
+  destinationAccountId: peer,
+  messages: [
+    { deviceId: 1, registrationId: 7, type: EnvelopeType.PREKEY_MESSAGE, content: new Uint8Array([1, 2]) },
+  ],
+  clientMessageId: "m-1",
+  clientTimestampMs: 1234n,
+  urgent: true,
+});
+
+afterEach(() => {
+  vi.unstubAllGlobals();
+});
+
+describe("messengerEventToEnvelope", () => {
+  test("rebuilds a message envelope from a message event", () => {
+    const envelope = messengerEventToEnvelope(
+      {
+        type: "message",
+        server_id: "9f0c7a52-2d7b-4f64-8a8b-7f4b3c3f0f11",
+        seq: 3,
+        server_timestamp: 2000,
+        sender: { account_id: peer, app: "provider:acme", handle: "alice" },
+        sender_device: 4,
+        sender_registration_id: 99,
+        mid: "m-1",
+        kind: "sender_key",
+        body: "AQID",
+        timestamp: 1000,
+        group_id: "c1a4d2c0-8a52-4f3c-9d57-0f8a1f6f2a11",
+        urgent: true,
+      },
+      self,
+    );
+    expect(envelope).toMatchObject({
+      id: "9f0c7a52-2d7b-4f64-8a8b-7f4b3c3f0f11",
+      type: EnvelopeType.SENDER_KEY_MESSAGE,
+      source: { accountId: peer, deviceId: 4 },
+      sourceApp: App.THIRD_PARTY,
+      sourceProviderId: "acme",
+      sourceRegistrationId: 99,
+      destination: self,
+      destinationApp: App.MESSENGER,
+      content: new Uint8Array([1, 2, 3]),
+      clientMessageId: "m-1",
+      clientTimestampMs: 1000n,
+      serverTimestampMs: 2000n,
+      sequence: 3n,
+      urgent: true,
+      ephemeral: false,
+      groupId: "c1a4d2c0-8a52-4f3c-9d57-0f8a1f6f2a11",
+    });
+  });
+
+  test("rebuilds a server delivery receipt from a delivery event", () => {
+    const envelope = messengerEventToEnvelope(
+      {
+        type: "delivery",
+        server_id: "9f0c7a52-2d7b-4f64-8a8b-7f4b3c3f0f11",
+        seq: 4,
+        server_timestamp: 2000,
+        sender: { account_id: peer, app: "whatsapp", phone: "+15551234567" },
+        sender_device: 1,
+        delivery: { mids: ["m-1"], watermark: 1000 },
+      },
+      self,
+    );
+    expect(envelope).toMatchObject({
+      type: EnvelopeType.SERVER_DELIVERY_RECEIPT,
+      sourceApp: App.WHATSAPP,
+      clientMessageId: "m-1",
+      clientTimestampMs: 1000n,
+      content: new Uint8Array(0),
+    });
+  });
+});
+
+describe("MessengerTransport sends", () => {
+  test("posts the Send API body with the bearer token and maps 200 to sent", async () => {
+    const calls = answer(200, {
+      recipient_id: peer,
+      message_id: "s-1",
+      mid: "m-1",
+      timestamp: 5,
+      duplicate: false,
+    });
+    expect(await transport().sendMessage(sendRequest)).toEqual({
+      kind: "sent",
+      messageId: "s-1",
+      serverTimestampMs: 5,
+      duplicate: false,
+    });
+    expect(calls[0]?.url).toBe("http://gateway.test/v1/me/messages");
+    expect(new Headers(calls[0]?.init.headers).get("authorization")).toBe(`Bearer ${"t".repeat(43)}`);
+    expect(JSON.parse(calls[0]?.init.body as string)).toEqual({
+      recipient: { account_id: peer },
+      notification_type: "REGULAR",
+      message: {
+        mid: "m-1",
+        timestamp: 1234,
+        ciphertexts: [{ device_id: 1, registration_id: 7, type: "prekey", body: "AQI=" }],
+      },
+    });
+  });
+
+  test("maps 409 DEVICES_CHANGED to the mismatched and stale outcomes and 404 to not_found", async () => {
+    answer(409, { reason: "DEVICES_CHANGED", account_id: peer, missing: [2], extra: [3], stale: [] });
+    expect(await transport().sendMessage(sendRequest)).toEqual({
+      kind: "mismatched",
+      accountId: peer,
+      missingDevices: [2],
+      extraDevices: [3],
+    });
+    answer(409, { reason: "DEVICES_CHANGED", account_id: peer, missing: [], extra: [], stale: [1] });
+    expect(await transport().sendMessage(sendRequest)).toEqual({
+      kind: "stale",
+      accountId: peer,
+      staleDevices: [1],
+    });
+    answer(404, { reason: "RECIPIENT_NOT_FOUND", code: "NOT_FOUND" });
+    expect(await transport().sendMessage(sendRequest)).toEqual({ kind: "not_found" });
+  });
+
+  test("maps group outcomes and throws other problems as AppError with their code and reason", async () => {
+    const group = create(SendGroupMessageRequestSchema, {
+      groupId: "g",
+      content: new Uint8Array([9]),
+      clientMessageId: "m",
+    });
+    answer(409, {
+      reason: "DEVICES_CHANGED",
+      accounts: [{ account_id: peer, missing: [], extra: [], stale: [2] }],
+    });
+    expect(await transport().sendGroupMessage(group)).toEqual({
+      kind: "mismatched",
+      accounts: [{ accountId: peer, missingDevices: [], extraDevices: [], staleDevices: [2] }],
+    });
+    answer(403, { reason: "NOT_A_MEMBER", code: "PERMISSION_DENIED" });
+    expect(await transport().sendGroupMessage(group)).toEqual({ kind: "not_a_member" });
+    answer(503, { reason: "LINK_RECONNECTING", code: "UNAVAILABLE", detail: "retry" });
+    await expect(transport().sendMessage(sendRequest)).rejects.toMatchObject({
+      code: 14,
+      reason: "LINK_RECONNECTING",
+    });
+  });
+
+  test("fails UNAUTHENTICATED without an access token", async () => {
+    const t = createMessengerTransport({ baseUrl: "http://gateway.test" });
+    t.setDeviceCredentials({ ...self, password: "unused" });
+    await expect(t.sendMessage(sendRequest)).rejects.toMatchObject({ reason: "NO_ACCESS_TOKEN" });
+  });
+});

@@ -1,0 +1,186 @@
+// Memory per idle WebSocket connection of the Messenger-style gateway.
+//
+//   pnpm --filter @switchboard/gateway-messenger bench [-- --connections 2000 --batch 100]
+//
+// Starts a delivery instance in this process (in-memory fan-out), runs the gateway as a child
+// process (as in production), opens N authenticated WebSockets (one device each), waits until every
+// one has drained its (empty) queue and gone idle, and reports the gateway's RSS and heap growth
+// divided by N. Devices and tokens are inserted directly: registration is not measured.
+//
+// Needs DATABASE_URL (a role that may CREATE DATABASE); defaults to the local one.
+import { spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { buildApp as buildDelivery } from "@switchboard/delivery";
+import { createMemoryFanout } from "@switchboard/fanout";
+import { App } from "@switchboard/proto";
+import { createDatabase, insertAccount, migrateToLatest } from "@switchboard/storage";
+import pg from "pg";
+import pino from "pino";
+import WebSocket from "ws";
+import { digestToken, generateToken } from "../src/domain/tokens.js";
+import { createGatewayDatabase, migrateGatewayDatabase } from "../src/storage/database.js";
+import { insertToken } from "../src/storage/token-repository.js";
+
+const { values: args } = parseArgs({
+  args: process.argv.slice(2).filter((a) => a !== "--"),
+  options: {
+    connections: { type: "string", default: "2000" },
+    batch: { type: "string", default: "100" },
+    "settle-ms": { type: "string", default: "3000" },
+  },
+});
+const N = Number(args.connections);
+const BATCH = Number(args.batch);
+const SETTLE_MS = Number(args["settle-ms"]);
+const TOKEN = "bench-ms-token-0123456789abcdef";
+
+const adminUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+const dbName = `sb_bench_ms_${Date.now()}`;
+const admin = new pg.Client({ connectionString: adminUrl });
+await admin.connect();
+await admin.query(`CREATE DATABASE ${dbName}`);
+const url = new URL(adminUrl);
+url.pathname = `/${dbName}`;
+const db = createDatabase({ url: url.toString(), poolSize: 8 });
+await migrateToLatest(db);
+const gwDb = createGatewayDatabase({ url: url.toString(), poolSize: 4 });
+await migrateGatewayDatabase(gwDb);
+
+const fanout = createMemoryFanout();
+const delivery = buildDelivery({
+  config: {
+    APP_TOKENS: [{ app: App.MESSENGER, providerId: "", token: TOKEN }],
+    MAX_CIPHERTEXT_BYTES: 256 * 1024,
+    QUEUE_TTL_SECONDS: 3600,
+    MAX_QUEUE_LENGTH: 10_000,
+    SEND_BATCH_MAX: 500,
+    SEND_LANES: 4,
+    ACK_BATCH_MAX: 2000,
+    STREAM_POLL_MS: 60_000,
+    MAX_DEVICES: 6,
+    MAX_GROUP_MEMBERS: 1000,
+    INSTANCE_ID: "bench",
+  },
+  db,
+  fanout,
+  log: pino({ level: "warn" }),
+  collectDefaultMetrics: false,
+});
+const { port: deliveryPort } = await delivery.listen({ host: "127.0.0.1", port: 0 });
+
+console.log(`inserting ${N} devices and tokens...`);
+const tokens: string[] = [];
+for (let i = 0; i < N; i++) {
+  const id = randomUUID();
+  const userId = String(100_000 + i);
+  await insertAccount(db, {
+    id,
+    app: App.MESSENGER,
+    providerId: "",
+    handle: userId,
+    registrationId: 1 + (i % 16000),
+    deviceName: "",
+    passwordHash: "unused-by-the-gateway",
+  });
+  const token = generateToken();
+  await insertToken(gwDb, { digest: digestToken(token), accountId: id, deviceId: 1, userId });
+  tokens.push(token);
+}
+
+const httpPort = 41000 + Math.floor(Math.random() * 9000);
+const base = `http://127.0.0.1:${httpPort}`;
+const child = spawn(
+  process.execPath,
+  [
+    "--conditions=switchboard-source",
+    "--import",
+    "tsx",
+    fileURLToPath(new URL("../src/main.ts", import.meta.url)),
+  ],
+  {
+    stdio: ["ignore", "ignore", "inherit"],
+    env: {
+      ...process.env,
+      DATABASE_URL: url.toString(),
+      DELIVERY_TARGET: `127.0.0.1:${deliveryPort}`,
+      DELIVERY_APP_TOKEN: TOKEN,
+      HTTP_HOST: "127.0.0.1",
+      HTTP_PORT: String(httpPort),
+      LOG_LEVEL: "warn",
+      MIGRATE_ON_START: "false",
+    },
+  },
+);
+
+interface Health {
+  connections: number;
+  linkDevices: number;
+  memory: { rssBytes: number; heapUsedBytes: number };
+}
+const health = async (): Promise<Health> => (await (await fetch(`${base}/healthz`)).json()) as Health;
+for (let i = 0; ; i++) {
+  const ok = await fetch(`${base}/healthz`).then(
+    (r) => r.ok,
+    () => false,
+  );
+  if (ok) break;
+  if (i > 300) throw new Error("gateway child did not start");
+  await new Promise((r) => setTimeout(r, 100));
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+await sleep(SETTLE_MS);
+const before = await health();
+
+const sockets: WebSocket[] = [];
+const started = Date.now();
+for (let i = 0; i < N; i += BATCH) {
+  await Promise.all(
+    tokens.slice(i, i + BATCH).map(
+      (token) =>
+        new Promise<void>((resolve, reject) => {
+          const ws = new WebSocket(`${base.replace("http", "ws")}/v1/stream`, {
+            headers: { authorization: `Bearer ${token}` },
+            perMessageDeflate: false,
+          });
+          ws.on("message", (data: Buffer) => {
+            if ((JSON.parse(data.toString()) as { type?: string }).type === "queue_empty") resolve();
+          });
+          ws.on("error", reject);
+          sockets.push(ws);
+        }),
+    ),
+  );
+}
+const connectMs = Date.now() - started;
+await sleep(SETTLE_MS);
+const after = await health();
+
+const perConnection = (a: number, b: number) => ((b - a) / N / 1024).toFixed(1);
+console.log(
+  JSON.stringify(
+    {
+      connections: after.connections,
+      linkDevices: after.linkDevices,
+      connectMs,
+      rssBeforeMiB: +(before.memory.rssBytes / 2 ** 20).toFixed(1),
+      rssAfterMiB: +(after.memory.rssBytes / 2 ** 20).toFixed(1),
+      rssPerConnectionKiB: +perConnection(before.memory.rssBytes, after.memory.rssBytes),
+      heapPerConnectionKiB: +perConnection(before.memory.heapUsedBytes, after.memory.heapUsedBytes),
+    },
+    null,
+    2,
+  ),
+);
+
+for (const ws of sockets) ws.terminate();
+child.kill("SIGTERM");
+await new Promise((r) => child.once("exit", r));
+await delivery.close(500);
+await fanout.close();
+await gwDb.destroy();
+await db.destroy();
+await admin.query(`DROP DATABASE ${dbName} WITH (FORCE)`);
+await admin.end();

@@ -1,0 +1,25 @@
+import { describe, expect, test } from "vitest";
+import { parseClientFrame } from "./frames.js";
+
+const id = "9f0c7a52-2d7b-4f64-8a8b-7f4b3c3f0f11";
+
+describe("parseClientFrame", () => {
+  test("parses ack and ping frames", () => {
+    expect(parseClientFrame(JSON.stringify({ type: "ack", ids: [id] }))).toEqual({ type: "ack", ids: [id] });
+    expect(parseClientFrame('{"type":"ping"}')).toEqual({ type: "ping" });
+  });
+
+  test("rejects malformed frames with a reason", () => {
+    expect(() => parseClientFrame("{")).toThrow(expect.objectContaining({ reason: "INVALID_JSON" }));
+    for (const bad of [
+      "[]",
+      "1",
+      '{"type":"nope"}',
+      '{"type":"ack"}',
+      '{"type":"ack","ids":[]}',
+      '{"type":"ack","ids":["x"]}',
+    ]) {
+      expect(() => parseClientFrame(bad)).toThrow(expect.objectContaining({ reason: "INVALID_FRAME" }));
+    }
+  });
+});

@@ -1,0 +1,235 @@
+// Live WebSocket connections: one per device on this instance, each subscribed to the device's
+// queue through the shared delivery link (a few multiplexed Connect streams for all devices).
+import { AppError, Code, isAppError } from "@switchboard/errors";
+import type { DeliveryLink, DeviceSubscription } from "@switchboard/delivery-link";
+import type { Envelope } from "@switchboard/proto";
+import type { Logger } from "pino";
+import type { WebSocket, RawData } from "ws";
+import type { Directory } from "../directory/directory.js";
+import { parseClientFrame } from "../domain/frames.js";
+import { envelopeToEvent, type DeviceAddress } from "../domain/translate.js";
+import { problemOf } from "../http/problem.js";
+
+/** Close codes this server uses. */
+export const CLOSE = {
+  /** Another connection of the same device took over. */
+  DISPLACED: 4000,
+  /** The device's subscription failed or the device was removed. */
+  SUBSCRIPTION_ENDED: 4001,
+  /** The server is shutting down; reconnect (to another instance). */
+  GOING_AWAY: 1001,
+} as const;
+
+const OPEN = 1;
+
+/** The live connections of one gateway instance. */
+export interface ConnectionRegistry {
+  /** Serves a freshly upgraded socket for `device`, displacing an older socket of the same device. */
+  attach(socket: WebSocket, device: DeviceAddress, opts: { window: number }): void;
+  /** Closes the device's socket (it was removed). */
+  disconnect(device: DeviceAddress): void;
+  /** Records ids acknowledged over HTTP, so a redelivery of them is forwarded again. */
+  noteAcked(device: DeviceAddress, ids: string[]): void;
+  /** Connections open now. */
+  readonly size: number;
+  /** Closes every connection (1001) and stops the heartbeat. */
+  close(): void;
+}
+
+const keyOf = (d: DeviceAddress) => `${d.accountId}/${d.deviceId}`;
+
+interface Context {
+  link: DeliveryLink;
+  directory: Directory;
+  log: Logger;
+  onEnd(conn: DeviceConnection): void;
+}
+
+class DeviceConnection {
+  alive = true;
+  private sub: DeviceSubscription | undefined;
+  private tail: Promise<void> = Promise.resolve();
+  /** Envelopes sent and not yet acknowledged: a redelivery of one (after a link reconnect) is skipped. */
+  readonly unacked = new Set<string>();
+  private ended = false;
+  /** Set when a newer local socket took the subscription over: this one must not unsubscribe. */
+  private handedOver = false;
+
+  constructor(
+    readonly socket: WebSocket,
+    readonly device: DeviceAddress,
+    private readonly ctx: Context,
+  ) {}
+
+  start(window: number): void {
+    this.socket.on("message", (data: RawData, isBinary: boolean) => this.onFrame(data, isBinary));
+    this.socket.on("pong", () => {
+      this.alive = true;
+    });
+    this.socket.on("close", () => this.end());
+    this.sub = this.ctx.link.subscribe(
+      { accountId: this.device.accountId, deviceId: this.device.deviceId },
+      {
+        onEnvelope: (e) => this.onEnvelope(e),
+        onQueueEmpty: () => this.enqueue(async () => this.emit({ type: "queue_empty" })),
+        onDisplaced: () => this.displace(false),
+        onError: (err) => this.terminate(CLOSE.SUBSCRIPTION_ENDED, err, "subscription failed"),
+      },
+      window > 0 ? { window } : undefined,
+    );
+  }
+
+  private onEnvelope(envelope: Envelope): void {
+    if (this.ended || this.unacked.has(envelope.id)) return;
+    if (!envelope.ephemeral) this.unacked.add(envelope.id);
+    this.enqueue(async () => {
+      const source = envelope.source;
+      let handle;
+      try {
+        handle = source === undefined ? undefined : await this.ctx.directory.handleOf(source.accountId);
+      } catch (err) {
+        // Rendered with account_id and app only; the client can still decrypt and route it.
+        this.ctx.log.warn({ err, accountId: source?.accountId }, "sender look-up failed");
+      }
+      this.emit(envelopeToEvent(envelope, handle));
+    });
+  }
+
+  /** Runs `fn` after everything queued before it, so events keep the delivery order. */
+  private enqueue(fn: () => Promise<void>): void {
+    this.tail = this.tail
+      .then(fn)
+      .catch((err: unknown) => this.ctx.log.error({ err }, "stream event failed"));
+  }
+
+  private emit(event: object): void {
+    if (this.socket.readyState === OPEN) this.socket.send(JSON.stringify(event));
+  }
+
+  private emitError(err: unknown): void {
+    const error = isAppError(err)
+      ? err
+      : new AppError(Code.Internal, "INTERNAL", "internal error", { cause: err });
+    if (error.code === Code.Internal) this.ctx.log.error({ err }, "stream frame failed");
+    this.emit({ type: "error", problem: problemOf(error) });
+  }
+
+  private onFrame(data: RawData, isBinary: boolean): void {
+    if (isBinary) {
+      this.emitError(new AppError(Code.InvalidArgument, "BINARY_FRAME", "frames are JSON text"));
+      return;
+    }
+    let frame;
+    try {
+      frame = parseClientFrame(
+        Buffer.isBuffer(data) ? data.toString("utf8") : Buffer.concat(data as Buffer[]).toString("utf8"),
+      );
+    } catch (err) {
+      this.emitError(err);
+      return;
+    }
+    if (frame.type === "ping") {
+      this.emit({ type: "pong" });
+      return;
+    }
+    for (const id of frame.ids) this.unacked.delete(id);
+    const sub = this.sub;
+    if (sub === undefined || this.ended) return;
+    sub.ack(frame.ids).catch((err: unknown) => this.emitError(err));
+  }
+
+  /** Another connection of the device took over (`local`: on this instance). */
+  displace(local: boolean): void {
+    if (this.ended) return;
+    if (local) this.handedOver = true;
+    this.emit({ type: "displaced" });
+    this.close(CLOSE.DISPLACED, "displaced");
+  }
+
+  /** Ends the connection with an error event. */
+  terminate(code: number, err: unknown, reason: string): void {
+    if (this.ended) return;
+    this.emitError(err);
+    this.close(code, reason);
+  }
+
+  close(code: number, reason: string): void {
+    this.end();
+    try {
+      this.socket.close(code, reason);
+    } catch {
+      this.socket.terminate();
+    }
+  }
+
+  private end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.ctx.onEnd(this);
+    // Unacknowledged messages stay queued and go to the device's next connection.
+    if (!this.handedOver) void this.sub?.close().catch(() => undefined);
+  }
+}
+
+/** Creates the registry; `heartbeatMs` is the ping interval (a socket silent for two is dropped). */
+export function createConnectionRegistry(deps: {
+  link: DeliveryLink;
+  directory: Directory;
+  log: Logger;
+  heartbeatMs: number;
+}): ConnectionRegistry {
+  const byDevice = new Map<string, DeviceConnection>();
+  const ctx: Context = {
+    link: deps.link,
+    directory: deps.directory,
+    log: deps.log,
+    onEnd: (conn) => {
+      if (byDevice.get(keyOf(conn.device)) === conn) byDevice.delete(keyOf(conn.device));
+    },
+  };
+  const heartbeat = setInterval(() => {
+    for (const conn of byDevice.values()) {
+      if (!conn.alive) {
+        conn.socket.terminate();
+        continue;
+      }
+      conn.alive = false;
+      conn.socket.ping();
+    }
+  }, deps.heartbeatMs);
+  heartbeat.unref();
+
+  return {
+    attach(socket, device, opts) {
+      const key = keyOf(device);
+      byDevice.get(key)?.displace(true);
+      const conn = new DeviceConnection(
+        socket,
+        { accountId: device.accountId, deviceId: device.deviceId },
+        ctx,
+      );
+      byDevice.set(key, conn);
+      conn.start(opts.window);
+    },
+    disconnect(device) {
+      byDevice
+        .get(keyOf(device))
+        ?.terminate(
+          CLOSE.SUBSCRIPTION_ENDED,
+          new AppError(Code.Unauthenticated, "DEVICE_REMOVED", "the device was removed"),
+          "device removed",
+        );
+    },
+    noteAcked(device, ids) {
+      const conn = byDevice.get(keyOf(device));
+      if (conn !== undefined) for (const id of ids) conn.unacked.delete(id);
+    },
+    get size() {
+      return byDevice.size;
+    },
+    close() {
+      clearInterval(heartbeat);
+      for (const conn of [...byDevice.values()]) conn.close(CLOSE.GOING_AWAY, "server shutting down");
+    },
+  };
+}
