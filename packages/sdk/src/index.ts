@@ -40,3 +40,9 @@ export { createFileStore } from "./store/file-store.js";
 export type { GroupState, KeyState, LocalDevice, PendingContent, StoreData } from "./store/store-data.js";
 export { decodeContent, encodeContent, CONTENT_VERSION, PADDING_BLOCK_BYTES } from "./content-codec.js";
 export * from "./transports/messenger-transport.js";
+export {
+  createInstagramTransport,
+  envelopeOfItem,
+  InstagramTransport,
+  type InstagramTransportOptions,
+} from "./transports/instagram-transport.js";

@@ -1,0 +1,17 @@
+// Access tokens: random bearer secrets, stored only as SHA-256 digests.
+import { createHash, randomBytes } from "node:crypto";
+
+/** A new access token: 32 random bytes, base64url (43 characters). */
+export function generateAccessToken(): string {
+  return randomBytes(32).toString("base64url");
+}
+
+/** The stored form of a token: its SHA-256 digest. */
+export function tokenDigest(token: string): Buffer {
+  return createHash("sha256").update(token, "utf8").digest();
+}
+
+/** A device secret for the delivery service when the client does not choose one (never stored here). */
+export function generateDevicePassword(): string {
+  return randomBytes(24).toString("base64url");
+}

@@ -1,0 +1,10 @@
+export { buildApp } from "./app.js";
+export type { AppConfig, AppTuning, GatewayApp } from "./app.js";
+export { gatewayEnv, loadConfig } from "./config.js";
+export type { GatewayConfig } from "./config.js";
+export { migrateGateway } from "./storage/migrate.js";
+export type { IgDatabase } from "./storage/schema.js";
+export { directThreadId } from "./domain/thread-id.js";
+export { parseUserRef, refOfHandle } from "./domain/refs.js";
+export { envelopeToItem, itemToEnvelope } from "./domain/translate.js";
+export type { NativeItem } from "./domain/translate.js";
