@@ -109,7 +109,9 @@ function hashOf(s: string): number {
 }
 
 const fromStatus = (s: ErrorStatus | undefined): AppError =>
-  new AppError(s?.code ?? Code.Unknown, s?.reason || "UNKNOWN", s?.message ?? "unknown error");
+  new AppError(s?.code ?? Code.Unknown, s?.reason || "UNKNOWN", s?.message ?? "unknown error", {
+    retryAfterMs: s && s.retryAfterMs > 0 ? s.retryAfterMs : undefined,
+  });
 
 /**
  * Creates a link: one gRPC channel carrying unary clients and `streams` long-lived Connect
@@ -328,7 +330,12 @@ export function createDeliveryLink(opts: DeliveryLinkOptions): DeliveryLink {
         window: subOpts?.window ?? 0,
         closed: false,
       };
-      s.subs.get(keyOf(device))?.listener.onDisplaced();
+      const previous = s.subs.get(keyOf(device));
+      if (previous) {
+        // The new subscription replaces it: closing the old handle later must not unsubscribe.
+        previous.closed = true;
+        previous.listener.onDisplaced();
+      }
       s.subs.set(keyOf(device), sub);
       void s
         .write({ frame: { case: "subscribe", value: { device: sub.device, window: sub.window } } })
@@ -337,7 +344,12 @@ export function createDeliveryLink(opts: DeliveryLinkOptions): DeliveryLink {
         });
       return {
         async ack(ids) {
-          if (ids.length === 0 || sub.closed) return;
+          if (ids.length === 0) return;
+          if (sub.closed) {
+            // Displaced or closed: the ids are still worth removing (acks are by id, from anywhere).
+            await messages.ackMessages({ device: sub.device, messageIds: ids });
+            return;
+          }
           await s.write({ frame: { case: "ack", value: { device: sub.device, messageIds: ids } } });
         },
         async close() {

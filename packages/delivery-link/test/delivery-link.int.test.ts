@@ -156,3 +156,31 @@ describe("DeliveryLink", () => {
     await until(() => inbox.got.length === 4);
   });
 });
+
+describe("DeliveryLink subscriptions", () => {
+  test("a resubscribed device keeps its new subscription when the old handle closes", async () => {
+    const b = await backend();
+    const d = await b.start();
+    onTestFinished(d.stop);
+    const link = createDeliveryLink({ target: `127.0.0.1:${d.port}`, appToken: TOKEN, streams: 1, log });
+    onTestFinished(() => link.close());
+    const alice = await register(link, "+15550003001");
+    const bob = await register(link, "+15550003002");
+    const first = collector();
+    const old = link.subscribe(bob, first.listener);
+    await until(() => first.empty === 1);
+    const second = collector();
+    link.subscribe(bob, second.listener);
+    expect(first.displaced).toBe(true);
+    await old.close();
+    await until(() => second.empty === 1);
+    await link.send(msg(alice, bob, "still here"));
+    await until(() => second.got.length === 1);
+    // Acks through a closed handle still remove the message.
+    await old.ack([second.got[0]?.id ?? ""]);
+    const again = collector();
+    link.subscribe(bob, again.listener);
+    await until(() => again.empty >= 1);
+    expect(again.got).toHaveLength(0);
+  });
+});

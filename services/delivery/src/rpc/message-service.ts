@@ -305,7 +305,13 @@ export function createMessageService(deps: MessageServiceDeps): ServiceImpl<type
   }
 
   const errorStatus = (err: unknown, ctx: CallContext) => {
-    if (isAppError(err)) return { code: err.code, reason: err.reason, message: err.message };
+    if (isAppError(err))
+      return {
+        code: err.code,
+        reason: err.reason,
+        message: err.message,
+        retryAfterMs: err.retryAfterMs ?? 0,
+      };
     ctx.log.error({ err }, "stream frame failed");
     return { code: Code.Internal, reason: "INTERNAL", message: "internal error" };
   };
