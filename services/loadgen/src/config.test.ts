@@ -1,0 +1,93 @@
+import { describe, expect, test } from "vitest";
+import { parseCommandLine, UsageError } from "./config.js";
+
+const parse = (args: string[], env: Record<string, string> = {}) => {
+  const r = parseCommandLine(args, env, "/tmp/here");
+  if (r.help) throw new Error("unexpected help");
+  return r.options;
+};
+
+describe("parseCommandLine", () => {
+  test("takes the whatsapp token from the environment and applies defaults", () => {
+    const o = parse([], { LOADGEN_APP_TOKEN: "wa-token-0123456789" });
+    expect(o.appTokens).toEqual({ whatsapp: "wa-token-0123456789" });
+    expect(o.mix).toEqual([{ app: "whatsapp", weight: 40 }]);
+    expect(o).toMatchObject({
+      target: "127.0.0.1:50051",
+      closedLoop: false,
+      ratePerSecond: 1000,
+      groupShare: 0,
+    });
+    expect(o.outDir?.startsWith("/tmp/here/reports/")).toBe(true);
+  });
+
+  test("parses a full command line", () => {
+    const o = parse([
+      "--",
+      "--target",
+      "127.0.0.1:50151",
+      "--app-tokens",
+      "whatsapp=a,messenger=b,instagram=c",
+      "--mix",
+      "whatsapp=40,messenger=30,instagram=30",
+      "--devices",
+      "1000",
+      "--groups",
+      "5",
+      "--group-size",
+      "20",
+      "--closed-loop",
+      "--inflight",
+      "800",
+      "--pids",
+      "delivery=12,postgres=34",
+      "--watch-process",
+      "redis=56",
+      "--out",
+      "reports/x",
+    ]);
+    expect(o).toMatchObject({
+      target: "127.0.0.1:50151",
+      devices: 1000,
+      groups: 5,
+      groupSize: 20,
+      groupShare: 0.2,
+      closedLoop: true,
+      inflight: 800,
+      outDir: "/tmp/here/reports/x",
+      name: "x",
+    });
+    expect(o.watch).toEqual([
+      { name: "delivery", pid: 12 },
+      { name: "postgres", pid: 34 },
+      { name: "redis", pid: 56 },
+    ]);
+  });
+
+  test("lists every problem at once", () => {
+    try {
+      parse(
+        ["--devices", "1", "--mode", "telegram", "--mix", "messenger=1", "--rate", "5", "--closed-loop"],
+        {
+          LOADGEN_APP_TOKEN: "t",
+        },
+      );
+      expect.unreachable();
+    } catch (err) {
+      expect(err).toBeInstanceOf(UsageError);
+      const problems = (err as UsageError).problems.join("\n");
+      expect(problems).toMatch(/--devices/);
+      expect(problems).toMatch(/--mode/);
+      expect(problems).toMatch(/no token was given for it/);
+      expect(problems).toMatch(/exclude each other/);
+    }
+  });
+
+  test("requires an app token", () => {
+    expect(() => parse([])).toThrow(/app token is required/);
+  });
+
+  test("asks for help", () => {
+    expect(parseCommandLine(["--help"], {})).toEqual({ help: true });
+  });
+});

@@ -1,0 +1,96 @@
+// What a load test run is told to do.
+import type { WatchedProcess } from "./proc-sampler.js";
+import type { AppName } from "./topology.js";
+
+/** The `--mode`s: ways to drive the system (gateway modes come with the gateways). */
+export const MODES = ["delivery-stream", "delivery-unary"] as const;
+/** One of {@link MODES}. */
+export type Mode = (typeof MODES)[number];
+
+/** Every option of a run; {@link DEFAULTS} documents the defaults. */
+export interface LoadgenOptions {
+  /** The delivery service, `host:port`. */
+  target: string;
+  /** App tokens by app (the delivery service's `APP_TOKENS`). Never written to reports. */
+  appTokens: Partial<Record<AppName, string>>;
+  /** Simulated devices in total. */
+  devices: number;
+  /** Devices per account (1..6): a one-to-one send carries one ciphertext per recipient device. */
+  devicesPerAccount: number;
+  /** Share of accounts per app. */
+  mix: Array<{ app: AppName; weight: number }>;
+  groups: number;
+  /** Member accounts per group. */
+  groupSize: number;
+  /** Fraction of sends that are group sends (0..1). */
+  groupShare: number;
+  /** Payload bytes per message, header included (for `signal`: approximately). */
+  sizeBytes: number;
+  /** Open loop: sends per second, scheduled at fixed intervals. Ignored with `closedLoop`. */
+  ratePerSecond: number;
+  /** Closed loop: keep `inflight` sends outstanding, as fast as results come back. */
+  closedLoop: boolean;
+  /** Closed loop: sends outstanding. Open loop: the most sends outstanding (later ones wait, late). */
+  inflight: number;
+  durationSeconds: number;
+  warmupSeconds: number;
+  mode: Mode;
+  payload: "random" | "signal";
+  /** Signal payloads: pre-encrypted ciphertexts per (sender, recipient device) and (sender, group). */
+  signalPoolSize: number;
+  /** Connect streams per app token. */
+  streams: number;
+  /** Unacknowledged deliveries in flight per device (1..1000). */
+  window: number;
+  /** Directory for report.json and report.html; undefined writes none. */
+  outDir: string | undefined;
+  /** Title of the report. */
+  name: string;
+  /** Processes whose CPU and RSS are sampled every second (with their descendants). */
+  watch: WatchedProcess[];
+  /**
+   * A saved population to reuse (skipping registration) when the file exists; otherwise the
+   * registered population is saved there. Undefined: register a fresh population.
+   */
+  populationFile: string | undefined;
+  /** Registrations in flight at once during setup. */
+  registerConcurrency: number;
+  /** After traffic stops: give up waiting for deliveries after this long without any event. */
+  drainQuietSeconds: number;
+  /** After traffic stops: wait at most this long for everything owed. */
+  drainTimeoutSeconds: number;
+  /** A send without a result after this long fails (DEADLINE_EXCEEDED). */
+  sendTimeoutSeconds: number;
+  /** Seed of the topology and traffic choices. */
+  seed: number;
+  /** Interval of the live progress line and the report's time series. */
+  intervalMs: number;
+}
+
+/** Defaults of the options that have one. */
+export const DEFAULTS = {
+  target: "127.0.0.1:50051",
+  devices: 100,
+  devicesPerAccount: 1,
+  groups: 0,
+  groupSize: 10,
+  groupShare: 0.2,
+  sizeBytes: 256,
+  ratePerSecond: 1000,
+  closedLoopInflight: 500,
+  openLoopInflight: 20_000,
+  durationSeconds: 10,
+  warmupSeconds: 2,
+  mode: "delivery-stream" as Mode,
+  payload: "random" as const,
+  signalPoolSize: 16,
+  streams: 2,
+  window: 500,
+  registerConcurrency: 16,
+  drainQuietSeconds: 5,
+  drainTimeoutSeconds: 60,
+  sendTimeoutSeconds: 15,
+  intervalMs: 1000,
+  /** Weights used for the apps that have a token when `--mix` is not given. */
+  mix: { whatsapp: 40, messenger: 30, instagram: 30 },
+};

@@ -1,0 +1,184 @@
+// Smoke test: a short run against an in-process delivery instance (cloned database, prefixed
+// Redis), asserting correctness only — no timing.
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { buildApp } from "@switchboard/delivery";
+import { createRedisFanout } from "@switchboard/fanout";
+import { App } from "@switchboard/proto";
+import { createDatabase } from "@switchboard/storage";
+import { cloneTemplateDatabase, redisTestPrefix, redisUrl } from "@switchboard/testkit";
+import pino from "pino";
+import { describe, expect, onTestFinished, test } from "vitest";
+import { DEFAULTS, runLoadTest, type LoadgenOptions } from "../src/index.js";
+
+const TOKENS = {
+  whatsapp: "wa-token-0123456789abcdef",
+  messenger: "ms-token-0123456789abcdef",
+  instagram: "ig-token-0123456789abcdef",
+};
+const log = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
+
+async function startDelivery(): Promise<string> {
+  const clone = await cloneTemplateDatabase();
+  const db = createDatabase({ url: clone.url, poolSize: 10 });
+  const fanout = await createRedisFanout({ url: redisUrl(), keyPrefix: redisTestPrefix() });
+  const app = buildApp({
+    config: {
+      APP_TOKENS: [
+        { app: App.WHATSAPP, providerId: "", token: TOKENS.whatsapp },
+        { app: App.MESSENGER, providerId: "", token: TOKENS.messenger },
+        { app: App.INSTAGRAM, providerId: "", token: TOKENS.instagram },
+      ],
+      MAX_CIPHERTEXT_BYTES: 256 * 1024,
+      QUEUE_TTL_SECONDS: 3600,
+      MAX_QUEUE_LENGTH: 10_000,
+      SEND_BATCH_MAX: 500,
+      SEND_LANES: 4,
+      ACK_BATCH_MAX: 2000,
+      STREAM_POLL_MS: 15_000,
+      MAX_DEVICES: 6,
+      MAX_GROUP_MEMBERS: 1000,
+      INSTANCE_ID: "loadgen-smoke",
+    },
+    db,
+    fanout,
+    log,
+    collectDefaultMetrics: false,
+  });
+  const { port } = await app.listen({ host: "127.0.0.1", port: 0 });
+  onTestFinished(async () => {
+    await app.close(1000);
+    await fanout.close();
+    await db.destroy();
+    await clone.drop();
+  });
+  return `127.0.0.1:${port}`;
+}
+
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "loadgen-smoke-"));
+  onTestFinished(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function options(target: string, outDir: string, over: Partial<LoadgenOptions>): LoadgenOptions {
+  return {
+    target,
+    appTokens: TOKENS,
+    devices: 20,
+    devicesPerAccount: 1,
+    mix: [
+      { app: "whatsapp", weight: 40 },
+      { app: "messenger", weight: 30 },
+      { app: "instagram", weight: 30 },
+    ],
+    groups: 1,
+    groupSize: 5,
+    groupShare: 0.2,
+    sizeBytes: 128,
+    ratePerSecond: 40,
+    closedLoop: false,
+    inflight: DEFAULTS.openLoopInflight,
+    durationSeconds: 2,
+    warmupSeconds: 1,
+    mode: "delivery-stream",
+    payload: "random",
+    signalPoolSize: 4,
+    streams: 2,
+    window: 100,
+    outDir,
+    name: "smoke",
+    watch: [],
+    populationFile: undefined,
+    registerConcurrency: 8,
+    drainQuietSeconds: 5,
+    drainTimeoutSeconds: 20,
+    sendTimeoutSeconds: 15,
+    seed: 42,
+    intervalMs: 500,
+    ...over,
+  };
+}
+
+describe("runLoadTest", () => {
+  test("delivers every message of a short open-loop run once and in order, and writes the report", async () => {
+    const target = await startDelivery();
+    const out = await tempDir();
+    const lines: string[] = [];
+    const { report, files } = await runLoadTest(options(target, out, {}), {
+      log,
+      progress: (l) => lines.push(l),
+    });
+    const v = report.verification;
+    expect(v.sends.issued).toBeGreaterThan(0);
+    expect(report.traffic.totals.groupSends).toBeGreaterThan(0);
+    expect(v.sends.confirmed).toBe(v.sends.issued);
+    expect(v.delivered).toBe(v.expectedDeliveries);
+    expect({ lost: v.lost, duplicates: v.duplicates, reordered: v.reordered }).toEqual({
+      lost: 0,
+      duplicates: 0,
+      reordered: 0,
+    });
+    expect(report.errors.byReason).toEqual([]);
+    expect(report.passed).toBe(true);
+    expect(report.setup.accountsPerApp).toEqual({ whatsapp: 8, messenger: 6, instagram: 6 });
+    expect(lines.some((l) => l.includes("delivered"))).toBe(true);
+
+    const json = JSON.parse(await readFile(files!.json, "utf8")) as typeof report;
+    expect(json.verification.passed).toBe(true);
+    expect(JSON.stringify(json)).not.toContain(TOKENS.whatsapp);
+    const html = await readFile(files!.html, "utf8");
+    expect(html).toContain("<svg");
+    expect(html).toContain("PASSED");
+  });
+
+  test("reuses a saved population in a later run", async () => {
+    const target = await startDelivery();
+    const out = await tempDir();
+    const populationFile = join(out, "population.json");
+    const first = await runLoadTest(
+      options(target, join(out, "1"), { populationFile, durationSeconds: 1, warmupSeconds: 0 }),
+      { log, progress: () => {} },
+    );
+    expect(first.report.setup.reusedPopulation).toBe(false);
+    const second = await runLoadTest(
+      options(target, join(out, "2"), { populationFile, durationSeconds: 1, warmupSeconds: 0, seed: 43 }),
+      { log, progress: () => {} },
+    );
+    expect(second.report.setup.reusedPopulation).toBe(true);
+    for (const { report } of [first, second]) {
+      expect(report.verification.sends.issued).toBeGreaterThan(0);
+      expect(report.passed).toBe(true);
+    }
+  });
+
+  test("verifies unary sends of libsignal ciphertext to multi-device accounts", async () => {
+    const target = await startDelivery();
+    const out = await tempDir();
+    const { report } = await runLoadTest(
+      options(target, out, {
+        mode: "delivery-unary",
+        payload: "signal",
+        devices: 12,
+        devicesPerAccount: 2,
+        groupSize: 3,
+        sizeBytes: 200,
+        durationSeconds: 1.5,
+        warmupSeconds: 0.5,
+      }),
+      { log, progress: () => {} },
+    );
+    const v = report.verification;
+    expect(report.setup.signal?.sessions).toBeGreaterThan(0);
+    expect(v.sends.confirmed).toBe(v.sends.issued);
+    expect(v.sends.issued).toBeGreaterThan(0);
+    expect({ lost: v.lost, duplicates: v.duplicates, reordered: v.reordered }).toEqual({
+      lost: 0,
+      duplicates: 0,
+      reordered: 0,
+    });
+    expect(report.errors.total).toBe(0);
+    expect(report.passed).toBe(true);
+  });
+});
