@@ -59,13 +59,44 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(capacity * 1000 / rate) + 1000)
 return {allowed, retry}
 `;
 
+// The same over many buckets in one call: KEYS[i] with ARGV[4i-3..4i] = capacity, rate, cost, now.
+// Returns {allowed1, retry1, allowed2, retry2, ...}. Used on a single Redis (keys may span slots).
+const TAKE_MANY_SCRIPT = `
+local out = {}
+for i, key in ipairs(KEYS) do
+  local capacity = tonumber(ARGV[4 * i - 3])
+  local rate = tonumber(ARGV[4 * i - 2])
+  local cost = tonumber(ARGV[4 * i - 1])
+  local now = tonumber(ARGV[4 * i])
+  local b = redis.call('HMGET', key, 'tokens', 'ts')
+  local tokens = tonumber(b[1])
+  local ts = tonumber(b[2])
+  if tokens == nil then tokens = capacity; ts = now end
+  tokens = math.min(capacity, tokens + math.max(0, now - ts) * rate / 1000)
+  local allowed = 0
+  local retry = 0
+  if tokens >= cost then
+    tokens = tokens - cost
+    allowed = 1
+  else
+    retry = math.ceil((cost - tokens) * 1000 / rate)
+  end
+  redis.call('HSET', key, 'tokens', tostring(tokens), 'ts', tostring(now))
+  redis.call('PEXPIRE', key, math.ceil(capacity * 1000 / rate) + 1000)
+  out[2 * i - 1] = allowed
+  out[2 * i] = retry
+end
+return out
+`;
+
 type Client = (Redis | Cluster) & {
   rlTake(key: string, capacity: number, rate: number, cost: number, now: number): Promise<[number, number]>;
+  rlTakeMany(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
 };
 
 /**
- * Token buckets in Redis (or Redis Cluster when `nodes` is given), evaluated atomically by a Lua
- * script; a batch of requests is pipelined into one round trip.
+ * Token buckets in Redis (or Redis Cluster when `nodes` is given), evaluated atomically by Lua: on
+ * a single Redis a whole batch is one script call; on a cluster one call per bucket, pipelined.
  */
 export function createRedisRateLimiter(opts: {
   url?: string;
@@ -82,11 +113,20 @@ export function createRedisRateLimiter(opts: {
     // Reported through failed `take` calls; ioredis reconnects by itself.
   });
   redis.defineCommand("rlTake", { numberOfKeys: 1, lua: TAKE_SCRIPT });
+  redis.defineCommand("rlTakeMany", { lua: TAKE_MANY_SCRIPT });
   const prefix = opts.keyPrefix ?? "";
   return {
     async take(requests) {
       if (requests.length === 0) return [];
       const now = Date.now();
+      if (!opts.nodes) {
+        // A single Redis: every bucket in one script call.
+        const keys = requests.map((r) => rateLimitKey(prefix, r.policy.name, r.subject));
+        const args = requests.flatMap((r) => [r.policy.capacity, r.policy.refillPerSecond, r.cost ?? 1, now]);
+        const flat = await redis.rlTakeMany(keys.length, ...keys, ...args);
+        return requests.map((_, i) => ({ allowed: flat[2 * i] === 1, retryAfterMs: flat[2 * i + 1] ?? 0 }));
+      }
+      // A cluster: buckets live on different slots, so one script call per bucket, pipelined.
       const pipeline = redis.pipeline() as unknown as {
         rlTake: Client["rlTake"];
         exec(): Promise<Array<[Error | null, unknown]> | null>;

@@ -338,7 +338,7 @@ for (const s of [...senders, ...receivers]) s.cancel();
 client.close();
 await app?.close(500);
 if (child) {
-  child.kill("SIGTERM");
+  child.kill("SIGINT");
   await new Promise((r) => child?.once("exit", r));
 }
 await fanout.close();

@@ -41,6 +41,9 @@ import {
 import type { Metrics } from "../metrics.js";
 
 type SendResponse = MessageInitShape<typeof SendMessageResponseSchema>;
+
+/** Sends and acks one Connect stream may have in flight before the server stops reading it. */
+export const MAX_PENDING_PER_STREAM = 2_000;
 type GroupResponse = MessageInitShape<typeof SendGroupMessageResponseSchema>;
 
 const DIRECT_TYPES = new Set([
@@ -400,6 +403,9 @@ export function createMessageService(deps: MessageServiceDeps): ServiceImpl<type
       };
       try {
         for await (const req of requests) {
+          // Backpressure: with too many sends and acks in flight, stop reading frames until some
+          // finish, so HTTP/2 flow control slows the client instead of memory growing.
+          while (pending.size >= MAX_PENDING_PER_STREAM) await Promise.race(pending);
           const f = req.frame;
           switch (f.case) {
             case "subscribe": {
