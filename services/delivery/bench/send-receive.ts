@@ -190,7 +190,7 @@ for (let s = 0; s < STREAMS; s++) {
         pendingAcks.set(acct, list);
       } else if (f.frame.case === "queueEmpty") subscribedQueues++;
     }
-  })();
+  })().catch(() => undefined); // streams are cancelled at the end
 }
 pairs.forEach((p, i) => {
   void receivers[i % STREAMS]!.send({
@@ -245,7 +245,7 @@ for (let s = 0; s < STREAMS; s++) {
         pump();
       }
     }
-  })();
+  })().catch(() => undefined);
 }
 
 const cpu0 = process.cpuUsage();
