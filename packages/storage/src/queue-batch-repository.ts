@@ -126,7 +126,11 @@ export interface QueueBatchResult {
  * that send's rows out), locks the destination devices in key order, advances each device's
  * `queue_seq` by its row count and inserts the rows numbered in array order, plus shared group
  * payloads. Sequences of one device therefore commit in increasing order. Rows of a device that
- * no longer exists are skipped. Deadlocks (40P01) are left to the caller to retry.
+ * no longer exists are skipped. A left-out send's rows still count in the numbering, so the
+ * device's sequence skips their numbers (readers read `seq > cursor` and tolerate gaps).
+ * Concurrent batches to shared devices serialize on the device locks; a deadlock (40P01) can still
+ * occur when concurrent batches claim two or more of the same idempotency keys in different orders
+ * (retries racing their originals), and is left to the caller to retry.
  */
 export async function commitQueueBatch(db: Kysely<Database>, batch: QueueBatch): Promise<QueueBatchResult> {
   const counts = new Map<string, { a: string; d: number; n: number }>();

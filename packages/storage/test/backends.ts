@@ -1,17 +1,17 @@
 import { randomUUID } from "node:crypto";
 import { cloneTemplateDatabase } from "@switchboard/testkit";
 import { sql, type Kysely } from "kysely";
-import { afterAll, beforeAll, beforeEach, describe } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, inject } from "vitest";
 import {
+  commitQueueBatch,
   createDatabase,
-  createEmbeddedDatabase,
   insertAccount,
   insertDevice,
-  migrateToLatest,
   type Database,
   type DeviceSummary,
   type QueueInsert,
 } from "../src/index.js";
+import { openPgliteCopy } from "./pglite-template.js";
 
 /** The storage backends every contract test runs against. */
 export type BackendName = "postgres" | "pglite";
@@ -24,7 +24,7 @@ interface OpenBackend {
 /**
  * How each backend opens a migrated database: a clone of the run's template on the PostgreSQL
  * server (through the production `createDatabase`, so its type parsers are the ones under test),
- * or an in-memory PGlite migrated here.
+ * or PGlite on a copy of the migrated data directory the globalSetup made.
  */
 export const BACKENDS: ReadonlyArray<readonly [BackendName, () => Promise<OpenBackend>]> = [
   [
@@ -41,15 +41,15 @@ export const BACKENDS: ReadonlyArray<readonly [BackendName, () => Promise<OpenBa
       };
     },
   ],
-  [
-    "pglite",
-    async () => {
-      const db = await createEmbeddedDatabase({ dataDir: "memory://" });
-      await migrateToLatest(db);
-      return { db, close: () => db.destroy() };
-    },
-  ],
+  ["pglite", () => openPgliteCopy(pgliteTemplateDir())],
 ];
+
+/** The migrated PGlite data directory test/global-setup.ts provides; copy it, never open it. */
+export function pgliteTemplateDir(): string {
+  const dir = inject("pgliteTemplateDir") as string | undefined;
+  if (dir === undefined) throw new Error("pgliteTemplateDir was not provided: run with test/global-setup.ts");
+  return dir;
+}
 
 // Every table of the schema: a table added to `Database` and not here fails to compile.
 const TABLES = Object.keys({
@@ -72,8 +72,8 @@ export interface BackendContext {
 
 /**
  * Defines the same tests once per backend, each in a `describe` named `<title> (<backend>)`. A
- * backend opens one database per file (PGlite takes seconds to start) and every table is
- * truncated before each test.
+ * backend opens one database per file (a template clone, or a copy of the PGlite template) and
+ * every table is truncated before each test.
  */
 export function describeBackends(title: string, define: (ctx: BackendContext) => void): void {
   describe.each(BACKENDS)(`${title} (%s)`, (name, open) => {
@@ -159,6 +159,27 @@ export function queueRow(
     payload_id: null,
     ...over,
   };
+}
+
+/** The key `commitQueueBatch` reports a queued row by: `account/device/messageId`. */
+export const queuedKey = (r: Pick<QueueInsert, "account_id" | "device_id" | "message_id">): string =>
+  `${r.account_id}/${r.device_id}/${r.message_id}`;
+
+/**
+ * Queues rows the way the send path queues delivery receipts (`commitQueueBatch` with no
+ * idempotency entries); returns each row's sequence, index-aligned, undefined where skipped.
+ */
+export async function queueRows(
+  db: Kysely<Database>,
+  rows: readonly QueueInsert[],
+): Promise<Array<number | undefined>> {
+  const { queued } = await commitQueueBatch(db, {
+    sendLog: [],
+    rows,
+    logged: rows.map(() => false),
+    payloads: [],
+  });
+  return rows.map((r) => queued.get(queuedKey(r))?.seq);
 }
 
 /** Bytes as a plain Uint8Array, to compare contents whatever the subclass (Buffer or not). */

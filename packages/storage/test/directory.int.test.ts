@@ -11,8 +11,6 @@ import {
   insertAccount,
   insertDevice,
   listDevices,
-  queueMessages,
-  lockDevices,
   storeKeys,
   countPreKeys,
 } from "../src/index.js";
@@ -23,6 +21,7 @@ import {
   describeBackends,
   linkDevice,
   queueRow,
+  queueRows,
 } from "./backends.js";
 
 const newAccount = (over: { app?: number; providerId?: string; handle?: string } = {}) => ({
@@ -151,10 +150,7 @@ describeBackends("directory repository", (ctx) => {
       },
       100,
     );
-    await ctx.db.transaction().execute(async (trx) => {
-      await lockDevices(trx, [d2]);
-      await queueMessages(trx, [queueRow(d2), queueRow(d2)]);
-    });
+    await queueRows(ctx.db, [queueRow(d2), queueRow(d2)]);
 
     expect(await deleteDevice(ctx.db, a.accountId, d2.deviceId)).toBe(true);
     expect((await listDevices(ctx.db, [a.accountId])).map((d) => d.deviceId)).toEqual([1]);

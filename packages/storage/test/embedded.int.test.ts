@@ -1,21 +1,27 @@
 import { randomUUID } from "node:crypto";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Code } from "@switchboard/errors";
 import { sql } from "kysely";
 import { describe, expect, onTestFinished, test } from "vitest";
 import {
+  commitQueueBatch,
   createEmbeddedDatabase,
   findAccountById,
   isUniqueViolation,
-  lockDevices,
   migrateToLatest,
   pgErrorCode,
-  queueMessages,
   readQueue,
 } from "../src/index.js";
-import { createAccount, describeBackends, queueRow } from "./backends.js";
+import {
+  createAccount,
+  describeBackends,
+  pgliteTemplateDir,
+  queuedKey,
+  queueRow,
+  queueRows,
+} from "./backends.js";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -87,10 +93,7 @@ describeBackends("database behaviour the repositories rely on", (ctx) => {
 
   test("the queue-depth estimate the delivery metrics read answers with a number", async () => {
     const a = await createAccount(ctx.db);
-    await ctx.db.transaction().execute(async (trx) => {
-      await lockDevices(trx, [a]);
-      await queueMessages(trx, [queueRow(a)]);
-    });
+    await queueRows(ctx.db, [queueRow(a)]);
     const r = await sql<{ depth: number }>`
       SELECT COALESCE(n_live_tup, 0)::bigint AS depth FROM pg_stat_user_tables WHERE relname = 'queued_messages'
     `.execute(ctx.db);
@@ -117,22 +120,24 @@ describe("createEmbeddedDatabase", () => {
     onTestFinished(() => rm(root, { recursive: true, force: true }));
     const dataDir = join(root, "data");
 
-    // A lock left by a process that is gone is taken over.
-    await mkdir(dataDir, { recursive: true });
+    // A migrated directory (a copy of the run's template; the globalSetup creates that one from
+    // nothing) with a lock left by a process that is gone: the lock is taken over.
+    await cp(pgliteTemplateDir(), dataDir, { recursive: true });
     await writeFile(join(dataDir, "switchboard.lock"), "2147483646");
     const db = await createEmbeddedDatabase({ dataDir });
-    expect(await migrateToLatest(db)).toEqual(["0001-init"]);
     await expect(createEmbeddedDatabase({ dataDir })).rejects.toMatchObject({ reason: "DATA_DIR_IN_USE" });
     const device = await createAccount(db);
     const account = await findAccountById(db, device.accountId);
     const rows = [queueRow(device, { content: Buffer.from("persisted") }), queueRow(device)];
-    const queued = db.transaction().execute(async (trx) => {
-      await lockDevices(trx, [device]);
-      return queueMessages(trx, rows);
-    });
+    const queued = db
+      .transaction()
+      .execute((trx) =>
+        commitQueueBatch(trx, { sendLog: [], rows, logged: rows.map(() => false), payloads: [] }),
+      );
     // destroy() lets work already queued on the one connection finish, then refuses new work.
     await db.destroy();
-    expect(await queued).toEqual([1, 2]);
+    const committed = await queued;
+    expect(rows.map((r) => committed.queued.get(queuedKey(r))?.seq)).toEqual([1, 2]);
     await expect(findAccountById(db, device.accountId)).rejects.toThrow();
 
     const reopened = await createEmbeddedDatabase({ dataDir });

@@ -2,23 +2,26 @@ import { randomUUID } from "node:crypto";
 import { sql } from "kysely";
 import { describe, expect, test } from "vitest";
 import {
+  commitQueueBatch,
   countQueued,
   deleteMessages,
   findSendLog,
-  insertGroupPayloads,
-  insertSendLog,
-  lockDevices,
-  lockDevicesOfAccounts,
-  queueMessages,
   readQueue,
   sendLogKey,
   sweepExpired,
-  uniqueDevices,
   type DeviceRef,
   type QueueInsert,
   type SendLogEntry,
 } from "../src/index.js";
-import { APP_MESSENGER, createAccount, describeBackends, linkDevice, plain, queueRow } from "./backends.js";
+import {
+  APP_MESSENGER,
+  createAccount,
+  describeBackends,
+  linkDevice,
+  plain,
+  queueRow,
+  queueRows,
+} from "./backends.js";
 
 const FAR = Date.now() + 3_600_000;
 
@@ -37,53 +40,12 @@ const logKey = (d: DeviceRef, clientMessageId: string) => ({
 });
 
 describeBackends("message repository", (ctx) => {
-  /** Queues rows in one transaction that locks their devices first, as the send path does. */
-  const queue = (rows: QueueInsert[]) =>
-    ctx.db.transaction().execute(async (trx) => {
-      await lockDevices(trx, uniqueDevices(rows));
-      return queueMessages(trx, rows);
-    });
+  const queue = (rows: QueueInsert[]) => queueRows(ctx.db, rows);
+  /** Stores idempotency entries only, as a batch of sends whose rows went nowhere. */
+  const logSends = (entries: SendLogEntry[]) =>
+    commitQueueBatch(ctx.db, { sendLog: entries, rows: [], logged: [], payloads: [] });
   const read = (d: DeviceRef, after = 0, limit = 100, nowMs = Date.now()) =>
     readQueue(ctx.db, d, after, limit, nowMs);
-
-  test("lockDevicesOfAccounts returns every device of the accounts in key order", async () => {
-    const a = await createAccount(ctx.db, { registrationId: 11 });
-    const b = await createAccount(ctx.db, { app: APP_MESSENGER, handle: "123456", registrationId: 22 });
-    const a2 = await linkDevice(ctx.db, a.accountId);
-    const locked = await ctx.db
-      .transaction()
-      .execute((trx) => lockDevicesOfAccounts(trx, [b.accountId, a.accountId, randomUUID()]));
-    const expected = [
-      { accountId: a.accountId, deviceId: 1, registrationId: 11, app: 1, queueSeq: 0 },
-      { accountId: a.accountId, deviceId: 2, registrationId: a2.registrationId, app: 1, queueSeq: 0 },
-      { accountId: b.accountId, deviceId: 1, registrationId: 22, app: APP_MESSENGER, queueSeq: 0 },
-    ].sort((x, y) => x.accountId.localeCompare(y.accountId) || x.deviceId - y.deviceId);
-    expect(locked).toEqual(expected);
-    expect(await ctx.db.transaction().execute((trx) => lockDevicesOfAccounts(trx, []))).toEqual([]);
-  });
-
-  test("lockDevices returns the devices that exist, with their queue sequence", async () => {
-    const a = await createAccount(ctx.db);
-    await queue([queueRow(a), queueRow(a)]);
-    const locked = await ctx.db
-      .transaction()
-      .execute((trx) => lockDevices(trx, [a, { accountId: a.accountId, deviceId: 9 }]));
-    expect(locked).toEqual([
-      { accountId: a.accountId, deviceId: 1, registrationId: a.registrationId, app: 1, queueSeq: 2 },
-    ]);
-    expect(await ctx.db.transaction().execute((trx) => lockDevices(trx, []))).toEqual([]);
-  });
-
-  test("queueMessages numbers rows per device in array order, continuing from the last sequence", async () => {
-    const a = await createAccount(ctx.db);
-    const a2 = await linkDevice(ctx.db, a.accountId);
-    expect(await queue([queueRow(a), queueRow(a2), queueRow(a), queueRow(a2), queueRow(a)])).toEqual([
-      1, 1, 2, 2, 3,
-    ]);
-    expect(await queue([queueRow(a2), queueRow(a)])).toEqual([3, 4]);
-    expect((await read(a)).map((m) => m.seq)).toEqual([1, 2, 3, 4]);
-    expect(await ctx.db.transaction().execute((trx) => queueMessages(trx, []))).toEqual([]);
-  });
 
   test("readQueue returns every field with the same JS types on each backend", async () => {
     const a = await createAccount(ctx.db);
@@ -142,14 +104,14 @@ describeBackends("message repository", (ctx) => {
     const b = await createAccount(ctx.db);
     const messageId = randomUUID();
     const groupId = randomUUID();
-    await ctx.db.transaction().execute(async (trx) => {
-      await insertGroupPayloads(trx, [{ messageId, app: 1, content: new Uint8Array([4, 2]) }]);
-      await insertGroupPayloads(trx, []);
-      const rows = [a, b].map((d) =>
-        queueRow(d, { message_id: messageId, group_id: groupId, content: null, payload_id: messageId }),
-      );
-      await lockDevices(trx, uniqueDevices(rows));
-      await queueMessages(trx, rows);
+    const rows = [a, b].map((d) =>
+      queueRow(d, { message_id: messageId, group_id: groupId, content: null, payload_id: messageId }),
+    );
+    await commitQueueBatch(ctx.db, {
+      sendLog: [logEntry(a, "group-send", messageId)],
+      rows,
+      logged: rows.map(() => true),
+      payloads: [{ messageId, app: 1, content: new Uint8Array([4, 2]) }],
     });
     for (const d of [a, b]) {
       const [m] = await read(d);
@@ -157,14 +119,6 @@ describeBackends("message repository", (ctx) => {
       expect(plain(m?.content)).toEqual(new Uint8Array([4, 2]));
       expect(Buffer.isBuffer(m?.content)).toBe(true);
     }
-  });
-
-  test("concurrent sends to one device commit gapless increasing sequences", async () => {
-    const a = await createAccount(ctx.db);
-    const seqs = await Promise.all(Array.from({ length: 20 }, () => queue([queueRow(a), queueRow(a)])));
-    expect(seqs.flat().sort((x, y) => x - y)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
-    for (const s of seqs) expect(s[1]).toBe((s[0] ?? 0) + 1);
-    expect((await read(a)).map((m) => m.seq)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
   });
 
   test("deleteMessages removes acknowledged messages of the right device only", async () => {
@@ -234,18 +188,22 @@ describeBackends("message repository", (ctx) => {
     const orphan = randomUUID();
     const young = randomUUID();
     const referenced = randomUUID();
-    await ctx.db.transaction().execute(async (trx) => {
-      await insertGroupPayloads(trx, [
-        { messageId: orphan, app: 1, content: new Uint8Array([1]) },
-        { messageId: young, app: 1, content: new Uint8Array([2]) },
-        { messageId: referenced, app: 1, content: new Uint8Array([3]) },
-      ]);
-      await lockDevices(trx, [a]);
-      await queueMessages(trx, [
-        queueRow(a, { content: null, payload_id: referenced, message_id: referenced }),
-      ]);
-      await insertSendLog(trx, [logEntry(a, "old"), logEntry(a, "new")]);
+    // Three group sends (their payloads) of which one still has a queued row, plus two entries.
+    await commitQueueBatch(ctx.db, {
+      sendLog: [
+        logEntry(a, "orphan", orphan),
+        logEntry(a, "young", young),
+        logEntry(a, "referenced", referenced),
+      ],
+      rows: [queueRow(a, { content: null, payload_id: referenced, message_id: referenced })],
+      logged: [true],
+      payloads: [orphan, young, referenced].map((messageId, i) => ({
+        messageId,
+        app: 1,
+        content: new Uint8Array([i]),
+      })),
     });
+    await logSends([logEntry(a, "old"), logEntry(a, "new")]);
     await sql`UPDATE group_payloads SET created_at = now() - interval '2 minutes' WHERE message_id <> ${young}`.execute(
       ctx.db,
     );
@@ -273,23 +231,10 @@ describeBackends("message repository", (ctx) => {
   });
 
   describe("send log", () => {
-    test("insertSendLog reports the keys it inserted and skips ones already logged", async () => {
-      const a = await createAccount(ctx.db);
-      const first = await ctx.db
-        .transaction()
-        .execute((trx) => insertSendLog(trx, [logEntry(a, "x"), logEntry(a, "y")]));
-      expect(first).toEqual(new Set([sendLogKey(a.accountId, 1, "x"), sendLogKey(a.accountId, 1, "y")]));
-      const second = await ctx.db
-        .transaction()
-        .execute((trx) => insertSendLog(trx, [logEntry(a, "y"), logEntry(a, "z")]));
-      expect(second).toEqual(new Set([sendLogKey(a.accountId, 1, "z")]));
-      expect(await ctx.db.transaction().execute((trx) => insertSendLog(trx, []))).toEqual(new Set());
-    });
-
     test("findSendLog answers a retry with the original message id and timestamp", async () => {
       const a = await createAccount(ctx.db);
       const messageId = randomUUID();
-      await ctx.db.transaction().execute((trx) => insertSendLog(trx, [logEntry(a, "retry-me", messageId)]));
+      await logSends([logEntry(a, "retry-me", messageId)]);
       const found = await findSendLog(ctx.db, [logKey(a, "retry-me"), logKey(a, "never-sent")]);
       expect(found).toEqual(
         new Map([
@@ -298,32 +243,5 @@ describeBackends("message repository", (ctx) => {
       );
       expect(await findSendLog(ctx.db, [])).toEqual(new Map());
     });
-
-    test("concurrent claims of one idempotency key let exactly one send through", async () => {
-      const a = await createAccount(ctx.db);
-      const claims = await Promise.all(
-        Array.from({ length: 8 }, () =>
-          ctx.db.transaction().execute((trx) => insertSendLog(trx, [logEntry(a, "same")])),
-        ),
-      );
-      expect(claims.filter((c) => c.size === 1)).toHaveLength(1);
-      expect((await findSendLog(ctx.db, [logKey(a, "same")])).size).toBe(1);
-    });
-  });
-});
-
-describe("uniqueDevices", () => {
-  test("returns each device once, in account and device order", () => {
-    const rows = [
-      { account_id: "b", device_id: 1 },
-      { account_id: "a", device_id: 2 },
-      { account_id: "b", device_id: 1 },
-      { account_id: "a", device_id: 1 },
-    ];
-    expect(uniqueDevices(rows)).toEqual([
-      { accountId: "a", deviceId: 1 },
-      { accountId: "a", deviceId: 2 },
-      { accountId: "b", deviceId: 1 },
-    ]);
   });
 });

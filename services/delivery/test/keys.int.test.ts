@@ -66,7 +66,11 @@ describe("KeyService", () => {
       a.result.case === "bundles" && Buffer.from(a.result.value.bundles[0]?.identityKey ?? []).equals(first),
     ).toBe(true);
     const second = ec();
-    await clientsFor(inst.target, bob.auth).keys.uploadKeys({ identityKey: second });
+    await clientsFor(inst.target, bob.auth).keys.uploadKeys({
+      identityKey: second,
+      signedPreKey: { keyId: 2, publicKey: ec(), signature: sig() },
+      lastResortKyberPreKey: { keyId: 998, publicKey: kyber(), signature: sig() },
+    });
     const b = await clientsFor(inst.target, alice.auth).keys.getPreKeyBundles({ accountId: bob.accountId });
     expect(
       b.result.case === "bundles" && Buffer.from(b.result.value.bundles[0]?.identityKey ?? []).equals(second),
