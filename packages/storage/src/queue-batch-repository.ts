@@ -158,6 +158,9 @@ export async function commitQueueBatch(db: Kysely<Database>, batch: QueueBatch):
         ${sl.map((e) => e.senderAccountId)}::uuid[], ${sl.map((e) => e.senderDeviceId)}::int[],
         ${sl.map((e) => e.clientMessageId)}::text[], ${sl.map((e) => e.app)}::smallint[],
         ${sl.map((e) => e.messageId)}::uuid[], ${sl.map((e) => e.serverTimestampMs)}::bigint[])
+        AS k(a, d, c, app, m, ts)
+      -- Key order, so two batches racing on the same keys wait instead of deadlocking.
+      ORDER BY a, d, c
       ON CONFLICT DO NOTHING
       RETURNING message_id
     ),
