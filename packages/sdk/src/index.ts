@@ -39,10 +39,18 @@ export type {
 export { createFileStore } from "./store/file-store.js";
 export type { GroupState, KeyState, LocalDevice, PendingContent, StoreData } from "./store/store-data.js";
 export { decodeContent, encodeContent, CONTENT_VERSION, PADDING_BLOCK_BYTES } from "./content-codec.js";
-export * from "./transports/messenger-transport.js";
 export {
   createInstagramTransport,
   envelopeOfItem,
   InstagramTransport,
   type InstagramTransportOptions,
 } from "./transports/instagram-transport.js";
+export {
+  createWhatsAppTransport,
+  WhatsAppTransport,
+  whatsAppTranslation,
+  type WhatsAppSession,
+  type WhatsAppTransportOptions,
+  type WhatsAppUserJid,
+} from "./transports/whatsapp-transport.js";
+export * from "./transports/messenger-transport.js";

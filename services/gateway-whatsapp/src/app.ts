@@ -1,0 +1,81 @@
+import type { DeliveryLink } from "@switchboard/delivery-link";
+import { createGrpcServer, type GrpcServer } from "@switchboard/grpc";
+import { whatsapp } from "@switchboard/proto";
+import type { Kysely } from "kysely";
+import type { Logger } from "pino";
+import { startAdminServer, type AdminServer } from "./codes/admin-server.js";
+import { createDevCodeSender, type CodeSender, type DevCodeSender } from "./codes/code-sender.js";
+import { createDirectory } from "./directory.js";
+import { DEFAULT_LIMITS, type GatewayLimits } from "./domain/limits.js";
+import { createChatHub } from "./rpc/chat.js";
+import { createWhatsAppService } from "./rpc/whatsapp-service.js";
+import type { WaDatabase } from "./storage/schema.js";
+
+/** A built gateway: serve it with `listen`, stop it with `close`. */
+export interface GatewayApp {
+  readonly grpc: GrpcServer;
+  /** Devices with an open Chat stream on this instance. */
+  readonly connections: number;
+  /**
+   * Starts the gRPC server, and the dev admin endpoint on 127.0.0.1:`adminPort` when `adminPort`
+   * is given and the code sender is the development one.
+   */
+  listen(opts: {
+    host: string;
+    port: number;
+    adminPort?: number;
+  }): Promise<{ port: number; adminPort?: number }>;
+  /** Ends chat streams, finishes unary calls within `graceMs`, stops the admin endpoint. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/**
+ * Wires the gateway from its dependencies. Reads no environment and opens no port until
+ * `listen`; the caller owns `db` and `link` and closes them after `close()`. Without a
+ * `codeSender` the development sender is used (codes are logged, and readable through the admin
+ * endpoint when it is started).
+ */
+export function buildApp(deps: {
+  db: Kysely<WaDatabase>;
+  link: DeliveryLink;
+  log: Logger;
+  codeSender?: CodeSender;
+  limits?: Partial<GatewayLimits>;
+  now?: () => number;
+}): GatewayApp {
+  const { db, link, log } = deps;
+  const limits: GatewayLimits = { ...DEFAULT_LIMITS, ...deps.limits };
+  const now = deps.now ?? Date.now;
+  const codeSender = deps.codeSender ?? createDevCodeSender(log.child({ component: "code-sender" }));
+  const directory = createDirectory(link);
+  const chat = createChatHub({ db, link, directory, limits, log });
+  const grpc = createGrpcServer({ log });
+  grpc.add(whatsapp.WhatsAppService, {
+    ...createWhatsAppService({ db, link, directory, codeSender, limits, log, now }),
+    chat: chat.handler,
+  });
+  let admin: AdminServer | undefined;
+
+  return {
+    grpc,
+    get connections() {
+      return chat.connections;
+    },
+    async listen(opts) {
+      const port = await grpc.listen(opts.host, opts.port);
+      if (opts.adminPort !== undefined && isDevSender(codeSender)) {
+        admin = await startAdminServer({ port: opts.adminPort, codes: codeSender, log });
+      }
+      log.info({ port, adminPort: admin?.port }, "whatsapp gateway listening");
+      return admin ? { port, adminPort: admin.port } : { port };
+    },
+    async close(graceMs = 10_000) {
+      await grpc.close(graceMs);
+      await admin?.close();
+    },
+  };
+}
+
+function isDevSender(sender: CodeSender): sender is DevCodeSender {
+  return typeof (sender as Partial<DevCodeSender>).lastCode === "function";
+}

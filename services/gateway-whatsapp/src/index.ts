@@ -1,0 +1,12 @@
+export { buildApp } from "./app.js";
+export type { GatewayApp } from "./app.js";
+export { gatewayEnv, loadConfig } from "./config.js";
+export type { GatewayConfig } from "./config.js";
+export { createDevCodeSender } from "./codes/code-sender.js";
+export type { CodeSender, DevCodeSender } from "./codes/code-sender.js";
+export { createWaDatabase, migrateWaDatabase, migrateWaUrl } from "./storage/database.js";
+export type { WaDatabase } from "./storage/schema.js";
+export { DEFAULT_LIMITS } from "./domain/limits.js";
+export type { GatewayLimits } from "./domain/limits.js";
+export { formatJid, parseJid } from "./domain/jid.js";
+export type { Jid, UserJid, GroupJid } from "./domain/jid.js";
