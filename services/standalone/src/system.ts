@@ -4,7 +4,11 @@ import { join } from "node:path";
 import { buildApp as buildDelivery } from "@switchboard/delivery";
 import { createDeliveryLink, type DeliveryLink } from "@switchboard/delivery-link";
 import { createMemoryFanout, createRedisFanout, type Fanout } from "@switchboard/fanout";
-import { buildApp as buildInstagram, migrateGateway as migrateInstagram, type IgDatabase } from "@switchboard/gateway-instagram";
+import {
+  buildApp as buildInstagram,
+  migrateGateway as migrateInstagram,
+  type IgDatabase,
+} from "@switchboard/gateway-instagram";
 import {
   buildApp as buildMessenger,
   migrateGatewayDatabase as migrateMessenger,
@@ -71,7 +75,11 @@ async function loadOrCreateTokens(dataDir: string): Promise<Tokens> {
 export async function startSystem(config: StandaloneConfig, log: Logger): Promise<System> {
   const embeddedDatabase = !config.DATABASE_URL;
   const db: Kysely<Database> = config.DATABASE_URL
-    ? createDatabase({ url: config.DATABASE_URL, poolSize: config.DATABASE_POOL_SIZE, applicationName: "switchboard-standalone" })
+    ? createDatabase({
+        url: config.DATABASE_URL,
+        poolSize: config.DATABASE_POOL_SIZE,
+        applicationName: "switchboard-standalone",
+      })
     : await createEmbeddedDatabase({ dataDir: join(config.DATA_DIR, "pglite") });
   const closers: Array<() => Promise<void>> = [async () => db.destroy()];
   const close = async () => {
@@ -153,7 +161,11 @@ export async function startSystem(config: StandaloneConfig, log: Logger): Promis
       log: log.child({ component: "gateway-whatsapp" }),
       codeSender: createDevCodeSender(log.child({ component: "gateway-whatsapp-codes" })),
     });
-    const wa = await whatsapp.listen({ host: config.HOST, port: config.WHATSAPP_GRPC_PORT, adminPort: config.WHATSAPP_ADMIN_PORT });
+    const wa = await whatsapp.listen({
+      host: config.HOST,
+      port: config.WHATSAPP_GRPC_PORT,
+      adminPort: config.WHATSAPP_ADMIN_PORT,
+    });
     closers.push(() => whatsapp.close(config.SHUTDOWN_GRACE_MS));
 
     const messenger = await buildMessenger({
