@@ -145,19 +145,23 @@ describe("RequestCode / VerifyCode", () => {
     await open.verifyCode({ phoneNumber: phone, code: second, registrationId: 1 });
   });
 
-  test("refuses to re-register a number (FAILED_PRECONDITION NUMBER_ALREADY_REGISTERED)", async () => {
+  test("re-registers a verified number: same account, new primary token, old tokens revoked", async () => {
     const stack = await startStack();
     const first = await registerPhone(stack);
     const open = waClient(stack.target);
     await open.requestCode({ phoneNumber: first.phone });
-
-    await expect(
-      open.verifyCode({
-        phoneNumber: first.phone,
-        code: await fetchCode(stack, first.phone),
-        registrationId: 9,
-      }),
-    ).rejects.toMatchObject({ code: Code.FailedPrecondition, reason: "NUMBER_ALREADY_REGISTERED" });
+    const again = await open.verifyCode({
+      phoneNumber: first.phone,
+      code: await fetchCode(stack, first.phone),
+      registrationId: 9,
+    });
+    expect(again.accountId).toBe(first.accountId);
+    expect(again.token).not.toBe(first.token);
+    const oldClient = waClient(stack.target, first.token);
+    await expect(oldClient.uploadKeys({})).rejects.toMatchObject({ code: Code.Unauthenticated });
+    // The new token authenticates; the reinstalled device starts without keys.
+    const newClient = waClient(stack.target, again.token);
+    await expect(newClient.uploadKeys({})).rejects.toMatchObject({ reason: "KEYS_INCOMPLETE" });
   });
 
   test("validates phone numbers, codes and registration ids", async () => {

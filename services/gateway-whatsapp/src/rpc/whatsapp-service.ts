@@ -1,7 +1,7 @@
 // The unary RPCs of WhatsAppService: registration, device linking, keys, lookups and groups.
 // (The Chat stream lives in chat.ts.)
 import type { DeliveryLink } from "@switchboard/delivery-link";
-import { AppError, Code, isAppError } from "@switchboard/errors";
+import { AppError, Code } from "@switchboard/errors";
 import type { CallContext, ServiceImpl } from "@switchboard/grpc";
 import { App, type Group, type Handle, type whatsapp } from "@switchboard/proto";
 import type { Kysely } from "kysely";
@@ -32,7 +32,7 @@ import {
   takeLinkCode,
 } from "../storage/code-repository.js";
 import type { WaDatabase } from "../storage/schema.js";
-import { insertDeviceToken } from "../storage/token-repository.js";
+import { deleteAccountTokens, insertDeviceToken } from "../storage/token-repository.js";
 
 type Service = typeof whatsapp.WhatsAppService;
 
@@ -159,29 +159,18 @@ export function createWhatsAppService(deps: WhatsAppServiceDeps): Omit<ServiceIm
           if (attempts >= limits.codeMaxAttempts) await clearCode(trx, phone);
           return { kind: "wrong", attemptsLeft: Math.max(0, limits.codeMaxAttempts - attempts) };
         }
-        let registered;
-        try {
-          registered = await link.directory.registerAccount({
-            handle: { app: App.WHATSAPP, value: phone },
-            registrationId,
-            password: generateDevicePassword(),
-            deviceName,
-          });
-        } catch (err) {
-          if (isAppError(err) && err.code === Code.AlreadyExists) {
-            // Re-registration (a new primary device for the number) needs a delivery call that
-            // replaces device 1; until it exists the number stays bound to its first device.
-            throw new AppError(
-              Code.FailedPrecondition,
-              "NUMBER_ALREADY_REGISTERED",
-              "this number is already registered; re-registration is not supported yet",
-              { cause: err },
-            );
-          }
-          throw err;
-        }
+        // The code proves ownership of the number: a number registered before is re-registered
+        // (a reinstall), which replaces its primary device and unlinks companions.
+        const registered = await link.directory.registerAccount({
+          handle: { app: App.WHATSAPP, value: phone },
+          registrationId,
+          password: generateDevicePassword(),
+          deviceName,
+          replaceExisting: true,
+        });
         const accountId = registered.account?.id ?? "";
         const deviceId = registered.device?.deviceId ?? 1;
+        if (registered.replaced) await deleteAccountTokens(trx, accountId);
         const token = generateToken();
         await insertDeviceToken(trx, {
           token_hash: sha256(token),

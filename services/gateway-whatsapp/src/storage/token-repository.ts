@@ -15,6 +15,11 @@ export async function insertDeviceToken(trx: Transaction<WaDatabase>, row: NewDe
   await trx.insertInto("wa_device_tokens").values(row).execute();
 }
 
+/** Revokes every token of an account (after a re-registration replaced its devices). */
+export async function deleteAccountTokens(trx: Transaction<WaDatabase>, accountId: string): Promise<void> {
+  await trx.deleteFrom("wa_device_tokens").where("account_id", "=", accountId).execute();
+}
+
 /** The device a token digest belongs to, if any. */
 export function findDeviceToken(
   db: Kysely<WaDatabase>,
