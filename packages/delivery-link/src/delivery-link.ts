@@ -51,7 +51,10 @@ export interface DeviceListener {
   onQueueEmpty(): void;
   /** The device subscribed elsewhere; this subscription has ended. */
   onDisplaced(): void;
-  /** A subscribe or ack for the device failed (e.g. DEVICE_NOT_FOUND); the subscription ended. */
+  /**
+   * A subscribe or ack for the device failed for good (e.g. DEVICE_NOT_FOUND); the subscription
+   * ended. Transient failures (UNAVAILABLE and the like) are retried instead.
+   */
   onError?(error: AppError): void;
 }
 
@@ -101,6 +104,14 @@ interface Sub {
 }
 
 const keyOf = (d: DeviceAddress) => `${d.accountId}/${d.deviceId}`;
+
+/** Frame errors worth retrying: the subscription stays and is re-sent after a pause. */
+const TRANSIENT = new Set<Code>([
+  Code.Unavailable,
+  Code.DeadlineExceeded,
+  Code.Aborted,
+  Code.ResourceExhausted,
+]);
 
 function hashOf(s: string): number {
   let h = 2166136261;
@@ -229,6 +240,21 @@ export function createDeliveryLink(opts: DeliveryLinkOptions): DeliveryLink {
           const d = f.frame.value.device;
           const sub = d && this.subs.get(keyOf(d));
           const error = fromStatus(f.frame.value.error);
+          if (sub && !sub.closed && TRANSIENT.has(error.code)) {
+            // E.g. the database is briefly unreachable: subscribe again after a jittered pause.
+            const delay = Math.min(maxMs, minMs * 4) * (0.5 + Math.random());
+            opts.log.warn(
+              { reason: error.reason, retryInMs: Math.round(delay) },
+              "subscribe failed; retrying",
+            );
+            setTimeout(() => {
+              if (sub.closed || this.subs.get(keyOf(sub.device)) !== sub) return;
+              void this.write({
+                frame: { case: "subscribe", value: { device: sub.device, window: sub.window } },
+              }).catch(() => undefined);
+            }, delay).unref();
+            return;
+          }
           if (sub && !sub.closed) {
             sub.closed = true;
             this.subs.delete(keyOf(sub.device));

@@ -23,6 +23,11 @@ export interface GrpcServerOptions {
   maxReceiveMessageBytes?: number;
   /** Called once per finished call (all services, health and reflection included), e.g. for metrics. */
   onCallEnd?: (e: CallEndEvent) => void;
+  /**
+   * Maps errors that are not AppErrors but have a known meaning (a dependency being down →
+   * UNAVAILABLE) before the INTERNAL fallback. Return undefined to leave an error INTERNAL.
+   */
+  translateError?: (err: unknown) => AppError | undefined;
   /** Transport credentials (default: insecure, for use behind a mesh or on a private network). */
   credentials?: grpc.ServerCredentials;
 }
@@ -77,7 +82,12 @@ const REFLECTION_FILES: readonly DescFile[] = [
  * anything else → INTERNAL "internal error" (logged with its stack, never sent).
  */
 export function createGrpcServer(opts: GrpcServerOptions): GrpcServer {
-  const rt: AdapterRuntime = { log: opts.log, onCallEnd: opts.onCallEnd, active: new Set<ActiveCall>() };
+  const rt: AdapterRuntime = {
+    log: opts.log,
+    onCallEnd: opts.onCallEnd,
+    translateError: opts.translateError,
+    active: new Set<ActiveCall>(),
+  };
   const adaptedPaths = new Set<string>();
   const services: DescService[] = [];
   const healthNames = new Set<string>([""]);

@@ -33,6 +33,8 @@ export interface ActiveCall {
 export interface AdapterRuntime {
   readonly log: Logger;
   readonly onCallEnd: ((e: CallEndEvent) => void) | undefined;
+  /** Turns known non-AppErrors (e.g. a database outage) into AppErrors before the INTERNAL fallback. */
+  readonly translateError: ((err: unknown) => AppError | undefined) | undefined;
   readonly active: Set<ActiveCall>;
 }
 
@@ -258,6 +260,8 @@ class CallState implements ActiveCall {
       appErr = err;
     } else if (err instanceof Error && err.name === "AbortError") {
       appErr = new AppError(Code.Canceled, "CANCELLED", "operation aborted", { cause: err });
+    } else if (this.rt.translateError?.(err)) {
+      appErr = this.rt.translateError(err) as AppError;
     } else {
       appErr = new AppError(Code.Internal, "INTERNAL", "internal error", { cause: err });
     }

@@ -103,7 +103,14 @@ export function createRedisRateLimiter(opts: {
   nodes?: Array<{ host: string; port: number }>;
   keyPrefix?: string;
 }): RateLimiter {
-  const options = { lazyConnect: false, maxRetriesPerRequest: 1, enableOfflineQueue: true };
+  // While Redis is unreachable a command waits at most 500 ms, then fails (callers fail open),
+  // instead of queueing until Redis is back and stalling every send.
+  const options = {
+    lazyConnect: false,
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: true,
+    commandTimeout: 500,
+  };
   const redis = (
     opts.nodes
       ? new Cluster(opts.nodes, { redisOptions: options })

@@ -35,6 +35,10 @@ export function createDatabase(opts: DatabaseOptions): Kysely<Database> {
     },
   });
   pool.on("error", (err) => opts.onPoolError?.(err));
+  // A checked-out client whose connection dies (server restart, admin shutdown) emits 'error'
+  // outside any query; without a listener that would crash the process. The query in flight
+  // fails on its own, and the pool discards the broken client when it is released.
+  pool.on("connect", (client) => client.on("error", (err) => opts.onPoolError?.(err)));
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 }
 

@@ -24,6 +24,8 @@ export const isRetryableTransactionError = (err: unknown): boolean => {
  * admin shutdown (57P01..57P03), too many connections (53300), and node-level socket errors.
  */
 export function isUnavailableError(err: unknown): boolean {
+  // Connecting to "localhost" tries several addresses: Node reports all failures together.
+  if (err instanceof AggregateError) return err.errors.length > 0 && err.errors.every(isUnavailableError);
   const code = pgErrorCode(err);
   if (code !== undefined) {
     return (

@@ -12,6 +12,7 @@ import { createAckPipeline } from "./delivery/ack-pipeline.js";
 import { ratePolicies } from "./delivery/rate-limits.js";
 import { createSendPipeline } from "./delivery/send-pipeline.js";
 import { createSubscriptionManager } from "./delivery/subscriptions.js";
+import { translateError } from "./errors.js";
 import { createMetrics, type Metrics } from "./metrics.js";
 import { createDirectoryService } from "./rpc/directory-service.js";
 import { createGroupService } from "./rpc/group-service.js";
@@ -117,7 +118,11 @@ export function buildApp(deps: {
     pollMs: config.STREAM_POLL_MS,
   });
 
-  const grpc = createGrpcServer({ log, maxReceiveMessageBytes: config.MAX_CIPHERTEXT_BYTES * 4 + 64 * 1024 });
+  const grpc = createGrpcServer({
+    log,
+    maxReceiveMessageBytes: config.MAX_CIPHERTEXT_BYTES * 4 + 64 * 1024,
+    translateError,
+  });
   grpc.add(
     DirectoryService,
     createDirectoryService({

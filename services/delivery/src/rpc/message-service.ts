@@ -38,6 +38,7 @@ import {
   requireUuid,
   windowOrDefault,
 } from "../domain/limits.js";
+import { translateError } from "../errors.js";
 import type { Metrics } from "../metrics.js";
 
 type SendResponse = MessageInitShape<typeof SendMessageResponseSchema>;
@@ -308,13 +309,16 @@ export function createMessageService(deps: MessageServiceDeps): ServiceImpl<type
   }
 
   const errorStatus = (err: unknown, ctx: CallContext) => {
-    if (isAppError(err))
+    const known = isAppError(err) ? err : translateError(err);
+    if (known) {
+      if (known.code === Code.Unavailable) ctx.log.warn({ err }, "stream frame failed");
       return {
-        code: err.code,
-        reason: err.reason,
-        message: err.message,
-        retryAfterMs: err.retryAfterMs ?? 0,
+        code: known.code,
+        reason: known.reason,
+        message: known.message,
+        retryAfterMs: known.retryAfterMs ?? 0,
       };
+    }
     ctx.log.error({ err }, "stream frame failed");
     return { code: Code.Internal, reason: "INTERNAL", message: "internal error" };
   };
