@@ -29,7 +29,9 @@ import {
   issueCode,
   lockCode,
   recordWrongAttempt,
+  restoreCode,
   takeLinkCode,
+  type ConsumedCode,
 } from "../storage/code-repository.js";
 import type { WaDatabase } from "../storage/schema.js";
 import { deleteAccountTokens, insertDeviceToken } from "../storage/token-repository.js";
@@ -78,9 +80,7 @@ function requireUserJid(jid: string): Handle {
 }
 
 type VerifyOutcome =
-  | { kind: "ok"; response: whatsapp.VerifyCodeResponse | Omit<whatsapp.VerifyCodeResponse, "$typeName"> }
-  | { kind: "expired" }
-  | { kind: "wrong"; attemptsLeft: number };
+  { kind: "ok"; consumed: ConsumedCode } | { kind: "expired" } | { kind: "wrong"; attemptsLeft: number };
 
 /**
  * Creates the unary handlers. Each authenticated call resolves the bearer token to its device and
@@ -140,8 +140,11 @@ export function createWhatsAppService(deps: WhatsAppServiceDeps): Omit<ServiceIm
       if (!/^[0-9]{6}$/.test(code)) throw invalid("INVALID_CODE_FORMAT", "code must be 6 digits");
       const registrationId = requireRegistrationId(req.registrationId);
       const deviceName = requireDeviceName(req.deviceName);
-      // The row lock serialises verifications of one number; the delivery call runs inside the
-      // transaction so that a failed registration leaves the code usable (rollback).
+      // The row lock serialises verifications of one number: a correct code is consumed at once,
+      // so a concurrent verification finds none. The delivery call comes after the commit: no
+      // gateway transaction may wait on the delivery service, which may share the database (the
+      // embedded one is a single connection, so that would deadlock). A failed registration puts
+      // the code back.
       const outcome = await db.transaction().execute(async (trx): Promise<VerifyOutcome> => {
         const row = await lockCode(trx, phone);
         if (!row?.code_hash || !row.code_salt || !row.code_expires_at)
@@ -159,31 +162,49 @@ export function createWhatsAppService(deps: WhatsAppServiceDeps): Omit<ServiceIm
           if (attempts >= limits.codeMaxAttempts) await clearCode(trx, phone);
           return { kind: "wrong", attemptsLeft: Math.max(0, limits.codeMaxAttempts - attempts) };
         }
+        await clearCode(trx, phone);
+        return {
+          kind: "ok",
+          consumed: {
+            codeHash: row.code_hash,
+            salt: row.code_salt,
+            expiresAt: row.code_expires_at,
+            attempts: row.attempts,
+          },
+        };
+      });
+      if (outcome.kind === "ok") {
         // The code proves ownership of the number: a number registered before is re-registered
         // (a reinstall), which replaces its primary device and unlinks companions.
-        const registered = await link.directory.registerAccount({
-          handle: { app: App.WHATSAPP, value: phone },
-          registrationId,
-          password: generateDevicePassword(),
-          deviceName,
-          replaceExisting: true,
-        });
+        let registered;
+        try {
+          registered = await link.directory.registerAccount({
+            handle: { app: App.WHATSAPP, value: phone },
+            registrationId,
+            password: generateDevicePassword(),
+            deviceName,
+            replaceExisting: true,
+          });
+        } catch (err) {
+          await restoreCode(db, phone, outcome.consumed);
+          throw err;
+        }
         const accountId = registered.account?.id ?? "";
         const deviceId = registered.device?.deviceId ?? 1;
-        if (registered.replaced) await deleteAccountTokens(trx, accountId);
         const token = generateToken();
-        await insertDeviceToken(trx, {
-          token_hash: sha256(token),
-          account_id: accountId,
-          device_id: deviceId,
-          phone,
+        await db.transaction().execute(async (trx) => {
+          if (registered.replaced) await deleteAccountTokens(trx, accountId);
+          await insertDeviceToken(trx, {
+            token_hash: sha256(token),
+            account_id: accountId,
+            device_id: deviceId,
+            phone,
+          });
         });
-        await clearCode(trx, phone);
         directory.remember(registered.account);
         ctx.log.info({ accountId, deviceId }, "number verified and registered");
-        return { kind: "ok", response: { jid: phoneJid(phone, deviceId), token, accountId } };
-      });
-      if (outcome.kind === "ok") return outcome.response;
+        return { jid: phoneJid(phone, deviceId), token, accountId };
+      }
       if (outcome.kind === "expired")
         throw new AppError(Code.FailedPrecondition, "CODE_EXPIRED", "the code expired; request a new one");
       if (outcome.attemptsLeft === 0)
@@ -222,27 +243,42 @@ export function createWhatsAppService(deps: WhatsAppServiceDeps): Omit<ServiceIm
       const registrationId = requireRegistrationId(req.registrationId);
       const deviceName = requireDeviceName(req.deviceName);
       if (req.code.trim() === "") throw invalid("LINK_CODE_REQUIRED", "code is required");
-      return db.transaction().execute(async (trx) => {
-        const row = await takeLinkCode(trx, sha256(normalizeLinkCode(req.code)), new Date(deps.now()));
-        if (!row)
-          throw new AppError(Code.NotFound, "LINK_CODE_NOT_FOUND", "unknown, used or expired link code");
-        const r = await link.directory.registerDevice({
+      // Taken (deleted) before the delivery call and put back if it fails: no gateway transaction
+      // may wait on the delivery service, which may share the (single-connection embedded) database.
+      const now = new Date(deps.now());
+      const row = await takeLinkCode(db, sha256(normalizeLinkCode(req.code)), now);
+      if (!row)
+        throw new AppError(Code.NotFound, "LINK_CODE_NOT_FOUND", "unknown, used or expired link code");
+      let r;
+      try {
+        r = await link.directory.registerDevice({
           accountId: row.account_id,
           registrationId,
           password: generateDevicePassword(),
           deviceName,
         });
-        const deviceId = r.device?.deviceId ?? 0;
-        const token = generateToken();
-        await insertDeviceToken(trx, {
+      } catch (err) {
+        await insertLinkCode(db, {
+          codeHash: row.code_hash,
+          accountId: row.account_id,
+          phone: row.phone,
+          expiresAt: row.expires_at,
+          now,
+        });
+        throw err;
+      }
+      const deviceId = r.device?.deviceId ?? 0;
+      const token = generateToken();
+      await db.transaction().execute((trx) =>
+        insertDeviceToken(trx, {
           token_hash: sha256(token),
           account_id: row.account_id,
           device_id: deviceId,
           phone: row.phone,
-        });
-        ctx.log.info({ accountId: row.account_id, deviceId }, "companion device linked");
-        return { jid: phoneJid(row.phone, deviceId), token, accountId: row.account_id };
-      });
+        }),
+      );
+      ctx.log.info({ accountId: row.account_id, deviceId }, "companion device linked");
+      return { jid: phoneJid(row.phone, deviceId), token, accountId: row.account_id };
     },
 
     async uploadKeys(req, ctx) {

@@ -92,6 +92,29 @@ export async function clearCode(
     .execute();
 }
 
+/** A verified code, cleared from its row, kept to put back if the registration it allowed fails. */
+export interface ConsumedCode {
+  codeHash: Uint8Array;
+  salt: Uint8Array;
+  expiresAt: Date;
+  attempts: number;
+}
+
+/** Puts a consumed code back, unless a newer code was issued for the number meanwhile. */
+export async function restoreCode(db: Kysely<WaDatabase>, phone: string, code: ConsumedCode): Promise<void> {
+  await db
+    .updateTable("wa_verification_codes")
+    .set({
+      code_hash: code.codeHash,
+      code_salt: code.salt,
+      code_expires_at: code.expiresAt,
+      attempts: code.attempts,
+    })
+    .where("phone", "=", phone)
+    .where("code_hash", "is", null)
+    .execute();
+}
+
 /** Stores a link code (and sweeps expired ones). */
 export async function insertLinkCode(
   db: Kysely<WaDatabase>,
