@@ -16,6 +16,7 @@ import { keyRoutes } from "./http/routes/keys.js";
 import { pendingRoutes } from "./http/routes/pending.js";
 import { problemResponses, sharedSchemas } from "./http/schemas.js";
 import { createEventHub, type EventHub } from "./live/event-hub.js";
+import { createMetrics, instrumentLink, type GatewayMetrics } from "./metrics.js";
 import { sweepExpiredRequests } from "./storage/request-repository.js";
 import type { IgDatabase } from "./storage/schema.js";
 
@@ -32,6 +33,8 @@ export interface AppTuning {
 export interface GatewayApp {
   readonly http: FastifyInstance;
   readonly hub: EventHub;
+  /** The instance's Prometheus metrics (also served on `GET /metrics`). */
+  readonly metrics: GatewayMetrics;
   /** Starts the HTTP server; resolves to the bound port. */
   listen(opts: { host: string; port: number }): Promise<number>;
   /** Ends event streams (clients reconnect elsewhere), then stops the server. Does not close `link` or `db`. */
@@ -52,8 +55,9 @@ export function buildApp(deps: {
   link: DeliveryLink;
   log: Logger;
   tuning?: AppTuning;
+  collectDefaultMetrics?: boolean;
 }): GatewayApp {
-  const { config, db, link, log } = deps;
+  const { config, db, log } = deps;
   const logger: FastifyBaseLogger = log;
   const http = Fastify({
     loggerInstance: logger,
@@ -63,6 +67,12 @@ export function buildApp(deps: {
     genReqId: () => `req-${randomBytes(6).toString("base64url")}`,
     ajv: { customOptions: { allErrors: true } },
   });
+  // `hub` (created below) is read only on scrape.
+  const metrics = createMetrics({
+    connections: () => hub.connections,
+    collectDefaults: deps.collectDefaultMetrics,
+  });
+  const link = instrumentLink(deps.link, metrics);
   const directory = createDirectory(link);
   const auth = createAuthenticator({ db });
   const hub = createEventHub({ db, link, directory, log, ...deps.tuning });
@@ -114,6 +124,9 @@ export function buildApp(deps: {
     await pendingRoutes(scope, ctx);
     await eventRoutes(scope, ctx);
     scope.get("/openapi.json", { schema: { hide: true } }, async () => http.swagger());
+    scope.get("/metrics", { schema: { hide: true } }, async (_request, reply) =>
+      reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+    );
     scope.get(
       "/healthz",
       {
@@ -145,6 +158,7 @@ export function buildApp(deps: {
   return {
     http,
     hub,
+    metrics,
     async listen(opts) {
       await http.listen({ host: opts.host, port: opts.port });
       sweepTimer = setInterval(() => void sweep(), SWEEP_INTERVAL_MS);

@@ -19,6 +19,7 @@ import { SHARED_SCHEMAS } from "./http/schemas.js";
 import { streamRoute } from "./http/stream-route.js";
 import { userRoutes } from "./http/user-routes.js";
 import { createConnectionRegistry, type ConnectionRegistry } from "./live/connections.js";
+import { createMetrics, instrumentLink, type GatewayMetrics } from "./metrics.js";
 import type { GatewayDatabase } from "./storage/schema.js";
 import { VERSION } from "./version.js";
 
@@ -29,6 +30,8 @@ export type AppConfig = Pick<GatewayMessengerConfig, "MAX_BODY_BYTES" | "WS_HEAR
 export interface GatewayApp {
   readonly http: FastifyInstance;
   readonly live: ConnectionRegistry;
+  /** The instance's Prometheus metrics (also served on `GET /metrics`). */
+  readonly metrics: GatewayMetrics;
   /** Stops taking requests and closes every WebSocket (the link and database belong to the caller). */
   close(): Promise<void>;
 }
@@ -45,8 +48,9 @@ export async function buildApp(deps: {
   db: Kysely<GatewayDatabase>;
   link: DeliveryLink;
   log: Logger;
+  collectDefaultMetrics?: boolean;
 }): Promise<GatewayApp> {
-  const { config, db, link, log } = deps;
+  const { config, db, log } = deps;
   // Typed as fastify's logger so the instance has fastify's default logger type parameter.
   const loggerInstance: FastifyBaseLogger = log;
   const http = Fastify({
@@ -112,6 +116,12 @@ export async function buildApp(deps: {
     },
   });
 
+  // `live` (created below) is read only on scrape.
+  const metrics = createMetrics({
+    connections: () => live.size,
+    collectDefaults: deps.collectDefaultMetrics,
+  });
+  const link = instrumentLink(deps.link, metrics);
   const directory = createDirectory(link);
   const live = createConnectionRegistry({
     link,
@@ -122,6 +132,9 @@ export async function buildApp(deps: {
   const routeDeps: RouteDeps = { db, link, directory, auth: createAuthenticator({ db }), live, log };
 
   http.get("/openapi.json", { schema: { hide: true } }, async () => http.swagger());
+  http.get("/metrics", { schema: { hide: true } }, async (_request, reply) =>
+    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+  );
   http.get("/healthz", { schema: { hide: true } }, async (_request, reply) => {
     try {
       await sql`SELECT 1`.execute(db);
@@ -149,6 +162,7 @@ export async function buildApp(deps: {
   return {
     http,
     live,
+    metrics,
     close: () => http.close(),
   };
 }

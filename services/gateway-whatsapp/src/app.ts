@@ -1,12 +1,19 @@
 import type { DeliveryLink } from "@switchboard/delivery-link";
 import { createGrpcServer, type GrpcServer } from "@switchboard/grpc";
 import { whatsapp } from "@switchboard/proto";
-import type { Kysely } from "kysely";
+import { sql, type Kysely } from "kysely";
 import type { Logger } from "pino";
 import { startAdminServer, type AdminServer } from "./codes/admin-server.js";
 import { createDevCodeSender, type CodeSender, type DevCodeSender } from "./codes/code-sender.js";
 import { createDirectory } from "./directory.js";
 import { DEFAULT_LIMITS, type GatewayLimits } from "./domain/limits.js";
+import {
+  createMetrics,
+  instrumentLink,
+  startMetricsServer,
+  type GatewayMetrics,
+  type MetricsServer,
+} from "./metrics.js";
 import { createChatHub } from "./rpc/chat.js";
 import { createWhatsAppService } from "./rpc/whatsapp-service.js";
 import type { WaDatabase } from "./storage/schema.js";
@@ -16,16 +23,20 @@ export interface GatewayApp {
   readonly grpc: GrpcServer;
   /** Devices with an open Chat stream on this instance. */
   readonly connections: number;
+  /** The instance's Prometheus metrics (served on `/metrics` of the metrics port). */
+  readonly metrics: GatewayMetrics;
   /**
-   * Starts the gRPC server, and the dev admin endpoint on 127.0.0.1:`adminPort` when `adminPort`
-   * is given and the code sender is the development one.
+   * Starts the gRPC server; the metrics server (`/metrics`, `/healthz`) on `host:metricsPort`
+   * when `metricsPort` is given; and the dev admin endpoint on 127.0.0.1:`adminPort` when
+   * `adminPort` is given and the code sender is the development one.
    */
   listen(opts: {
     host: string;
     port: number;
+    metricsPort?: number;
     adminPort?: number;
-  }): Promise<{ port: number; adminPort?: number }>;
-  /** Ends chat streams, finishes unary calls within `graceMs`, stops the admin endpoint. */
+  }): Promise<{ port: number; metricsPort?: number; adminPort?: number }>;
+  /** Ends chat streams, finishes unary calls within `graceMs`, stops the metrics and admin servers. */
   close(graceMs?: number): Promise<void>;
 }
 
@@ -42,11 +53,18 @@ export function buildApp(deps: {
   codeSender?: CodeSender;
   limits?: Partial<GatewayLimits>;
   now?: () => number;
+  collectDefaultMetrics?: boolean;
 }): GatewayApp {
-  const { db, link, log } = deps;
+  const { db, log } = deps;
   const limits: GatewayLimits = { ...DEFAULT_LIMITS, ...deps.limits };
   const now = deps.now ?? Date.now;
   const codeSender = deps.codeSender ?? createDevCodeSender(log.child({ component: "code-sender" }));
+  // `chat` (created below) is read only on scrape.
+  const metrics = createMetrics({
+    connections: () => chat.connections,
+    collectDefaults: deps.collectDefaultMetrics,
+  });
+  const link = instrumentLink(deps.link, metrics);
   const directory = createDirectory(link);
   const chat = createChatHub({ db, link, directory, limits, log });
   const grpc = createGrpcServer({ log });
@@ -55,22 +73,55 @@ export function buildApp(deps: {
     chat: chat.handler,
   });
   let admin: AdminServer | undefined;
+  let metricsServer: MetricsServer | undefined;
+  let serving = false;
+
+  /** Healthy: the gRPC server is serving and the database answers. */
+  async function isHealthy(): Promise<boolean> {
+    if (!serving) return false;
+    try {
+      await sql`SELECT 1`.execute(db);
+      return true;
+    } catch {
+      return false;
+    }
+  }
 
   return {
     grpc,
     get connections() {
       return chat.connections;
     },
+    metrics,
     async listen(opts) {
       const port = await grpc.listen(opts.host, opts.port);
+      serving = true;
+      if (opts.metricsPort !== undefined) {
+        metricsServer = await startMetricsServer({
+          host: opts.host,
+          port: opts.metricsPort,
+          registry: metrics.registry,
+          healthy: isHealthy,
+          log,
+        });
+      }
       if (opts.adminPort !== undefined && isDevSender(codeSender)) {
         admin = await startAdminServer({ port: opts.adminPort, codes: codeSender, log });
       }
-      log.info({ port, adminPort: admin?.port }, "whatsapp gateway listening");
-      return admin ? { port, adminPort: admin.port } : { port };
+      log.info(
+        { port, metricsPort: metricsServer?.port, adminPort: admin?.port },
+        "whatsapp gateway listening",
+      );
+      return {
+        port,
+        ...(metricsServer ? { metricsPort: metricsServer.port } : {}),
+        ...(admin ? { adminPort: admin.port } : {}),
+      };
     },
     async close(graceMs = 10_000) {
+      serving = false;
       await grpc.close(graceMs);
+      await metricsServer?.close();
       await admin?.close();
     },
   };

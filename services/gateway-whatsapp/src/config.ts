@@ -18,6 +18,8 @@ export const gatewayEnv = {
   GRPC_HOST: str({ default: "0.0.0.0" }),
   /** The native gRPC API (WhatsAppService, health, reflection). */
   GRPC_PORT: port(50061),
+  /** Prometheus `/metrics` and `/healthz` over HTTP on GRPC_HOST:METRICS_PORT (0 disables). */
+  METRICS_PORT: port(9465),
   /** The delivery service, `host:port`. */
   DELIVERY_TARGET: str({ default: "127.0.0.1:50051" }),
   /** The whatsapp app token (the delivery service's APP_TOKENS `whatsapp=` entry). Secret. */

@@ -35,6 +35,7 @@ const app = buildApp({ db, link, log });
 await app.listen({
   host: config.GRPC_HOST,
   port: config.GRPC_PORT,
+  metricsPort: config.METRICS_PORT === 0 ? undefined : config.METRICS_PORT,
   adminPort: config.DEV_ADMIN ? config.ADMIN_PORT : undefined,
 });
 

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { AppError, Code, isAppError } from "@switchboard/errors";
 import type { Fanout } from "@switchboard/fanout";
-import { EnvelopeType, type App } from "@switchboard/proto";
+import { App, EnvelopeType } from "@switchboard/proto";
 import {
   checkSenders,
   commitQueueBatch,
@@ -121,6 +121,9 @@ export interface SendPipeline {
 }
 
 const MAX_TX_ATTEMPTS = 4;
+
+/** A metric label for an app: `whatsapp`, `messenger`, `instagram`, `third_party`. */
+const appLabel = (app: number): string => (App[app] ?? "unspecified").toLowerCase();
 
 function laneOf(key: string, lanes: number): number {
   let h = 2166136261;
@@ -529,7 +532,10 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
     }
     for (const [pair, n] of perAppPair) {
       const [source, destination] = pair.split("/");
-      opts.metrics.queued.inc({ source_app: source ?? "", destination_app: destination ?? "" }, n);
+      opts.metrics.queued.inc(
+        { source_app: appLabel(Number(source)), destination_app: appLabel(Number(destination)) },
+        n,
+      );
     }
     return { results: results as ItemResult[], events, keys };
   }
