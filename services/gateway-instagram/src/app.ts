@@ -16,7 +16,7 @@ import { keyRoutes } from "./http/routes/keys.js";
 import { pendingRoutes } from "./http/routes/pending.js";
 import { problemResponses, sharedSchemas } from "./http/schemas.js";
 import { createEventHub, type EventHub } from "./live/event-hub.js";
-import { createMetrics, instrumentLink, type GatewayMetrics } from "./metrics.js";
+import { createMetrics, instrumentLink, type GatewayMetrics } from "@switchboard/gateway-metrics";
 import { sweepExpiredRequests } from "./storage/request-repository.js";
 import type { IgDatabase } from "./storage/schema.js";
 
@@ -69,6 +69,7 @@ export function buildApp(deps: {
   });
   // `hub` (created below) is read only on scrape.
   const metrics = createMetrics({
+    app: "instagram",
     connections: () => hub.connections,
     collectDefaults: deps.collectDefaultMetrics,
   });

@@ -19,7 +19,7 @@ import { SHARED_SCHEMAS } from "./http/schemas.js";
 import { streamRoute } from "./http/stream-route.js";
 import { userRoutes } from "./http/user-routes.js";
 import { createConnectionRegistry, type ConnectionRegistry } from "./live/connections.js";
-import { createMetrics, instrumentLink, type GatewayMetrics } from "./metrics.js";
+import { createMetrics, instrumentLink, type GatewayMetrics } from "@switchboard/gateway-metrics";
 import type { GatewayDatabase } from "./storage/schema.js";
 import { VERSION } from "./version.js";
 
@@ -118,6 +118,7 @@ export async function buildApp(deps: {
 
   // `live` (created below) is read only on scrape.
   const metrics = createMetrics({
+    app: "messenger",
     connections: () => live.size,
     collectDefaults: deps.collectDefaultMetrics,
   });

@@ -13,7 +13,7 @@ import {
   startMetricsServer,
   type GatewayMetrics,
   type MetricsServer,
-} from "./metrics.js";
+} from "@switchboard/gateway-metrics";
 import { createChatHub } from "./rpc/chat.js";
 import { createWhatsAppService } from "./rpc/whatsapp-service.js";
 import type { WaDatabase } from "./storage/schema.js";
@@ -61,6 +61,7 @@ export function buildApp(deps: {
   const codeSender = deps.codeSender ?? createDevCodeSender(log.child({ component: "code-sender" }));
   // `chat` (created below) is read only on scrape.
   const metrics = createMetrics({
+    app: "whatsapp",
     connections: () => chat.connections,
     collectDefaults: deps.collectDefaultMetrics,
   });

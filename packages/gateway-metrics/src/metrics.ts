@@ -1,10 +1,11 @@
-// Prometheus metrics of the gateway, served on GET /metrics. Every gateway exports the same names
-// with its own `app` label, so one query covers all three front doors.
+// Prometheus metrics shared by every gateway: the same names with the gateway's own `app` label,
+// so one query covers all front doors. HTTP gateways serve the registry on their own port; a
+// gRPC gateway can use `startMetricsServer` for /metrics and /healthz.
+import { createServer, type Server } from "node:http";
 import type { DeliveryLink } from "@switchboard/delivery-link";
 import { EnvelopeType } from "@switchboard/proto";
+import type { Logger } from "pino";
 import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
-
-const APP = "instagram";
 
 /** The gateway's metrics, in their own registry (one per app instance). */
 export interface GatewayMetrics {
@@ -20,9 +21,12 @@ export interface GatewayMetrics {
  * connection gauge (sampled from `connections` on scrape) and the sent/delivered counters.
  */
 export function createMetrics(opts: {
+  /** The `app` label: whatsapp, messenger, instagram or a provider id. */
+  app: string;
   connections: () => number;
   collectDefaults?: boolean;
 }): GatewayMetrics {
+  const APP = opts.app;
   const registry = new Registry();
   if (opts.collectDefaults !== false) collectDefaultMetrics({ register: registry });
   const registers = [registry];
@@ -96,5 +100,54 @@ export function instrumentLink(link: DeliveryLink, metrics: GatewayMetrics): Del
       return link.subscribedDevices;
     },
     close: () => link.close(),
+  };
+}
+
+/** A running metrics server. */
+export interface MetricsServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Serves `GET /metrics` (the registry) and `GET /healthz` (200 "ok" while `healthy()` resolves
+ * true, else 503) on `host:port` (0 picks a free port).
+ */
+export async function startMetricsServer(opts: {
+  host: string;
+  port: number;
+  registry: Registry;
+  healthy: () => Promise<boolean>;
+  log: Logger;
+}): Promise<MetricsServer> {
+  const server: Server = createServer((req, res) => {
+    void (async () => {
+      if (req.method === "GET" && req.url === "/metrics") {
+        res.setHeader("content-type", opts.registry.contentType);
+        res.end(await opts.registry.metrics());
+      } else if (req.method === "GET" && req.url === "/healthz") {
+        const ok = await opts.healthy();
+        res.statusCode = ok ? 200 : 503;
+        res.end(ok ? "ok" : "unavailable");
+      } else {
+        res.statusCode = 404;
+        res.end("not found");
+      }
+    })().catch((err: unknown) => {
+      opts.log.warn({ err }, "metrics request failed");
+      res.statusCode = 500;
+      res.end();
+    });
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(opts.port, opts.host, () => {
+      const a = server.address();
+      resolve(typeof a === "object" && a ? a.port : 0);
+    });
+  });
+  return {
+    port,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
