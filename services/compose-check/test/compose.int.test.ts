@@ -301,11 +301,30 @@ describe("docker-compose.yml", () => {
       .flatMap((c) => c.static_configs.flatMap((s) => s.targets))
       .filter((t) => addresses.has(t.split(":")[0] ?? ""));
     expect(targets.length).toBe(running.length);
+    const exported = new Set<string>();
     for (const target of targets) {
       const res = await fetch(`http://${localValue(target)}/metrics`);
       expect(res.status, target).toBe(200);
-      expect(await res.text(), target).toMatch(/^switchboard_/m);
+      const text = await res.text();
+      expect(text, target).toMatch(/^switchboard_/m);
+      for (const m of text.matchAll(/^# TYPE (\S+) /gm)) exported.add(m[1] ?? "");
     }
+
+    // The Grafana dashboard is valid JSON and queries only metrics the services export.
+    const dashboard = JSON.parse(
+      readFileSync(join(ROOT, "infra/monitoring/grafana/dashboards/switchboard.json"), "utf8"),
+    ) as {
+      panels: { title: string; targets: { expr: string }[] }[];
+    };
+    const used = new Set(
+      dashboard.panels.flatMap((p) =>
+        p.targets.flatMap((t) =>
+          [...t.expr.matchAll(/switchboard_[a-z_]+/g)].map((m) => m[0].replace(/_(bucket|sum|count)$/, "")),
+        ),
+      ),
+    );
+    expect(used.size).toBeGreaterThan(3);
+    for (const name of used) expect(exported.has(name), `dashboard metric ${name}`).toBe(true);
   });
 });
 
