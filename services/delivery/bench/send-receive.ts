@@ -286,6 +286,8 @@ async function serverStats() {
       deliveries: pick("switchboard_deliveries_total"),
       acks: pick("switchboard_acks_total"),
       processCpuSeconds: pick("process_cpu_seconds_total"),
+      processCpuUserSeconds: pick("process_cpu_user_seconds_total"),
+      processCpuSystemSeconds: pick("process_cpu_system_seconds_total"),
     };
   }
   const value = async (
