@@ -6,7 +6,7 @@ export default mergeConfig(
   defineConfig({
     test: {
       globalSetup: ["./test/global-setup.ts"],
-      testTimeout: 180_000,
+      testTimeout: 300_000,
       hookTimeout: 60_000,
       fileParallelism: false,
     },

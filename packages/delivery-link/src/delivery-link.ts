@@ -7,6 +7,9 @@ import {
   GroupService,
   KeyService,
   MessageService,
+  RequestService,
+  ReportService,
+  SealedSenderService,
   type ConnectRequestSchema,
   type ConnectResponse,
   type ConnectResponseSchema,
@@ -72,6 +75,20 @@ export interface DeliveryLink {
   readonly keys: ServiceClient<typeof KeyService>;
   readonly groups: ServiceClient<typeof GroupService>;
   readonly messages: ServiceClient<typeof MessageService>;
+  /** Message requests, blocks and the requests policy (acting for a device of the app). */
+  readonly requests: ServiceClient<typeof RequestService>;
+  /** Abuse reports with message franking (acting for a reporting device of the app). */
+  readonly reports: ServiceClient<typeof ReportService>;
+  /** Sender certificates, the trust root and unidentified access (acting for a device of the app). */
+  readonly sealedSender: ServiceClient<typeof SealedSenderService>;
+  /**
+   * Sends a sealed-sender message: a unary SendMessage authorised by the recipient's access key
+   * (`request.sender` must be unset). The app credential rides along but is not used for it.
+   */
+  sendSealed(
+    req: MessageInitShape<typeof SendMessageRequestSchema>,
+    accessKey: Uint8Array,
+  ): Promise<SendMessageResponse>;
   /** Sends over a Connect stream (sends of one sender device keep their order). Errors are AppError. */
   send(req: MessageInitShape<typeof SendMessageRequestSchema>): Promise<SendMessageResponse>;
   /** Sends a group message over a Connect stream. */
@@ -142,6 +159,9 @@ export function createDeliveryLink(opts: DeliveryLinkOptions): DeliveryLink {
   const keys = createClient(KeyService, channel, { metadata });
   const groups = createClient(GroupService, channel, { metadata });
   const messages = createClient(MessageService, channel, { metadata });
+  const requests = createClient(RequestService, channel, { metadata });
+  const reports = createClient(ReportService, channel, { metadata });
+  const sealedSender = createClient(SealedSenderService, channel, { metadata });
   const sendTimeoutMs = opts.sendTimeoutMs ?? 15_000;
   const minMs = opts.reconnectMinMs ?? 100;
   const maxMs = opts.reconnectMaxMs ?? 5_000;
@@ -330,6 +350,14 @@ export function createDeliveryLink(opts: DeliveryLinkOptions): DeliveryLink {
     keys,
     groups,
     messages,
+    requests,
+    reports,
+    sealedSender,
+    sendSealed(req, accessKey) {
+      return messages.sendMessage(req, {
+        metadata: { "unidentified-access-key": Buffer.from(accessKey).toString("base64") },
+      });
+    },
     async send(req) {
       const f = await streamFor(senderOf(req)).request((id) => ({
         frame: { case: "send", value: { correlationId: BigInt(id), request: req } },

@@ -6,3 +6,7 @@ export type {
   DeviceListener,
   DeviceSubscription,
 } from "./delivery-link.js";
+// TLS credentials for the link's channel (DELIVERY_TLS_CA_FILE and friends), re-exported so that
+// gateways need no direct @switchboard/grpc dependency.
+export { channelTlsCredentials } from "@switchboard/grpc";
+export type { ChannelTlsFiles } from "@switchboard/grpc";

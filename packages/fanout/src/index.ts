@@ -1,6 +1,6 @@
 export type { DeviceKey, Fanout, FanoutEvent, FanoutLogger, PayloadHandler } from "./fanout.js";
 export { DEFAULT_TIMEOUT_MS, MAX_PAYLOAD_BYTES } from "./fanout.js";
-export { broadcastChannel, channelForDevice } from "./keys.js";
+export { broadcastChannel, channelForDevice, eventsChannel } from "./keys.js";
 export { createMemoryFanout } from "./memory-fanout.js";
 export type { MemoryFanoutOptions } from "./memory-fanout.js";
 export { createRedisFanout } from "./redis-fanout.js";

@@ -3,6 +3,9 @@
 //   ${prefix}dev:{${accountId}}:${deviceId}   one device's events. `{accountId}` is the cluster hash
 //                                             tag: all devices of an account share one slot (one shard).
 //   ${prefix}broadcast                        events for every instance (e.g. credential revocation).
+//   ${prefix}events                           batches of device events (event-batch.ts), published once
+//                                             per batch by the classic Redis fanout; every instance
+//                                             subscribes it and dispatches to its local device handlers.
 //
 // `prefix` is the `keyPrefix` option (default ""), e.g. "sb:" or a per-test "t3f9a:". It must not
 // contain `{` or `}`, which would move the hash tag.
@@ -27,6 +30,11 @@ export function channelForDevice(key: DeviceKey, keyPrefix = ""): string {
 /** The channel every instance subscribes for broadcasts, `${keyPrefix}broadcast`. */
 export function broadcastChannel(keyPrefix = ""): string {
   return `${keyPrefix}broadcast`;
+}
+
+/** The channel carrying batches of device events, `${keyPrefix}events` (classic Redis fanout). */
+export function eventsChannel(keyPrefix = ""): string {
+  return `${keyPrefix}events`;
 }
 
 /** Return `keyPrefix` if it is usable, else throw INVALID_ARGUMENT `INVALID_KEY_PREFIX` (braces would move the hash tag). */

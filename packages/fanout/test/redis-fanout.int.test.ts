@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { Code } from "@switchboard/errors";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, onTestFinished, test, vi } from "vitest";
-import { broadcastChannel, channelForDevice, createRedisFanout } from "../src/index.js";
+import { broadcastChannel, channelForDevice, createRedisFanout, eventsChannel } from "../src/index.js";
 import type { Fanout, RedisFanoutOptions } from "../src/index.js";
 import { describeFanoutContract } from "./support/fanout-contract.js";
 import { Received, bytes, receive } from "./support/received.js";
@@ -148,6 +148,43 @@ describe("createRedisFanout", () => {
     await vi.waitFor(() => expect(resyncs).toHaveBeenCalledTimes(1), { timeout: 20_000, interval: 20 });
     await fanout.publish([{ key, payload: bytes("after partition") }]);
     await received.waitForText("after partition");
+  });
+
+  test("publishes one call's events as one message on the events channel, in order per device", async () => {
+    const keyPrefix = uniquePrefix();
+    const fanout = await open(REDIS_URL, { keyPrefix });
+    const watcher = adminClient({ url: REDIS_URL });
+    onTestFinished(() => watcher.disconnect());
+    await watcher.connect();
+    const raw: Buffer[] = [];
+    watcher.on("messageBuffer", (_channel: Buffer, message: Buffer) => raw.push(message));
+    await watcher.subscribe(eventsChannel(keyPrefix));
+    const a = { accountId: randomUUID(), deviceId: 1 };
+    const b = { accountId: randomUUID(), deviceId: 2 };
+    const atA = await receive(fanout, a);
+    const atB = await receive(fanout, b);
+
+    await fanout.publish(
+      Array.from({ length: 50 }, (_, i) => ({ key: i % 2 === 0 ? a : b, payload: bytes(`m${i}`) })),
+    );
+
+    await atA.waitForCount(25);
+    await atB.waitForCount(25);
+    expect(atA.texts()).toEqual(Array.from({ length: 25 }, (_, i) => `m${2 * i}`));
+    expect(atB.texts()).toEqual(Array.from({ length: 25 }, (_, i) => `m${2 * i + 1}`));
+    await vi.waitFor(() => expect(raw).toHaveLength(1), { interval: 5 });
+  });
+
+  test("still delivers events published per device (publishMode per-device, or older versions)", async () => {
+    const keyPrefix = uniquePrefix();
+    const fanout = await open(REDIS_URL, { keyPrefix });
+    const perDevice = await open(REDIS_URL, { keyPrefix, publishMode: "per-device" });
+    const key = { accountId: randomUUID(), deviceId: 1 };
+    const received = await receive(fanout, key);
+    await perDevice.publish([{ key, payload: bytes("one") }]);
+    await admin.publish(channelForDevice(key, keyPrefix), "two");
+    await received.waitForCount(2);
+    expect(received.texts()).toEqual(["one", "two"]);
   });
 
   test("rejects publish and subscribe with FANOUT_UNAVAILABLE while Redis is down", async () => {

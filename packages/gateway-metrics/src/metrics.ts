@@ -2,8 +2,8 @@
 // so one query covers all front doors. HTTP gateways serve the registry on their own port; a
 // gRPC gateway can use `startMetricsServer` for /metrics and /healthz.
 import { createServer, type Server } from "node:http";
-import type { DeliveryLink } from "@switchboard/delivery-link";
-import { EnvelopeType } from "@switchboard/proto";
+import type { DeliveryLink, DeviceListener } from "@switchboard/delivery-link";
+import { EnvelopeType, type Envelope } from "@switchboard/proto";
 import type { Logger } from "pino";
 import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
 
@@ -62,6 +62,34 @@ export function createMetrics(opts: {
 }
 
 /**
+ * A device listener that counts delivered envelopes. A class rather than an object of closures:
+ * every connected device holds one for as long as it is connected.
+ */
+class CountingListener implements DeviceListener {
+  constructor(
+    private readonly listener: DeviceListener,
+    private readonly metrics: GatewayMetrics,
+  ) {}
+
+  onEnvelope(envelope: Envelope): void {
+    if (envelope.type !== EnvelopeType.SERVER_DELIVERY_RECEIPT) this.metrics.delivered();
+    this.listener.onEnvelope(envelope);
+  }
+
+  onQueueEmpty(): void {
+    this.listener.onQueueEmpty();
+  }
+
+  onDisplaced(): void {
+    this.listener.onDisplaced();
+  }
+
+  onError(err: Parameters<NonNullable<DeviceListener["onError"]>>[0]): void {
+    this.listener.onError?.(err);
+  }
+}
+
+/**
  * Wraps `link` so that sends the delivery service queued and envelopes delivered to subscribed
  * devices are counted. Everything else passes through; the caller still closes the original link.
  */
@@ -71,6 +99,14 @@ export function instrumentLink(link: DeliveryLink, metrics: GatewayMetrics): Del
     keys: link.keys,
     groups: link.groups,
     messages: link.messages,
+    requests: link.requests,
+    reports: link.reports,
+    sealedSender: link.sealedSender,
+    async sendSealed(req, accessKey) {
+      const r = await link.sendSealed(req, accessKey);
+      if (r.result.case === "sent") metrics.sent();
+      return r;
+    },
     async send(req) {
       const r = await link.send(req);
       if (r.result.case === "sent") metrics.sent();
@@ -82,19 +118,7 @@ export function instrumentLink(link: DeliveryLink, metrics: GatewayMetrics): Del
       return r;
     },
     subscribe(device, listener, opts) {
-      return link.subscribe(
-        device,
-        {
-          onEnvelope: (envelope) => {
-            if (envelope.type !== EnvelopeType.SERVER_DELIVERY_RECEIPT) metrics.delivered();
-            listener.onEnvelope(envelope);
-          },
-          onQueueEmpty: () => listener.onQueueEmpty(),
-          onDisplaced: () => listener.onDisplaced(),
-          onError: (err) => listener.onError?.(err),
-        },
-        opts,
-      );
+      return link.subscribe(device, new CountingListener(listener, metrics), opts);
     },
     get subscribedDevices() {
       return link.subscribedDevices;

@@ -30,3 +30,5 @@ export type {
   UnaryCall,
   UnaryImpl,
 } from "./types.js";
+export { channelTlsCredentials, serverTlsCredentials } from "./tls.js";
+export type { ChannelTlsFiles, ServerTlsFiles } from "./tls.js";

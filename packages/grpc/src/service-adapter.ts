@@ -187,6 +187,31 @@ interface SurfaceCall {
   on(event: "cancelled", listener: () => void): unknown;
 }
 
+/**
+ * A call's context. The child logger is created on first use: a pino child costs ~0.5 KiB, which
+ * long-lived idle streams (one per connected device) would otherwise each keep for nothing.
+ */
+class Context implements CallContext {
+  #log: Logger | undefined;
+  readonly deadline?: Date;
+
+  constructor(
+    private readonly parentLog: Logger,
+    readonly rpc: string,
+    readonly requestId: string,
+    readonly metadata: grpc.Metadata,
+    readonly signal: AbortSignal,
+    deadline: Date | undefined,
+    readonly peer: string,
+  ) {
+    if (deadline !== undefined) this.deadline = deadline;
+  }
+
+  get log(): Logger {
+    return (this.#log ??= this.parentLog.child({ rpc: this.rpc, requestId: this.requestId }));
+  }
+}
+
 /** Per-call lifecycle: context, abort handling, the outcome mapping and the final log line. */
 class CallState implements ActiveCall {
   readonly ctx: CallContext;
@@ -207,15 +232,15 @@ class CallState implements ActiveCall {
     const requestId = typeof sent === "string" && REQUEST_ID_PATTERN.test(sent) ? sent : randomUUID();
     const deadline = call.getDeadline();
     const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
-    this.ctx = {
+    this.ctx = new Context(
+      rt.log,
       rpc,
       requestId,
       metadata,
-      signal: this.#controller.signal,
-      ...(Number.isFinite(deadlineMs) ? { deadline: new Date(deadlineMs) } : {}),
-      log: rt.log.child({ rpc, requestId }),
-      peer: call.getPeer(),
-    };
+      this.#controller.signal,
+      Number.isFinite(deadlineMs) ? new Date(deadlineMs) : undefined,
+      call.getPeer(),
+    );
     call.on("cancelled", () => {
       // grpc-js also reports 'cancelled' after every status it sends; only a real cancel counts.
       if (this.#finished) return;

@@ -78,6 +78,22 @@ describe("createLogger", () => {
     });
   });
 
+  test("redacts the gateways' token and payload field spellings", () => {
+    const { log, lines } = memoryLogger();
+    const secrets = {
+      access_token: "a",
+      accessToken: "b",
+      appToken: "c",
+      app_token: "d",
+      ciphertexts: ["e"],
+      identity_key: "f",
+      private_key: "g",
+    };
+    log.info({ ...secrets, query: { ...secrets }, userId: "u1" }, "request");
+    const censored = Object.fromEntries(Object.keys(secrets).map((key) => [key, "[redacted]"]));
+    expect(lines()[0]).toMatchObject({ ...censored, query: censored, userId: "u1" });
+  });
+
   test("gives child loggers their bindings and the same redaction", () => {
     const { log, lines } = memoryLogger();
     const child = log.child({ rpc: "Send", requestId: "req-1" });

@@ -9,10 +9,22 @@ export const REDACT_PATHS: readonly string[] = [
   "authorization",
   "*.authorization",
   "req.headers.authorization",
-  ...["ciphertext", "content", "token", "password", "secret", "credential"].flatMap((key) => [
-    key,
-    `*.${key}`,
-  ]),
+  ...[
+    "ciphertext",
+    "content",
+    "token",
+    "password",
+    "secret",
+    "credential",
+    // Field spellings of tokens and payloads used by the gateways' APIs and the SDK.
+    "access_token",
+    "accessToken",
+    "appToken",
+    "app_token",
+    "ciphertexts",
+    "identity_key",
+    "private_key",
+  ].flatMap((key) => [key, `*.${key}`]),
 ];
 
 /** Options of `createLogger`. */

@@ -7,6 +7,9 @@ export * from "./gen/switchboard/delivery/v1/directory_pb.js";
 export * from "./gen/switchboard/delivery/v1/keys_pb.js";
 export * from "./gen/switchboard/delivery/v1/messages_pb.js";
 export * from "./gen/switchboard/delivery/v1/groups_pb.js";
+export * from "./gen/switchboard/delivery/v1/reports_pb.js";
+export * from "./gen/switchboard/delivery/v1/sealed_sender_pb.js";
+export * from "./gen/switchboard/delivery/v1/requests_pb.js";
 export * as whatsapp from "./gen/switchboard/gateway/whatsapp/v1/whatsapp_pb.js";
 export * as content from "./gen/switchboard/content/v1/content_pb.js";
 // Vendored third-party protos (proto/vendor/), in namespaces named after their proto package:

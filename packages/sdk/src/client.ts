@@ -19,6 +19,10 @@ import {
   groupEncrypt,
   processPreKeyBundle,
   processSenderKeyDistributionMessage,
+  PublicKey as SignalPublicKey,
+  SenderCertificate,
+  sealedSenderDecryptToUsmc,
+  sealedSenderEncryptMessage,
   signalDecrypt,
   signalDecryptPreKey,
   signalEncrypt,
@@ -40,10 +44,12 @@ import {
   RegisterDeviceRequestSchema,
   RemoveDeviceRequestSchema,
   RemoveGroupMembersRequestSchema,
+  ReportMessageRequestSchema,
   ResolveHandleRequestSchema,
   SendGroupMessageRequestSchema,
   SendMessageRequestSchema,
   UploadKeysRequestSchema,
+  AddressSchema,
   content,
 } from "@switchboard/proto";
 import type {
@@ -52,12 +58,16 @@ import type {
   Envelope,
   Group,
   HandleSchema,
+  MessageRequest,
   OutgoingMessage,
+  RequestsPolicy,
   UploadKeysRequest,
 } from "@switchboard/proto";
 import { decodeContent, encodeContent } from "./content-codec.js";
+import { frankMessage, frankedPlaintext } from "./safety.js";
 import { Emitter, type ClientEvents, type EnvelopeMeta, type Listener } from "./events.js";
 import { Mutex } from "./internal/mutex.js";
+import { reconnectDelayMs } from "./internal/backoff.js";
 import {
   bundleFromProto,
   generateIdentityKeyPair,
@@ -78,7 +88,16 @@ import {
   type LocalDevice,
   type PendingContent,
 } from "./store/store-data.js";
-import type { ReceiveSubscription, Transport } from "./transport.js";
+import type { ReceiveSubscription, RequestTarget, Transport } from "./transport.js";
+
+/** The optional Transport methods of message requests. */
+type RequestsMethod =
+  | "listMessageRequests"
+  | "acceptMessageRequest"
+  | "declineMessageRequest"
+  | "block"
+  | "unblock"
+  | "setRequestsPolicy";
 
 /** Options of createClient. Durations in milliseconds. */
 export interface ClientOptions {
@@ -96,10 +115,18 @@ export interface ClientOptions {
   maxSendAttempts?: number;
   /** Receive window (unacknowledged envelopes in flight). Default: the server's. */
   receiveWindow?: number;
-  /** Reconnect backoff of the receive loop. Default 500 ms doubling to 30 s. */
+  /**
+   * Reconnect back-off of the receive loop: the delay before retry n is uniformly random below
+   * min(max, initial * 2^n) (full jitter). Default 500 ms doubling to 30 s.
+   */
   reconnectDelayMs?: { initial: number; max: number };
   /** Clock, ms since epoch. */
   now?: () => number;
+  /**
+   * The sealed-sender trust root public key (33 bytes) to pin. Unset: fetched from the server on
+   * first use (trust on first use). See docs/safety.md.
+   */
+  sealedSenderTrustRoot?: Uint8Array;
 }
 
 /** A registered device. */
@@ -126,6 +153,11 @@ export interface OutgoingData {
   reaction?: MessageInitShape<typeof content.ReactionSchema>;
   /** Mark the message as forwarded. */
   forwarded?: boolean;
+  /**
+   * Send it sealed: the server learns neither this account nor device. `accessKey` is the
+   * recipient's unidentified access key (see `deriveAccessKey`).
+   */
+  sealedSender?: { accessKey: Uint8Array };
 }
 
 /** The result of a one-to-one send. An unknown recipient is an outcome, not an error. */
@@ -171,6 +203,10 @@ interface SendOptions {
   forwarded?: boolean;
   /** Devices the caller knows the account has (e.g. from a group), besides those with sessions. */
   expectedDevices?: number[];
+  /** Message franking commitment (Envelope.report_tag). */
+  reportTag?: Uint8Array;
+  /** Sealed sender with the recipient's access key. */
+  sealed?: { accessKey: Uint8Array };
 }
 
 type AccountSendResult =
@@ -206,6 +242,9 @@ function addressOf(accountId: string, deviceId: number): ProtocolAddress {
 
 function metaOf(envelope: Envelope): EnvelopeMeta {
   return {
+    sealedSender: envelope.type === EnvelopeType.SEALED_SENDER,
+    reportTag: envelope.reportTag,
+    serverFrankingTag: envelope.serverFrankingTag,
     id: envelope.id,
     sender: { accountId: envelope.source?.accountId ?? "", deviceId: envelope.source?.deviceId ?? 0 },
     clientMessageId: envelope.clientMessageId,
@@ -215,6 +254,8 @@ function metaOf(envelope: Envelope): EnvelopeMeta {
     ephemeral: envelope.ephemeral,
     urgent: envelope.urgent,
     forwarded: envelope.forwarded,
+    sourceApp: envelope.sourceApp,
+    sourceProviderId: envelope.sourceProviderId,
   };
 }
 
@@ -305,6 +346,9 @@ export class SwitchboardClient {
   private wake: (() => void) | undefined;
   /** When a session reset last went to each peer device (`account.device`), ms since epoch. */
   private readonly sessionResets = new Map<string, number>();
+  /** Sealed sender: the pinned or fetched trust root, and this device's current certificate. */
+  private sealedTrustRoot: SignalPublicKey | undefined;
+  private senderCertificate: { certificate: SenderCertificate; expiresAtMs: number } | undefined;
 
   /** Use createClient. */
   constructor(options: ClientOptions) {
@@ -318,6 +362,8 @@ export class SwitchboardClient {
     this.maxSendAttempts = options.maxSendAttempts ?? 5;
     this.receiveWindow = options.receiveWindow;
     this.reconnect = options.reconnectDelayMs ?? { initial: 500, max: 30_000 };
+    if (options.sealedSenderTrustRoot !== undefined)
+      this.sealedTrustRoot = SignalPublicKey.deserialize(copyBytes(options.sealedSenderTrustRoot));
     this.identity = new ObservedIdentityStore(this.store.identity, (address) => {
       const accountId = address.name();
       const deviceId = address.deviceId();
@@ -364,6 +410,10 @@ export class SwitchboardClient {
     handle: MessageInitShape<typeof HandleSchema>;
     appToken: string;
     deviceName?: string;
+    /** The app's age signal: the account belongs to a minor (docs/safety.md). */
+    minor?: boolean;
+    /** How messages from strangers arrive (default: marked for adults, held for minors). */
+    requestsPolicy?: RequestsPolicy;
   }): Promise<RegisteredDevice> {
     return this.exclusive(async () => {
       const local = await this.ensureLocalIdentity();
@@ -373,6 +423,8 @@ export class SwitchboardClient {
           registrationId: local.registrationId,
           password: local.password,
           deviceName: options.deviceName ?? "",
+          minor: options.minor ?? false,
+          requestsPolicy: options.requestsPolicy ?? 0,
         }),
         { appToken: options.appToken },
       );
@@ -498,6 +550,69 @@ export class SwitchboardClient {
     return response.result.case === "found" ? response.result.value : undefined;
   }
 
+  /**
+   * Opts this account in to (or out of) being reachable from users of third-party providers
+   * (off by default; docs/interop.md). Returns the stored setting. Fails UNIMPLEMENTED when the
+   * transport has no such setting.
+   */
+  async setThirdPartyReachable(reachable: boolean): Promise<boolean> {
+    if (!this.transport.setThirdPartyReachable)
+      throw new AppError(Code.Unimplemented, "NOT_SUPPORTED", "this transport has no third-party setting");
+    return this.transport.setThirdPartyReachable(reachable);
+  }
+
+  /**
+   * This device's pending message requests (docs/safety.md): per sender, the held envelopes (not
+   * yet decrypted; they arrive again through the receive loop once accepted) and held group
+   * invitations. Fails UNIMPLEMENTED (REQUESTS_UNSUPPORTED) when the transport lacks requests.
+   */
+  async listMessageRequests(): Promise<MessageRequest[]> {
+    return this.requestsApi("listMessageRequests")();
+  }
+
+  /** Accepts a peer's request (its held messages then arrive in order) or a group invitation. */
+  async acceptMessageRequest(target: RequestTarget): Promise<{ released: number }> {
+    return { released: await this.requestsApi("acceptMessageRequest")(target) };
+  }
+
+  /** Declines a peer's request (held messages deleted, no receipt) or a group invitation. */
+  async declineMessageRequest(target: RequestTarget): Promise<{ deleted: number }> {
+    return { deleted: await this.requestsApi("declineMessageRequest")(target) };
+  }
+
+  /** Blocks an account: its requests are deleted and its later messages dropped (it cannot tell). */
+  async block(peerAccountId: string): Promise<void> {
+    await this.requestsApi("block")(peerAccountId);
+  }
+
+  /** Unblocks an account (its next message is a request again). */
+  async unblock(peerAccountId: string): Promise<void> {
+    await this.requestsApi("unblock")(peerAccountId);
+  }
+
+  /** Sets how messages from strangers arrive for this account (HOLD or DELIVER_MARKED). */
+  async setRequestsPolicy(policy: RequestsPolicy): Promise<void> {
+    await this.requestsApi("setRequestsPolicy")(policy);
+  }
+
+  private requestsApi<K extends RequestsMethod>(name: K): NonNullable<Transport[K]> {
+    const fn = this.transport[name];
+    if (fn === undefined)
+      throw new AppError(
+        Code.Unimplemented,
+        "REQUESTS_UNSUPPORTED",
+        "this transport does not support message requests",
+      );
+    return fn.bind(this.transport) as NonNullable<Transport[K]>;
+  }
+
+  /** Whether users of third-party providers can reach this account (see setThirdPartyReachable). */
+  async getThirdPartyReachable(): Promise<boolean> {
+    if (!this.transport.getThirdPartyReachable)
+      throw new AppError(Code.Unimplemented, "NOT_SUPPORTED", "this transport has no third-party setting");
+    return this.transport.getThirdPartyReachable();
+  }
+
   /** Re-reads this account's device list, so sync copies reach newly linked devices. */
   async refreshOwnDevices(): Promise<number[]> {
     return this.exclusive(() => this.refreshOwnDevicesLocked());
@@ -613,6 +728,8 @@ export class SwitchboardClient {
       clientMessageId,
       reaction: data.reaction,
     });
+    // Franking: the key travels inside the encrypted content, the commitment in the envelope.
+    const reportTag = frankMessage(message);
     const result = await this.exclusive(async () => {
       const plaintext = encodeContent({ body: { case: "data", value: message } });
       const sent = await this.sendToAccountLocked(accountId, plaintext, {
@@ -620,6 +737,8 @@ export class SwitchboardClient {
         timestampMs,
         urgent: true,
         forwarded: data.forwarded ?? false,
+        reportTag,
+        sealed: data.sealedSender,
       });
       if (sent.kind !== "sent") return sent;
       if (accountId !== this.self().accountId) {
@@ -648,6 +767,67 @@ export class SwitchboardClient {
       clientMessageId,
       timestampMs,
     };
+  }
+
+  /**
+   * Reports a received chat message to the server for abuse review (message franking). Reveals
+   * the message's plaintext to the server with proof that the sender sent it: the server checks
+   * the franking key against the commitment and its own tag, and records the report. Fails
+   * FAILED_PRECONDITION (NOT_FRANKED) for a message that carried no franking data (an older
+   * client), and with the server's reason (COMMITMENT_MISMATCH, FRANKING_TAG_MISMATCH, ...).
+   */
+  async report(
+    event: { meta: EnvelopeMeta; message: content.DataMessage },
+    reason = "",
+  ): Promise<{ reportId: string }> {
+    const { meta, message } = event;
+    if (
+      message.frankingKey.byteLength === 0 ||
+      meta.reportTag.byteLength === 0 ||
+      meta.serverFrankingTag.byteLength === 0
+    )
+      throw new AppError(
+        Code.FailedPrecondition,
+        "NOT_FRANKED",
+        "the message carries no franking data to report with",
+      );
+    if (this.transport.reportMessage === undefined)
+      throw new AppError(
+        Code.Unimplemented,
+        "REPORTS_UNSUPPORTED",
+        "this transport does not support reports",
+      );
+    const r = await this.transport.reportMessage(
+      create(ReportMessageRequestSchema, {
+        messageId: meta.id,
+        sender: meta.sealedSender ? undefined : meta.sender,
+        serverTimestampMs: BigInt(meta.serverTimestampMs),
+        plaintext: frankedPlaintext(message),
+        frankingKey: message.frankingKey,
+        reportTag: meta.reportTag,
+        serverFrankingTag: meta.serverFrankingTag,
+        senderCertificate: meta.senderCertificate ?? new Uint8Array(0),
+        reason,
+      }),
+    );
+    return { reportId: r.reportId };
+  }
+
+  /**
+   * Sets who may send this account sealed-sender messages: holders of `accessKey` (derive it
+   * from a profile key with `deriveAccessKey`), anyone (`unrestricted`), or nobody (`undefined`).
+   * Rotating the key blocks every sender that only knew the old one.
+   */
+  async setSealedSenderAccess(
+    access: { accessKey?: Uint8Array; unrestricted?: boolean } | undefined,
+  ): Promise<void> {
+    if (this.transport.setUnidentifiedAccess === undefined)
+      throw new AppError(
+        Code.Unimplemented,
+        "SEALED_SENDER_UNSUPPORTED",
+        "this transport does not support sealed sender",
+      );
+    await this.transport.setUnidentifiedAccess(access);
   }
 
   /** Sends an end-to-end delivery or read receipt for messages of `accountId` (by sender timestamp). */
@@ -1144,8 +1324,25 @@ export class SwitchboardClient {
     accountId: string,
     deviceId: number,
     plaintext: Uint8Array<ArrayBuffer>,
+    certificate?: SenderCertificate,
   ): Promise<OutgoingMessage> {
     const address = addressOf(accountId, deviceId);
+    if (certificate !== undefined) {
+      const sealed = await sealedSenderEncryptMessage(
+        plaintext,
+        address,
+        certificate,
+        this.store.session,
+        this.identity,
+      );
+      const session = await this.store.session.getSession(address);
+      return create(OutgoingMessageSchema, {
+        deviceId,
+        registrationId: session?.remoteRegistrationId() ?? 0,
+        type: EnvelopeType.SEALED_SENDER,
+        content: sealed,
+      });
+    }
     const ciphertext = await signalEncrypt(
       plaintext,
       address,
@@ -1194,22 +1391,25 @@ export class SwitchboardClient {
         );
       }
       const messages: OutgoingMessage[] = [];
+      const certificate = options.sealed ? await this.senderCertificateLocked() : undefined;
       for (const deviceId of devices)
-        messages.push(await this.encryptForDevice(accountId, deviceId, plaintext));
+        messages.push(await this.encryptForDevice(accountId, deviceId, plaintext, certificate));
       // The advanced ratchet must be durable before its ciphertext leaves: reusing a chain key
       // after a crash would make the recipient reject the message as a duplicate.
       await this.store.flush();
-      const outcome = await this.transport.sendMessage(
-        create(SendMessageRequestSchema, {
-          destinationAccountId: accountId,
-          messages,
-          clientMessageId: options.clientMessageId,
-          clientTimestampMs: BigInt(options.timestampMs),
-          ephemeral: options.ephemeral ?? false,
-          urgent: options.urgent ?? false,
-          forwarded: options.forwarded ?? false,
-        }),
-      );
+      const request = create(SendMessageRequestSchema, {
+        destinationAccountId: accountId,
+        messages,
+        clientMessageId: options.clientMessageId,
+        clientTimestampMs: BigInt(options.timestampMs),
+        ephemeral: options.ephemeral ?? false,
+        urgent: options.urgent ?? false,
+        forwarded: options.forwarded ?? false,
+        reportTag: options.reportTag,
+      });
+      const outcome = options.sealed
+        ? await this.sealedTransport("sendSealedMessage").sendSealedMessage(request, options.sealed.accessKey)
+        : await this.transport.sendMessage(request);
       switch (outcome.kind) {
         case "sent":
           if (isSelf) await this.store.state.setOwnDeviceIds(devices);
@@ -1491,6 +1691,90 @@ export class SwitchboardClient {
     }
   }
 
+  // ---- internals: safety --------------------------------------------------------------------
+
+  private sealedTransport<
+    K extends "sendSealedMessage" | "getSenderCertificate" | "getSealedSenderTrustRoot",
+  >(method: K): Required<Pick<Transport, K>> {
+    if (this.transport[method] === undefined)
+      throw new AppError(
+        Code.Unimplemented,
+        "SEALED_SENDER_UNSUPPORTED",
+        "this transport does not support sealed sender",
+      );
+    return this.transport as unknown as Required<Pick<Transport, K>>;
+  }
+
+  /** This device's sender certificate, renewed when less than an hour of validity is left. */
+  private async senderCertificateLocked(): Promise<SenderCertificate> {
+    const cached = this.senderCertificate;
+    if (cached !== undefined && cached.expiresAtMs - this.now() > 3600_000) return cached.certificate;
+    const issued = await this.sealedTransport("getSenderCertificate").getSenderCertificate();
+    const certificate = SenderCertificate.deserialize(copyBytes(issued.certificate));
+    this.senderCertificate = { certificate, expiresAtMs: issued.expiresAtMs };
+    return certificate;
+  }
+
+  private async trustRootLocked(): Promise<SignalPublicKey> {
+    this.sealedTrustRoot ??= SignalPublicKey.deserialize(
+      copyBytes(await this.sealedTransport("getSealedSenderTrustRoot").getSealedSenderTrustRoot()),
+    );
+    return this.sealedTrustRoot;
+  }
+
+  /**
+   * Opens a sealed-sender envelope: decrypts the outer layer (libsignal checks that its sender
+   * key matches the certificate), validates the certificate against the trust root at the
+   * server's commit time, then decrypts the inner message on the session with the sender.
+   */
+  private async openSealedLocked(envelope: Envelope): Promise<{
+    source: { accountId: string; deviceId: number };
+    certificate: Uint8Array;
+    plaintext: Uint8Array<ArrayBuffer>;
+    /** The inner message was a pre-key message (it used up a one-time key). */
+    preKey: boolean;
+  }> {
+    const usmc = await sealedSenderDecryptToUsmc(copyBytes(envelope.content), this.identity);
+    const certificate = usmc.senderCertificate();
+    if (!certificate.validate(await this.trustRootLocked(), Number(envelope.serverTimestampMs)))
+      throw new AppError(
+        Code.PermissionDenied,
+        "INVALID_SENDER_CERTIFICATE",
+        "the sender certificate did not validate",
+      );
+    const source = { accountId: certificate.senderUuid(), deviceId: certificate.senderDeviceId() };
+    const self = this.self();
+    if (source.accountId === self.accountId && source.deviceId === self.deviceId)
+      throw new AppError(Code.InvalidArgument, "SEALED_FROM_SELF", "a sealed message from this very device");
+    const sender = addressOf(source.accountId, source.deviceId);
+    const body = usmc.contents();
+    const plaintext =
+      usmc.msgType() === PREKEY_CIPHERTEXT_TYPE
+        ? await signalDecryptPreKey(
+            PreKeySignalMessage.deserialize(body),
+            sender,
+            this.localAddress(),
+            this.store.session,
+            this.identity,
+            this.store.preKey,
+            this.store.signedPreKey,
+            this.store.kyberPreKey,
+          )
+        : await signalDecrypt(
+            SignalMessage.deserialize(body),
+            sender,
+            this.localAddress(),
+            this.store.session,
+            this.identity,
+          );
+    return {
+      source,
+      certificate: certificate.serialize(),
+      plaintext,
+      preKey: usmc.msgType() === PREKEY_CIPHERTEXT_TYPE,
+    };
+  }
+
   // ---- internals: receiving -----------------------------------------------------------------
 
   private async ingestLocked(envelope: Envelope): Promise<{ pending?: PendingContent; preKeyUsed: boolean }> {
@@ -1508,11 +1792,23 @@ export class SwitchboardClient {
       return { preKeyUsed: false };
     }
     const self = this.self();
-    const preKeyUsed = envelope.type === EnvelopeType.PREKEY_MESSAGE;
+    let preKeyUsed = envelope.type === EnvelopeType.PREKEY_MESSAGE;
     let plaintext: Uint8Array<ArrayBuffer>;
     let decrypted = false;
+    let sealed:
+      | {
+          source: { accountId: string; deviceId: number };
+          certificate: Uint8Array;
+          plaintext: Uint8Array<ArrayBuffer>;
+          preKey: boolean;
+        }
+      | undefined;
     try {
-      const source = envelope.source;
+      if (envelope.type === EnvelopeType.SEALED_SENDER) {
+        sealed = await this.openSealedLocked(envelope);
+        preKeyUsed = sealed.preKey;
+      }
+      const source = sealed?.source ?? envelope.source;
       if (source === undefined || source.accountId === "") {
         throw new AppError(
           Code.Unimplemented,
@@ -1523,6 +1819,11 @@ export class SwitchboardClient {
       const sender = addressOf(source.accountId, source.deviceId);
       const body = copyBytes(envelope.content);
       switch (envelope.type) {
+        case EnvelopeType.SEALED_SENDER:
+          if (sealed === undefined)
+            throw new AppError(Code.Internal, "SEALED_NOT_OPENED", "sealed envelope not opened");
+          plaintext = sealed.plaintext;
+          break;
         case EnvelopeType.PREKEY_MESSAGE:
           plaintext = await signalDecryptPreKey(
             PreKeySignalMessage.deserialize(body),
@@ -1593,10 +1894,13 @@ export class SwitchboardClient {
     }
     const stripped = clone(EnvelopeSchema, envelope);
     stripped.content = new Uint8Array(0);
+    // A sealed envelope names no sender; locally it gets the one its certificate proved.
+    if (sealed) stripped.source = create(AddressSchema, sealed.source);
     const pending: PendingContent = {
       serverId: envelope.id,
       envelope: toBase64(toBinary(EnvelopeSchema, stripped)),
       content: toBase64(plaintext),
+      ...(sealed ? { senderCertificate: toBase64(sealed.certificate) } : {}),
     };
     // Session state, the de-duplication mark and the plaintext become durable together, so a
     // crash before the application has seen it replays it instead of losing it.
@@ -1608,6 +1912,8 @@ export class SwitchboardClient {
   private async deliverPending(pending: PendingContent): Promise<void> {
     const envelope = fromBinary(EnvelopeSchema, fromBase64(pending.envelope));
     const meta = metaOf(envelope);
+    if (pending.senderCertificate !== undefined)
+      meta.senderCertificate = fromBase64(pending.senderCertificate);
     const self = this.self();
     const fromSelf = meta.sender.accountId === self.accountId;
     let decoded: content.Content | undefined;
@@ -1651,7 +1957,7 @@ export class SwitchboardClient {
   }
 
   private async receiveLoop(): Promise<void> {
-    let delayMs = this.reconnect.initial;
+    let attempt = 0;
     try {
       for (const pending of await this.exclusive(() => this.store.state.listPending())) {
         await this.deliverPending(pending);
@@ -1667,7 +1973,7 @@ export class SwitchboardClient {
         );
         this.subscription = subscription;
         for await (const event of subscription) {
-          delayMs = this.reconnect.initial;
+          attempt = 0;
           if (event.kind === "envelope") {
             await this.processEnvelope(event.envelope);
             if (this.live && this.keysDirty) await this.maintainKeysQuietly();
@@ -1686,14 +1992,14 @@ export class SwitchboardClient {
           break;
         }
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, delayMs);
+          // Full jitter: devices dropped together (a gateway restart) come back spread out.
+          const timer = setTimeout(resolve, reconnectDelayMs(attempt++, this.reconnect));
           this.wake = () => {
             clearTimeout(timer);
             resolve();
           };
         });
         this.wake = undefined;
-        delayMs = Math.min(delayMs * 2, this.reconnect.max);
       } finally {
         subscription?.close();
         this.live = false;

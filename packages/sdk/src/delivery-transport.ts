@@ -4,7 +4,15 @@ import * as grpc from "@grpc/grpc-js";
 import { AppError, Code } from "@switchboard/errors";
 import { createClient as createGrpcClient } from "@switchboard/grpc";
 import type { BidiStream, ServiceClient } from "@switchboard/grpc";
-import { DirectoryService, GroupService, KeyService, MessageService } from "@switchboard/proto";
+import {
+  DirectoryService,
+  GroupService,
+  KeyService,
+  MessageService,
+  ReportService,
+  RequestService,
+  SealedSenderService,
+} from "@switchboard/proto";
 import type {
   AddGroupMembersRequest,
   ConnectRequestSchema,
@@ -20,12 +28,16 @@ import type {
   GetPreKeyCountRequest,
   GetPreKeyCountResponse,
   Group,
+  MessageRequest,
   RegisterAccountRequest,
   RegisterAccountResponse,
   RegisterDeviceRequest,
   RegisterDeviceResponse,
   RemoveDeviceRequest,
   RemoveGroupMembersRequest,
+  ReportMessageRequest,
+  ReportMessageResponse,
+  RequestsPolicy,
   ResolveHandleRequest,
   ResolveHandleResponse,
   SendGroupMessageRequest,
@@ -44,6 +56,7 @@ import type {
   ReceiveEvent,
   ReceiveOptions,
   ReceiveSubscription,
+  RequestTarget,
   SendOutcome,
   Transport,
 } from "./transport.js";
@@ -182,6 +195,14 @@ export class DeliveryTransport implements Transport {
   private readonly keys: ServiceClient<typeof KeyService>;
   private readonly messages: ServiceClient<typeof MessageService>;
   private readonly groups: ServiceClient<typeof GroupService>;
+  private readonly reports: ServiceClient<typeof ReportService>;
+  private readonly requests: ServiceClient<typeof RequestService>;
+  private readonly sealedSender: ServiceClient<typeof SealedSenderService>;
+  /** A separate channel without credentials for sealed-sender sends (opened on first use). */
+  private anonymousChannel:
+    { channel: grpc.Client; messages: ServiceClient<typeof MessageService> } | undefined;
+  private readonly target: string;
+  private readonly channelCredentials: grpc.ChannelCredentials;
   private readonly timeoutMs: number;
   private credentials: DeviceCredentials | undefined;
   private session: ConnectSession | undefined;
@@ -203,6 +224,55 @@ export class DeliveryTransport implements Transport {
     this.keys = createGrpcClient(KeyService, this.channel, clientOptions);
     this.messages = createGrpcClient(MessageService, this.channel, clientOptions);
     this.groups = createGrpcClient(GroupService, this.channel, clientOptions);
+    this.reports = createGrpcClient(ReportService, this.channel, clientOptions);
+    this.requests = createGrpcClient(RequestService, this.channel, clientOptions);
+    this.sealedSender = createGrpcClient(SealedSenderService, this.channel, clientOptions);
+    this.target = options.target;
+    this.channelCredentials = options.channelCredentials ?? grpc.credentials.createInsecure();
+  }
+
+  reportMessage(request: ReportMessageRequest): Promise<ReportMessageResponse> {
+    return this.reports.reportMessage(request);
+  }
+
+  async getSenderCertificate(): Promise<{ certificate: Uint8Array; expiresAtMs: number }> {
+    const r = await this.sealedSender.getSenderCertificate({});
+    return { certificate: r.certificate, expiresAtMs: Number(r.expiresAtMs) };
+  }
+
+  async getSealedSenderTrustRoot(): Promise<Uint8Array> {
+    return (await this.sealedSender.getTrustRoot({})).publicKey;
+  }
+
+  async setUnidentifiedAccess(
+    access: { accessKey?: Uint8Array; unrestricted?: boolean } | undefined,
+  ): Promise<void> {
+    if (access === undefined) await this.sealedSender.disableUnidentifiedAccess({});
+    else
+      await this.sealedSender.setUnidentifiedAccess({
+        accessKey: access.accessKey ?? new Uint8Array(0),
+        unrestricted: access.unrestricted ?? false,
+      });
+  }
+
+  /**
+   * Sends over a separate channel (its own connection, no subchannel sharing) that never carries
+   * this device's credentials: only the recipient's access key.
+   */
+  async sendSealedMessage(request: SendMessageRequest, accessKey: Uint8Array): Promise<SendOutcome> {
+    if (this.anonymousChannel === undefined) {
+      const channel = new grpc.Client(this.target, this.channelCredentials, {
+        "grpc.use_local_subchannel_pool": 1,
+      });
+      this.anonymousChannel = {
+        channel,
+        messages: createGrpcClient(MessageService, channel, { defaultDeadlineMs: this.timeoutMs }),
+      };
+    }
+    const response = await this.anonymousChannel.messages.sendMessage(request, {
+      metadata: { "unidentified-access-key": Buffer.from(accessKey).toString("base64") },
+    });
+    return sendOutcomeFromProto(response);
   }
 
   setDeviceCredentials(credentials: DeviceCredentials): void {
@@ -246,6 +316,38 @@ export class DeliveryTransport implements Transport {
 
   getPreKeyCount(request: GetPreKeyCountRequest): Promise<GetPreKeyCountResponse> {
     return this.keys.getPreKeyCount(request);
+  }
+
+  async listMessageRequests(): Promise<MessageRequest[]> {
+    return (await this.requests.listMessageRequests({})).requests;
+  }
+
+  async acceptMessageRequest(target: RequestTarget): Promise<number> {
+    return (await this.requests.acceptMessageRequest(target)).released;
+  }
+
+  async declineMessageRequest(target: RequestTarget): Promise<number> {
+    return (await this.requests.declineMessageRequest(target)).deleted;
+  }
+
+  async block(peerAccountId: string): Promise<void> {
+    await this.requests.block({ peerAccountId });
+  }
+
+  async unblock(peerAccountId: string): Promise<void> {
+    await this.requests.unblock({ peerAccountId });
+  }
+
+  async setRequestsPolicy(policy: RequestsPolicy): Promise<void> {
+    await this.requests.setRequestsPolicy({ policy });
+  }
+
+  async setThirdPartyReachable(reachable: boolean): Promise<boolean> {
+    return (await this.directory.setThirdPartyReachable({ reachable })).reachable;
+  }
+
+  async getThirdPartyReachable(): Promise<boolean> {
+    return (await this.directory.getThirdPartyReachable({})).reachable;
   }
 
   resolveHandle(request: ResolveHandleRequest): Promise<ResolveHandleResponse> {
@@ -327,6 +429,7 @@ export class DeliveryTransport implements Transport {
   async close(): Promise<void> {
     this.resetSession(new AppError(Code.Canceled, "TRANSPORT_CLOSED", "the transport was closed"));
     this.channel.close();
+    this.anonymousChannel?.channel.close();
   }
 
   private device(): { accountId: string; deviceId: number } {

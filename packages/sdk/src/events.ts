@@ -1,5 +1,5 @@
 // What a client reports to the application, and a small typed emitter for it.
-import type { content } from "@switchboard/proto";
+import type { App, content } from "@switchboard/proto";
 
 /** Where an incoming item came from and how the server handled it. */
 export interface EnvelopeMeta {
@@ -18,6 +18,21 @@ export interface EnvelopeMeta {
   ephemeral: boolean;
   urgent: boolean;
   forwarded: boolean;
+  /**
+   * The sender's app as the server knows it (App.THIRD_PARTY for a third-party provider's user;
+   * APP_UNSPECIFIED for sealed sender). Show third-party senders as such (docs/interop.md).
+   */
+  sourceApp: App;
+  /** For sourceApp = App.THIRD_PARTY: the sender's provider id ("acme"); else "". */
+  sourceProviderId: string;
+  /** Sent with sealed sender: the server did not know the sender; `sender` comes from its certificate. */
+  sealedSender: boolean;
+  /** Message franking: the sender's commitment (Envelope.report_tag); empty if not franked. */
+  reportTag: Uint8Array;
+  /** Message franking: the server's tag (Envelope.server_franking_tag); empty if not franked. */
+  serverFrankingTag: Uint8Array;
+  /** Sealed sender: the sender certificate (libsignal bytes), needed to report the message. */
+  senderCertificate?: Uint8Array;
 }
 
 /** Events a SwitchboardClient emits, by name. */

@@ -19,6 +19,7 @@ export type {
   ReceiveEvent,
   ReceiveOptions,
   ReceiveSubscription,
+  RequestTarget,
   SendOutcome,
   Transport,
 } from "./transport.js";
@@ -26,6 +27,7 @@ export { createDeliveryTransport, DeliveryTransport } from "./delivery-transport
 export type { DeliveryTransportOptions } from "./delivery-transport.js";
 export { sendOutcomeFromProto, groupSendOutcomeFromProto } from "./outcomes.js";
 export { basicAuthorization, bearerAuthorization } from "./credentials.js";
+export { reconnectDelayMs, type BackoffBounds } from "./internal/backoff.js";
 export { createMemoryStore, DataStore } from "./store/client-store.js";
 export type {
   ClientStateStore,
@@ -39,6 +41,14 @@ export type {
 export { createFileStore } from "./store/file-store.js";
 export type { GroupState, KeyState, LocalDevice, PendingContent, StoreData } from "./store/store-data.js";
 export { decodeContent, encodeContent, CONTENT_VERSION, PADDING_BLOCK_BYTES } from "./content-codec.js";
+export {
+  deriveAccessKey,
+  frankedPlaintext,
+  frankingCommitment,
+  frankMessage,
+  generateProfileKey,
+  FRANKING_KEY_BYTES,
+} from "./safety.js";
 export {
   createInstagramTransport,
   envelopeOfItem,

@@ -12,12 +12,16 @@ import type {
   GetPreKeyCountRequest,
   GetPreKeyCountResponse,
   Group,
+  MessageRequest,
   RegisterAccountRequest,
   RegisterAccountResponse,
   RegisterDeviceRequest,
   RegisterDeviceResponse,
   RemoveDeviceRequest,
   RemoveGroupMembersRequest,
+  ReportMessageRequest,
+  RequestsPolicy,
+  ReportMessageResponse,
   ResolveHandleRequest,
   ResolveHandleResponse,
   SendGroupMessageRequest,
@@ -112,6 +116,52 @@ export interface Transport {
   receive(options?: ReceiveOptions): ReceiveSubscription;
   /** Acknowledges envelopes by id, removing them from the queue. Unknown ids are ignored. */
   ack(messageIds: string[]): Promise<void>;
+  /**
+   * Sets the authenticated device's account's opt-in to third-party providers (off by default;
+   * docs/interop.md) and returns the stored value. Optional: transports without it make the
+   * client fail UNIMPLEMENTED.
+   */
+  setThirdPartyReachable?(reachable: boolean): Promise<boolean>;
+  /** Reads the account's opt-in to third-party providers. */
+  getThirdPartyReachable?(): Promise<boolean>;
   /** Releases connections. Pending calls fail. */
   close(): Promise<void>;
+
+  // Safety (docs/safety.md). Optional: transports that lack them make the client fail
+  // UNIMPLEMENTED for reports and sealed sender.
+
+  /** Reports a received message with its franking proof (ReportService.ReportMessage). */
+  reportMessage?(request: ReportMessageRequest): Promise<ReportMessageResponse>;
+  /** A sealed-sender certificate for the authenticated device. */
+  getSenderCertificate?(): Promise<{ certificate: Uint8Array; expiresAtMs: number }>;
+  /** The sealed-sender trust root public key (prefer a pinned one: ClientOptions.sealedSenderTrustRoot). */
+  getSealedSenderTrustRoot?(): Promise<Uint8Array>;
+  /** Sets the account's unidentified access (`undefined`: disable sealed sender). */
+  setUnidentifiedAccess?(
+    access: { accessKey?: Uint8Array; unrestricted?: boolean } | undefined,
+  ): Promise<void>;
+  /**
+   * Sends a sealed-sender message authorised by the recipient's access key, without this
+   * device's credentials (the server must not learn the sender). Safe to retry.
+   */
+  sendSealedMessage?(request: SendMessageRequest, accessKey: Uint8Array): Promise<SendOutcome>;
+
+  // Message requests (RequestService; docs/safety.md). Optional: transports that lack them make
+  // the client fail UNIMPLEMENTED (REQUESTS_UNSUPPORTED).
+
+  /** The authenticated device's pending requests, with its held envelopes. */
+  listMessageRequests?(): Promise<MessageRequest[]>;
+  /** Accepts a peer (or, with `groupId`, a group invitation); resolves with the released row count. */
+  acceptMessageRequest?(target: RequestTarget): Promise<number>;
+  /** Declines a peer's request (or a group invitation); resolves with the deleted row count. */
+  declineMessageRequest?(target: RequestTarget): Promise<number>;
+  /** Blocks an account. */
+  block?(peerAccountId: string): Promise<void>;
+  /** Unblocks an account. */
+  unblock?(peerAccountId: string): Promise<void>;
+  /** Sets how messages from strangers arrive for the account. */
+  setRequestsPolicy?(policy: RequestsPolicy): Promise<void>;
 }
+
+/** What a request call names: a peer account, or a group invitation. */
+export type RequestTarget = { peerAccountId: string } | { groupId: string };

@@ -2,6 +2,9 @@ import { Kysely, Migrator, PostgresDialect, type Migration, type MigrationProvid
 import pg from "pg";
 import type { Database } from "./schema.js";
 import * as m0001 from "./migrations/0001-init.js";
+import * as m0002 from "./migrations/0002-providers.js";
+import * as m0003 from "./migrations/0003-relationships.js";
+import * as m0004 from "./migrations/0004-safety.js";
 
 const INT8_OID = 20;
 
@@ -44,6 +47,9 @@ export function createDatabase(opts: DatabaseOptions): Kysely<Database> {
 
 const MIGRATIONS: Record<string, Migration> = {
   "0001-init": m0001,
+  "0002-providers": m0002,
+  "0003-relationships": m0003,
+  "0004-safety": m0004,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

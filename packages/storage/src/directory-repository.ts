@@ -23,6 +23,10 @@ export interface NewAccount {
   registrationId: number;
   deviceName: string;
   passwordHash: string;
+  /** Flagged a minor by the app's age signal (default false). */
+  minor?: boolean;
+  /** `accounts.requests_policy` (default 0: app default). */
+  requestsPolicy?: number;
 }
 
 const toSummary = (
@@ -47,7 +51,14 @@ export async function insertAccount(
     return await db.transaction().execute(async (trx) => {
       const account = await trx
         .insertInto("accounts")
-        .values({ id: a.id, app: a.app, provider_id: a.providerId, handle: a.handle })
+        .values({
+          id: a.id,
+          app: a.app,
+          provider_id: a.providerId,
+          handle: a.handle,
+          minor: a.minor ?? false,
+          requests_policy: a.requestsPolicy ?? 0,
+        })
         .returningAll()
         .executeTakeFirstOrThrow();
       const device = await trx
@@ -101,6 +112,16 @@ export async function reregisterAccount(
       .forUpdate()
       .executeTakeFirst();
     if (!account) return undefined;
+    if (a.minor !== undefined || a.requestsPolicy !== undefined) {
+      await trx
+        .updateTable("accounts")
+        .set({
+          minor: a.minor ?? account.minor,
+          requests_policy: a.requestsPolicy ?? account.requests_policy,
+        })
+        .where("id", "=", account.id)
+        .execute();
+    }
     const removed = await trx
       .deleteFrom("devices")
       .where("account_id", "=", account.id)

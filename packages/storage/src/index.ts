@@ -14,3 +14,7 @@ export * from "./key-repository.js";
 export * from "./message-repository.js";
 export * from "./group-repository.js";
 export * from "./queue-batch-repository.js";
+export * from "./relationship-repository.js";
+export * from "./provider-repository.js";
+export * from "./safety-repository.js";
+export * from "./app-export.js";

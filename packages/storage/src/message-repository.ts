@@ -77,7 +77,8 @@ export async function findSendLog(
 /**
  * Reads up to `limit` unexpired messages of one device with `seq > afterSeq`, in sequence order,
  * resolving shared group payloads. Because sequences commit in order per device, a reader that
- * advances its cursor to the last seq it saw never skips a message.
+ * advances its cursor to the last seq it saw never skips a message. Held message requests (flag
+ * bit 16) are skipped: accepting one re-queues it behind the cursor (`releaseHeldMessages`).
  */
 export async function readQueue(
   db: Db,
@@ -94,7 +95,7 @@ export async function readQueue(
     FROM queued_messages q
     LEFT JOIN group_payloads p ON p.message_id = q.payload_id
     WHERE q.account_id = ${device.accountId} AND q.device_id = ${device.deviceId} AND q.seq > ${afterSeq}
-      AND q.expires_at_ms > ${nowMs}
+      AND q.expires_at_ms > ${nowMs} AND (q.flags & 16) = 0
     ORDER BY q.seq
     LIMIT ${limit}
   `.execute(db);
@@ -102,7 +103,8 @@ export async function readQueue(
 }
 
 /**
- * Deletes acknowledged messages by (device, message id). Unknown ids are ignored. Returns the rows
+ * Deletes acknowledged messages by (device, message id). Unknown ids and held message requests
+ * (flag bit 16: declined or accepted, never acknowledged) are ignored. Returns the rows
  * removed. Takes no device locks, so acknowledgements never wait for sends.
  */
 export async function deleteMessages(
@@ -113,7 +115,7 @@ export async function deleteMessages(
   const r = await sql<DeletedMessage>`
     DELETE FROM queued_messages q
     USING unnest(${acks.map((a) => a.accountId)}::uuid[], ${acks.map((a) => a.deviceId)}::int[], ${acks.map((a) => a.messageId)}::uuid[]) AS k(a, d, m)
-    WHERE q.account_id = k.a AND q.device_id = k.d AND q.message_id = k.m
+    WHERE q.account_id = k.a AND q.device_id = k.d AND q.message_id = k.m AND (q.flags & 16) = 0
     RETURNING q.account_id, q.device_id, q.message_id, q.app, q.type, q.source_account_id, q.source_device_id,
               q.client_message_id, q.client_timestamp_ms, q.server_timestamp_ms, q.group_id
   `.execute(trx);

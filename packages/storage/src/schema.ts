@@ -15,6 +15,12 @@ export interface Database {
   send_log: SendLogTable;
   groups: GroupTable;
   group_members: GroupMemberTable;
+  relationships: RelationshipTable;
+  group_invitations: GroupInvitationTable;
+  providers: ProviderTable;
+  server_keys: ServerKeyTable;
+  reports: ReportTable;
+  unidentified_access: UnidentifiedAccessTable;
 }
 
 /** Timestamps are stored as `timestamptz` and read back as `Date`. */
@@ -28,6 +34,12 @@ export interface AccountTable {
   handle: string;
   next_device_id: Generated<number>;
   created_at: Timestamp;
+  /** Opt-in: reachable from third-party providers' users (off by default; migration 0002). */
+  third_party_reachable: Generated<boolean>;
+  /** Flagged a minor at registration (migration 0003); never shown to other accounts. */
+  minor: Generated<boolean>;
+  /** How messages from strangers are treated: 0 app default, 1 hold, 2 deliver marked (0003). */
+  requests_policy: Generated<number>;
 }
 
 export interface DeviceTable {
@@ -123,7 +135,73 @@ export interface GroupMemberTable {
   added_at: Timestamp;
 }
 
+/** A registered third-party provider (migration 0002). The token is stored only as a hash. */
+export interface ProviderTable {
+  /** Registry id, `[a-z0-9][a-z0-9-]{0,31}`; the `provider_id` of its accounts' handles. */
+  id: string;
+  display_name: string;
+  /** SHA-256 of the bearer token. */
+  token_hash: Uint8Array;
+  created_at: Timestamp;
+  revoked_at: Date | null;
+}
+
+/** How `owner_account_id` treats `peer_account_id` (migration 0003): 1 accepted, 2 blocked. */
+export interface RelationshipTable {
+  owner_account_id: string;
+  peer_account_id: string;
+  /** The owner's app. */
+  app: number;
+  state: number;
+  updated_at: Timestamp;
+}
+
+/** A group invitation held until the invitee accepts or declines it (migration 0003). */
+export interface GroupInvitationTable {
+  group_id: string;
+  account_id: string;
+  /** The invitee's app. */
+  app: number;
+  inviter_account_id: string;
+  created_at: Timestamp;
+}
+
+/** A server secret shared by every delivery instance (migration 0004): franking key, sealed-sender keys. */
+export interface ServerKeyTable {
+  name: string;
+  secret: Uint8Array;
+  created_at: Timestamp;
+}
+
+/** A verified abuse report (migration 0004): the reporter revealed `plaintext` with a franking proof. */
+export interface ReportTable {
+  id: string;
+  /** The reporter's app. */
+  app: number;
+  reporter_account_id: string;
+  reporter_device_id: number;
+  message_id: string;
+  sender_account_id: string;
+  sender_device_id: number;
+  sealed_sender: Generated<boolean>;
+  server_timestamp_ms: number;
+  plaintext: Uint8Array;
+  reason: Generated<string>;
+  created_at: Timestamp;
+}
+
+/** Who may send sealed-sender messages to an account (migration 0004). Only a hash of the key. */
+export interface UnidentifiedAccessTable {
+  account_id: string;
+  app: number;
+  /** SHA-256 of the 16-byte unidentified access key; null when only `unrestricted` applies. */
+  access_key_hash: Uint8Array | null;
+  unrestricted: Generated<boolean>;
+  updated_at: Timestamp;
+}
+
 export type AccountRow = Selectable<AccountTable>;
+export type ProviderRow = Selectable<ProviderTable>;
 export type DeviceRow = Selectable<DeviceTable>;
 export type NewDeviceRow = Insertable<DeviceTable>;
 export type QueuedMessageRow = Selectable<QueuedMessageTable>;

@@ -62,6 +62,12 @@ const TABLES = Object.keys({
   send_log: true,
   groups: true,
   group_members: true,
+  providers: true,
+  relationships: true,
+  group_invitations: true,
+  server_keys: true,
+  reports: true,
+  unidentified_access: true,
 } satisfies Record<keyof Database, true>);
 
 /** What a contract test sees: the backend's name and its database, emptied before each test. */

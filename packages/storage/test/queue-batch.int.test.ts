@@ -258,6 +258,18 @@ describeBackends("queue batch repository", (ctx) => {
       });
     });
 
+    test("stores each row's content byte for byte: binary, empty, large and null", async () => {
+      const b = await createAccount(ctx.db);
+      const binary = new Uint8Array(Array.from({ length: 256 }, (_, i) => i));
+      const large = new Uint8Array(70_000).map((_, i) => (i * 7) % 251);
+      const contents = [binary, new Uint8Array(0), large, null, new Uint8Array([0x5c, 0x22, 0x27, 0])];
+      const rows = contents.map((content) => queueRow(b, { type: 5, content }));
+      await commit(batchOf([], rows));
+      const stored = await read(b);
+      expect(stored.map((m) => m.message_id)).toEqual(rows.map((r) => r.message_id));
+      expect(stored.map((m) => (m.content === null ? null : plain(m.content)))).toEqual(contents);
+    });
+
     test("queues rows with logged=false (delivery receipts) without idempotency entries", async () => {
       const a = await createAccount(ctx.db);
       const b = await createAccount(ctx.db);

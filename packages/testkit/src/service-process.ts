@@ -19,6 +19,8 @@ export interface ServiceProcessOptions {
   ready: () => Promise<boolean>;
   /** How long to wait for readiness (default 30 s). */
   readyTimeoutMs?: number;
+  /** Receives everything the process writes to stdout and stderr (e.g. to scan the whole log). */
+  onOutput?: (chunk: string) => void;
 }
 
 /** A running service process. */
@@ -85,7 +87,9 @@ export async function startServiceProcess(opts: ServiceProcessOptions): Promise<
   let child: ChildProcess | undefined;
   let output = "";
   const append = (chunk: Buffer) => {
-    output = (output + chunk.toString()).slice(-MAX_OUTPUT_CHARS);
+    const text = chunk.toString();
+    output = (output + text).slice(-MAX_OUTPUT_CHARS);
+    opts.onOutput?.(text);
   };
 
   async function start(): Promise<void> {

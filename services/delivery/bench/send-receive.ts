@@ -2,11 +2,17 @@
 // through the Connect stream the way gateways use it (an app credential multiplexing many
 // devices). Prints sends/s, deliveries/s and send→receive latency percentiles.
 //
-//   pnpm bench [-- --devices 1000 --seconds 10 --inflight 2000 --size 256 --streams 4]
+//   pnpm bench [-- --devices 1000 --seconds 10 --inflight 2000 --size 256 --streams 4 --instances 1]
+//
+// The main figure is `server.cpuMicrosPerDelivery`: user+system CPU of the delivery process(es)
+// during the measured window (from /proc/<pid>/stat) per delivered message. Unlike msg/s it
+// hardly depends on what else runs on the machine; the load average is printed next to it.
 //
 // Needs DATABASE_URL (a role that may CREATE DATABASE) and REDIS_URL; defaults to the local ones.
 import { randomUUID } from "node:crypto";
 import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import { createRedisFanout } from "@switchboard/fanout";
 import { createClient, type BidiStream } from "@switchboard/grpc";
@@ -33,6 +39,16 @@ const { values: args } = parseArgs({
     size: { type: "string", default: "256" },
     streams: { type: "string", default: "4" },
     lanes: { type: "string", default: "4" },
+    /** Delivery child processes sharing PostgreSQL and Redis; streams are spread over them. */
+    instances: { type: "string", default: "1" },
+    /**
+     * Fixed-work mode: send this many messages (after a quarter as many to warm up), wait until
+     * all are delivered, acknowledged and receipted, and report CPU per message over exactly that
+     * work. Robust on a busy machine, where a timed window is not in steady state. 0: timed mode.
+     */
+    messages: { type: "string", default: "0" },
+    /** First port of the children (gRPC; metrics +1, next instance +2); default random. */
+    port: { type: "string", default: "0" },
     /** Run the delivery service as a child process (its own event loop and CPU), like production. */
     "separate-process": { type: "boolean", default: true },
     /** Extra node flags for the child (e.g. --cpu-prof). */
@@ -45,6 +61,8 @@ const WARMUP = Number(args.warmup);
 const INFLIGHT = Number(args.inflight);
 const SIZE = Number(args.size);
 const STREAMS = Number(args.streams);
+const INSTANCES = Math.max(1, Number(args.instances));
+const MESSAGES = Number(args.messages);
 
 const adminUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -61,10 +79,13 @@ await migrateToLatest(db);
 
 const log = pino({ level: process.env.LOG_LEVEL ?? "warn" });
 const SEPARATE = args["separate-process"];
-const serverPort = 40000 + Math.floor(Math.random() * 10000);
-const metricsPort = serverPort + 1;
-let child: ChildProcess | undefined;
-const fanout = await createRedisFanout({ url: redisUrl, keyPrefix: `bench${Date.now()}:` });
+const serverPort = Number(args.port) || 40000 + Math.floor(Math.random() * 10000);
+const children: ChildProcess[] = [];
+const metricsPorts: number[] = [];
+const targets: string[] = [];
+const fanoutPrefix = `bench${Date.now()}:`;
+const fanout = await createRedisFanout({ url: redisUrl, keyPrefix: fanoutPrefix });
+if (!SEPARATE && INSTANCES > 1) throw new Error("--instances > 1 needs --separate-process");
 const app = SEPARATE
   ? undefined
   : buildApp({
@@ -86,43 +107,74 @@ const app = SEPARATE
       log,
       collectDefaultMetrics: false,
     });
-let target: string;
 if (app) {
   const { port } = await app.listen({ host: "127.0.0.1", port: 0 });
-  target = `127.0.0.1:${port}`;
+  targets.push(`127.0.0.1:${port}`);
 } else {
   const flags = args["server-node-flags"].split(" ").filter(Boolean);
-  child = spawn(
-    process.execPath,
-    [...flags, "--conditions=switchboard-source", "--import", "tsx", "src/main.ts"],
-    {
-      stdio: ["ignore", "ignore", "inherit"],
-      env: {
-        ...process.env,
-        DATABASE_URL: url.toString(),
-        REDIS_URL: redisUrl,
-        APP_TOKENS: `whatsapp=${TOKEN}`,
-        GRPC_HOST: "127.0.0.1",
-        GRPC_PORT: String(serverPort),
-        METRICS_PORT: String(metricsPort),
-        SEND_LANES: args.lanes,
-        MAX_QUEUE_LENGTH: "100000",
-        ACK_BATCH_MAX: "4000",
-        LOG_LEVEL: "warn",
-      },
-    },
-  );
-  target = `127.0.0.1:${serverPort}`;
-  for (let i = 0; ; i++) {
-    const ok = await fetch(`http://127.0.0.1:${metricsPort}/healthz`).then(
-      (r) => r.ok,
-      () => false,
+  for (let n = 0; n < INSTANCES; n++) {
+    const grpcPort = serverPort + 2 * n;
+    const metricsPort = grpcPort + 1;
+    children.push(
+      spawn(
+        process.execPath,
+        [...flags, "--conditions=switchboard-source", "--import", "tsx", "src/main.ts"],
+        {
+          stdio: ["ignore", "ignore", "inherit"],
+          env: {
+            ...process.env,
+            DATABASE_URL: url.toString(),
+            REDIS_URL: redisUrl,
+            APP_TOKENS: `whatsapp=${TOKEN}`,
+            GRPC_HOST: "127.0.0.1",
+            GRPC_PORT: String(grpcPort),
+            METRICS_PORT: String(metricsPort),
+            SEND_LANES: args.lanes,
+            MAX_QUEUE_LENGTH: "100000",
+            ACK_BATCH_MAX: "4000",
+            INSTANCE_ID: `bench-${n}`,
+            // Its own channels: other delivery processes on this Redis do not wake the bench's.
+            FANOUT_KEY_PREFIX: fanoutPrefix,
+            LOG_LEVEL: "warn",
+          },
+        },
+      ),
     );
-    if (ok) break;
-    if (i > 200) throw new Error("delivery child did not start");
-    await new Promise((r) => setTimeout(r, 100));
+    metricsPorts.push(metricsPort);
+    targets.push(`127.0.0.1:${grpcPort}`);
+  }
+  for (const metricsPort of metricsPorts) {
+    for (let i = 0; ; i++) {
+      const ok = await fetch(`http://127.0.0.1:${metricsPort}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      );
+      if (ok) break;
+      if (i > 300) throw new Error("delivery child did not start");
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 }
+
+/** CPU seconds (user, system) a child has used so far, from /proc/<pid>/stat (Linux). */
+function childCpuSeconds(pid: number | undefined): { user: number; system: number } {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // Fields 14 and 15 (utime, stime) in clock ticks; USER_HZ is 100 on Linux.
+    return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
+  } catch {
+    return { user: NaN, system: NaN };
+  }
+}
+const childrenCpu = () =>
+  children.reduce(
+    (sum, c) => {
+      const t = childCpuSeconds(c.pid);
+      return { user: sum.user + t.user, system: sum.system + t.system };
+    },
+    { user: 0, system: 0 },
+  );
 
 // Devices: half send, half receive (pairs). Inserted directly: registration is not measured.
 const hash = await hashPassword(randomUUID());
@@ -147,13 +199,20 @@ const pairs = Array.from({ length: Math.floor(DEVICES / 2) }, (_, i) => ({
 }));
 
 type Stream = BidiStream<typeof ConnectRequestSchema, typeof ConnectResponseSchema>;
-const client = createClient(MessageService, target, {
-  metadata: () => ({ authorization: `Bearer ${TOKEN}` }),
-});
+const clients = targets.map((target) =>
+  createClient(MessageService, target, {
+    metadata: () => ({ authorization: `Bearer ${TOKEN}` }),
+  }),
+);
 const sentAt = new Map<string, number>();
 const latencies: number[] = [];
 let measuring = false;
 let delivered = 0;
+/** First deliveries of messages sent by this run, measured or not. */
+let receivedTotal = 0;
+/** Delivery frames whose client_message_id was already received (must stay 0). */
+let duplicates = 0;
+const seen = new Set<string>();
 let sent = 0;
 let errors = 0;
 
@@ -161,14 +220,16 @@ let errors = 0;
 const receivers: Stream[] = [];
 let subscribedQueues = 0;
 for (let s = 0; s < STREAMS; s++) {
-  const stream = client.connect();
+  const stream = clients[s % clients.length]!.connect();
   receivers.push(stream);
   const pendingAcks = new Map<string, string[]>();
   setInterval(() => {
     for (const [acct, ids] of pendingAcks) {
-      void stream.send({
-        frame: { case: "ack", value: { device: { accountId: acct, deviceId: 1 }, messageIds: ids } },
-      });
+      stream
+        .send({
+          frame: { case: "ack", value: { device: { accountId: acct, deviceId: 1 }, messageIds: ids } },
+        })
+        .catch(() => undefined); // cancelled at the end
     }
     pendingAcks.clear();
   }, 5).unref();
@@ -176,9 +237,12 @@ for (let s = 0; s < STREAMS; s++) {
     for await (const f of stream.responses) {
       if (f.frame.case === "delivery") {
         const env = f.frame.value;
+        if (seen.has(env.clientMessageId)) duplicates++;
+        else seen.add(env.clientMessageId);
         const t0 = sentAt.get(env.clientMessageId);
         if (t0 !== undefined) {
           sentAt.delete(env.clientMessageId);
+          receivedTotal++;
           if (measuring) {
             delivered++;
             latencies.push(performance.now() - t0);
@@ -206,34 +270,39 @@ let corr = 0;
 let stopping = false;
 const senders: Stream[] = [];
 let next = 0;
+/** In fixed-work mode, how many sends to issue in all so far. */
+let sendLimit = Infinity;
 function pump() {
-  while (!stopping && inflight < INFLIGHT) {
+  while (!stopping && inflight < INFLIGHT && corr < sendLimit) {
     const p = pairs[next++ % pairs.length]!;
     const cmid = randomUUID();
     const stream = senders[corr % STREAMS]!;
     corr++;
     inflight++;
     sentAt.set(cmid, performance.now());
-    void stream.send({
-      frame: {
-        case: "send",
-        value: {
-          correlationId: BigInt(corr),
-          request: {
-            sender: { accountId: p.from.id, deviceId: 1 },
-            destinationAccountId: p.to.id,
-            messages: [
-              { deviceId: 1, registrationId: p.to.reg, type: EnvelopeType.CIPHERTEXT, content: payload },
-            ],
-            clientMessageId: cmid,
+    stream
+      .send({
+        frame: {
+          case: "send",
+          value: {
+            correlationId: BigInt(corr),
+            request: {
+              sender: { accountId: p.from.id, deviceId: 1 },
+              destinationAccountId: p.to.id,
+              messages: [
+                { deviceId: 1, registrationId: p.to.reg, type: EnvelopeType.CIPHERTEXT, content: payload },
+              ],
+              clientMessageId: cmid,
+            },
           },
         },
-      },
-    });
+      })
+      .catch(() => undefined); // cancelled at the end
   }
 }
 for (let s = 0; s < STREAMS; s++) {
-  const stream = client.connect();
+  // Senders start on the next instance, so with several instances most messages cross instances.
+  const stream = clients[(s + 1) % clients.length]!.connect();
   senders.push(stream);
   void (async () => {
     for await (const f of stream.responses) {
@@ -249,8 +318,32 @@ for (let s = 0; s < STREAMS; s++) {
 }
 
 const cpu0 = process.cpuUsage();
-pump();
-await new Promise((r) => setTimeout(r, WARMUP * 1000));
+/** Fixed-work mode: issues `count` more sends and waits until they are delivered, acked and receipted. */
+async function runMessages(count: number) {
+  const before = await serverStats();
+  const target = receivedTotal + count;
+  sendLimit = corr + count;
+  pump();
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 250));
+    if (receivedTotal < target) continue;
+    const now = await serverStats();
+    if (
+      (now.acks ?? 0) - (before.acks ?? 0) >= count &&
+      (now.receipts ?? 0) - (before.receipts ?? 0) >= count
+    )
+      break;
+  }
+  await new Promise((r) => setTimeout(r, 300)); // the receipts' commit
+}
+if (MESSAGES > 0) await runMessages(Math.ceil(MESSAGES / 4));
+else {
+  pump();
+  await new Promise((r) => setTimeout(r, WARMUP * 1000));
+}
+const server0 = await serverStats();
+const childCpu0 = childrenCpu();
+const load0 = loadavg()[0]!;
 measuring = true;
 const t0 = performance.now();
 const progress = setInterval(() => {
@@ -259,51 +352,61 @@ const progress = setInterval(() => {
     `\r${s.toFixed(0)}s  sent ${(sent / s).toFixed(0)}/s  delivered ${(delivered / s).toFixed(0)}/s  errors ${errors}   `,
   );
 }, 1000);
-await new Promise((r) => setTimeout(r, SECONDS * 1000));
+if (MESSAGES > 0) await runMessages(MESSAGES);
+else await new Promise((r) => setTimeout(r, SECONDS * 1000));
 measuring = false;
 const elapsed = (performance.now() - t0) / 1000;
 clearInterval(progress);
+const childCpu1 = childrenCpu();
+const server1 = await serverStats();
+const load1 = loadavg()[0]!;
 stopping = true;
 const cpu = process.cpuUsage(cpu0);
 
-async function serverStats() {
+async function serverStats(): Promise<Record<string, number>> {
   if (!app) {
-    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-    const pick = (name: string) =>
-      Number(
-        /^(\S+)\{[^}]*\} (\S+)$/m.exec(
-          text
-            .split("\n")
-            .filter((l) => l.startsWith(name))
-            .join("\n"),
-        )?.[2] ?? 0,
-      );
-    const batches = pick("switchboard_send_batch_size_count");
-    return {
-      commitBatches: batches,
-      avgSendsPerCommit: +(pick("switchboard_send_batch_size_sum") / Math.max(1, batches)).toFixed(1),
-      queueReads: pick("switchboard_queue_reads_total"),
-      deliveries: pick("switchboard_deliveries_total"),
-      acks: pick("switchboard_acks_total"),
-      processCpuSeconds: pick("process_cpu_seconds_total"),
-      processCpuUserSeconds: pick("process_cpu_user_seconds_total"),
-      processCpuSystemSeconds: pick("process_cpu_system_seconds_total"),
-    };
+    const sum: Record<string, number> = {};
+    for (const metricsPort of metricsPorts) {
+      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      const pick = (name: string) =>
+        Number(
+          /^(\S+)(?:\{[^}]*\})? (\S+)$/m.exec(
+            text
+              .split("\n")
+              .filter((l) => l.startsWith(name))
+              .join("\n"),
+          )?.[2] ?? 0,
+        );
+      const one = {
+        commitBatches: pick("switchboard_send_batch_size_count"),
+        commitBatchSends: pick("switchboard_send_batch_size_sum"),
+        queueReads: pick("switchboard_queue_reads_total"),
+        deliveries: pick("switchboard_deliveries_total"),
+        acks: pick("switchboard_acks_total"),
+        receipts: pick("switchboard_delivery_receipts_total"),
+      };
+      for (const [k, v] of Object.entries(one)) sum[k] = (sum[k] ?? 0) + v;
+    }
+    return sum;
   }
   const value = async (
     m: { get(): Promise<{ values: Array<{ value: number; metricName?: string }> }> },
     suffix = "",
   ) => (await m.get()).values.find((v) => (suffix ? v.metricName?.endsWith(suffix) : true))?.value ?? 0;
-  const batches = await value(app.metrics.commitBatchSize, "_count");
-  const batched = await value(app.metrics.commitBatchSize, "_sum");
   return {
-    commitBatches: batches,
-    avgSendsPerCommit: +(batched / Math.max(1, batches)).toFixed(1),
+    commitBatches: await value(app.metrics.commitBatchSize, "_count"),
+    commitBatchSends: await value(app.metrics.commitBatchSize, "_sum"),
     queueReads: await value(app.metrics.queueReads),
     deliveries: await value(app.metrics.deliveries),
     acks: await value(app.metrics.acks),
+    receipts: await value(app.metrics.receipts),
   };
 }
+const delta: Record<string, number> = {};
+for (const [k, v] of Object.entries(server1)) delta[k] = v - (server0[k] ?? 0);
+const serverDeliveries = delta.deliveries ?? 0;
+const cpuUser = childCpu1.user - childCpu0.user;
+const cpuSystem = childCpu1.system - childCpu0.system;
 
 latencies.sort((a, b) => a - b);
 const pct = (q: number) =>
@@ -312,7 +415,9 @@ process.stderr.write("\n");
 console.log(
   JSON.stringify(
     {
-      benchmark: "delivery send→commit→push→ack, one instance, Connect streams",
+      benchmark: `delivery send→commit→push→ack, ${INSTANCES} instance(s), Connect streams`,
+      instances: INSTANCES,
+      loadAverage1m: { start: +load0.toFixed(2), end: +load1.toFixed(2) },
       devices: DEVICES,
       pairs: pairs.length,
       streams: STREAMS,
@@ -322,6 +427,7 @@ console.log(
       sendsPerSecond: Math.round(sent / elapsed),
       deliveriesPerSecond: Math.round(delivered / elapsed),
       errors,
+      duplicates,
       latencyMs: {
         p50: +pct(0.5).toFixed(1),
         p90: +pct(0.9).toFixed(1),
@@ -329,7 +435,29 @@ console.log(
         max: +(latencies.at(-1) ?? NaN).toFixed(1),
       },
       benchProcessCpuSeconds: Number(((cpu.user + cpu.system) / 1e6).toFixed(1)),
-      server: await serverStats(),
+      server: {
+        // Counters over the measured window, summed over instances.
+        commitBatches: delta.commitBatches,
+        avgSendsPerCommit: +((delta.commitBatchSends ?? 0) / Math.max(1, delta.commitBatches ?? 0)).toFixed(
+          1,
+        ),
+        queueReads: delta.queueReads,
+        deliveries: serverDeliveries,
+        acks: delta.acks,
+        receipts: delta.receipts,
+        ...(children.length > 0
+          ? {
+              cpuUserSeconds: +cpuUser.toFixed(2),
+              cpuSystemSeconds: +cpuSystem.toFixed(2),
+              cpuCoresBusy: +((cpuUser + cpuSystem) / elapsed).toFixed(2),
+              cpuMicrosPerDelivery: +(((cpuUser + cpuSystem) * 1e6) / Math.max(1, serverDeliveries)).toFixed(
+                0,
+              ),
+              cpuUserMicrosPerDelivery: +((cpuUser * 1e6) / Math.max(1, serverDeliveries)).toFixed(0),
+              cpuMicrosPerAck: +(((cpuUser + cpuSystem) * 1e6) / Math.max(1, delta.acks ?? 0)).toFixed(0),
+            }
+          : {}),
+      },
     },
     null,
     2,
@@ -337,12 +465,14 @@ console.log(
 );
 
 for (const s of [...senders, ...receivers]) s.cancel();
-client.close();
+for (const c of clients) c.close();
 await app?.close(500);
-if (child) {
-  child.kill("SIGINT");
-  await new Promise((r) => child?.once("exit", r));
-}
+await Promise.all(
+  children.map(async (c) => {
+    c.kill("SIGINT");
+    await new Promise((r) => c.once("exit", r));
+  }),
+);
 await fanout.close();
 await db.destroy();
 await admin.query(`DROP DATABASE ${dbName} WITH (FORCE)`);

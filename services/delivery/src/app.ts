@@ -1,7 +1,16 @@
 import { createServer, type Server } from "node:http";
+import type { ServerCredentials } from "@grpc/grpc-js";
 import type { Fanout } from "@switchboard/fanout";
 import { createGrpcServer, type GrpcServer } from "@switchboard/grpc";
-import { DirectoryService, GroupService, KeyService, MessageService } from "@switchboard/proto";
+import {
+  DirectoryService,
+  GroupService,
+  KeyService,
+  MessageService,
+  ReportService,
+  RequestService,
+  SealedSenderService,
+} from "@switchboard/proto";
 import { sweepExpired, type Database } from "@switchboard/storage";
 import { sql, type Kysely } from "kysely";
 import type { Logger } from "pino";
@@ -18,6 +27,14 @@ import { createDirectoryService } from "./rpc/directory-service.js";
 import { createGroupService } from "./rpc/group-service.js";
 import { createKeyService } from "./rpc/key-service.js";
 import { createMessageService } from "./rpc/message-service.js";
+import { createReportService } from "./rpc/report-service.js";
+import { createRequestService } from "./rpc/request-service.js";
+import { createSealedSenderService } from "./rpc/sealed-sender-service.js";
+import { createSealedSender } from "./delivery/sealed-send.js";
+import { loadSafetyKeys, type SafetyKeys, type ServerKeyOverrides } from "./delivery/server-keys.js";
+import type { Franker } from "./domain/franking.js";
+import type { CertificateAuthority } from "./domain/sealed-sender.js";
+import { AppError, Code } from "@switchboard/errors";
 
 /** Configuration the app needs (a subset of DeliveryConfig, so tests can build it directly). */
 export type AppConfig = Pick<
@@ -36,9 +53,16 @@ export type AppConfig = Pick<
   Partial<
     Pick<
       DeliveryConfig,
-      "RATE_SEND_PER_SECOND" | "RATE_PAIR_PER_SECOND" | "RATE_PREKEYS_PER_MINUTE" | "RATE_REGISTER_PER_HOUR"
+      | "RATE_SEND_PER_SECOND"
+      | "RATE_PAIR_PER_SECOND"
+      | "RATE_PREKEYS_PER_MINUTE"
+      | "RATE_REGISTER_PER_HOUR"
+      | "RATE_NEW_CONVERSATIONS_PER_HOUR"
+      | "RATE_FORWARDED_CHATS_BURST"
+      | "RATE_FORWARDED_CHATS_PER_HOUR"
     >
-  > & {
+  > &
+  ServerKeyOverrides & {
     INSTANCE_ID: string;
   };
 
@@ -72,6 +96,8 @@ export function buildApp(deps: {
   limiter?: RateLimiter;
   log: Logger;
   collectDefaultMetrics?: boolean;
+  /** TLS of the gRPC listener (`serverTlsCredentials` from TLS_* files); default plaintext. */
+  credentials?: ServerCredentials;
 }): DeliveryApp {
   const { config, db, fanout, log } = deps;
   const limiter = deps.limiter ?? createMemoryRateLimiter();
@@ -88,6 +114,24 @@ export function buildApp(deps: {
     },
   });
   const queueTtlMs = config.QUEUE_TTL_SECONDS * 1000;
+  // Server secrets (franking, sealed sender) are loaded from the database in `listen`, before the
+  // port opens; these forwarders let the handlers be wired now.
+  let safetyKeys: SafetyKeys | undefined;
+  const keys = (): SafetyKeys => {
+    if (!safetyKeys) throw new AppError(Code.Unavailable, "STARTING", "the service is starting; retry");
+    return safetyKeys;
+  };
+  const franker: Franker = {
+    tag: (input) => keys().franker.tag(input),
+    verify: (input, tag) => keys().franker.verify(input, tag),
+  };
+  const authority: CertificateAuthority = {
+    get trustRoot() {
+      return keys().authority.trustRoot;
+    },
+    issue: (...args) => keys().authority.issue(...args),
+    validate: (...args) => keys().authority.validate(...args),
+  };
   const auth = createAuthenticator({ db, appCredentials: config.APP_TOKENS });
   const sends = createSendPipeline({
     db,
@@ -100,6 +144,7 @@ export function buildApp(deps: {
     maxQueueLength: config.MAX_QUEUE_LENGTH,
     limiter,
     policies,
+    franker,
   });
   const acks = createAckPipeline({
     db,
@@ -116,12 +161,14 @@ export function buildApp(deps: {
     log: log.child({ component: "subscriptions" }),
     metrics,
     pollMs: config.STREAM_POLL_MS,
+    franker,
   });
 
   const grpc = createGrpcServer({
     log,
     maxReceiveMessageBytes: config.MAX_CIPHERTEXT_BYTES * 4 + 64 * 1024,
     translateError,
+    credentials: deps.credentials,
   });
   grpc.add(
     DirectoryService,
@@ -151,7 +198,25 @@ export function buildApp(deps: {
       limiter,
       policies,
       log,
+      sealed: createSealedSender({
+        db,
+        fanout,
+        limiter,
+        policies,
+        metrics,
+        log: log.child({ component: "sealed-send" }),
+        franker,
+        maxCiphertextBytes: config.MAX_CIPHERTEXT_BYTES,
+        maxQueueLength: config.MAX_QUEUE_LENGTH,
+        queueTtlMs,
+      }),
     }),
+  );
+  grpc.add(ReportService, createReportService({ db, auth, franker, authority, log }));
+  grpc.add(SealedSenderService, createSealedSenderService({ db, auth, authority }));
+  grpc.add(
+    RequestService,
+    createRequestService({ db, auth, fanout, maxGroupMembers: config.MAX_GROUP_MEMBERS, log, franker }),
   );
   grpc.add(GroupService, createGroupService({ db, auth, maxMembers: config.MAX_GROUP_MEMBERS }));
 
@@ -178,6 +243,7 @@ export function buildApp(deps: {
         if (kind === "device-removed" && accountId && deviceId)
           auth.forgetDevice(accountId, Number(deviceId));
       });
+      safetyKeys ??= await loadSafetyKeys(db, config);
       const port = await grpc.listen(opts.host, opts.port);
       sweepTimer = setInterval(() => void sweep(), SWEEP_INTERVAL_MS);
       sweepTimer.unref();

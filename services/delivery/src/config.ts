@@ -1,12 +1,14 @@
 import {
   bool,
   databaseEnv,
+  enumOf,
   int,
   logEnv,
   parseEnv,
   port,
   redisEnv,
   str,
+  tlsEnv,
   type EnvVar,
   type EnvSource,
 } from "@switchboard/config";
@@ -71,6 +73,8 @@ export const deliveryEnv = {
   ...databaseEnv,
   ...redisEnv,
   ...logEnv,
+  /** TLS of the gRPC listener (TLS_CERT_FILE, TLS_KEY_FILE, TLS_CLIENT_CA_FILE; unset = plaintext). */
+  ...tlsEnv,
   /** Interface the gRPC server binds. */
   GRPC_HOST: str({ default: "0.0.0.0" }),
   GRPC_PORT: port(50051),
@@ -91,6 +95,18 @@ export const deliveryEnv = {
   SEND_LANES: int({ min: 1, max: 64, default: 4 }),
   /** Most acks removed in one transaction. */
   ACK_BATCH_MAX: int({ min: 1, max: 10_000, default: 2_000 }),
+  /**
+   * How wake-ups are published on classic Redis: `batched` (one message per commit batch on the
+   * shared events channel) or `per-device` (one per device channel, as before batching; use it
+   * while instances of an older version still run).
+   */
+  FANOUT_PUBLISH_MODE: enumOf(["batched", "per-device"], { default: "batched" }),
+  /**
+   * Prefix of every fan-out channel. Instances of one deployment share it; separate deployments
+   * (or test runs) on one Redis each need their own, since every instance receives every batch
+   * published on its `events` channel. No `{` or `}`.
+   */
+  FANOUT_KEY_PREFIX: str({ default: "" }),
   /** A live stream re-reads its queue at least this often, in case a wake-up was lost. */
   STREAM_POLL_MS: int({ min: 100, default: 15_000 }),
   /** Devices per account, including the primary. */
@@ -107,8 +123,23 @@ export const deliveryEnv = {
   RATE_PREKEYS_PER_MINUTE: int({ min: 1, default: 120 }),
   /** Registration attempts per handle per hour. */
   RATE_REGISTER_PER_HOUR: int({ min: 1, default: 20 }),
+  /** New conversations (first messages to accounts with no relationship either way) per sender account per hour (also the burst). */
+  RATE_NEW_CONVERSATIONS_PER_HOUR: int({ min: 1, default: 200 }),
+  /** Chats a sender account may send forwarded content to at once (the bucket's burst). */
+  RATE_FORWARDED_CHATS_BURST: int({ min: 1, default: 5 }),
+  /** Chats per hour a sender account may send forwarded content to (the bucket's refill). */
+  RATE_FORWARDED_CHATS_PER_HOUR: int({ min: 1, default: 60 }),
   /** Without DATABASE_URL: the embedded PostgreSQL (PGlite) data directory, kept across restarts. */
   DATA_DIR: str({ default: ".data/pglite" }),
+  /**
+   * Message-franking server secret (base64, at least 32 bytes). Unset: generated on first start
+   * and shared by all instances through the `server_keys` table.
+   */
+  FRANKING_SECRET: str({ optional: true }),
+  /** Sealed-sender trust root private key (base64 libsignal PrivateKey). Unset: generated as above. */
+  SEALED_SENDER_TRUST_ROOT_KEY: str({ optional: true }),
+  /** Sealed-sender server certificate private key (base64 libsignal PrivateKey). Unset: generated as above. */
+  SEALED_SENDER_SERVER_KEY: str({ optional: true }),
   /** Apply database migrations at start (compose runs them once in a dedicated job instead). */
   MIGRATE_ON_START: bool({ default: true }),
 };

@@ -6,6 +6,7 @@ import {
   createRedisFanout,
   type Fanout,
 } from "@switchboard/fanout";
+import { serverTlsCredentials } from "@switchboard/grpc";
 import { createLogger } from "@switchboard/logger";
 import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter } from "@switchboard/ratelimit";
 import { createDatabase, createEmbeddedDatabase, migrateToLatest } from "@switchboard/storage";
@@ -45,10 +46,15 @@ if (config.REDIS_CLUSTER_NODES) {
     const [host, port] = n.trim().split(":");
     return { host: host ?? "127.0.0.1", port: Number(port ?? 6379) };
   });
-  fanout = await createRedisClusterFanout({ nodes, log });
+  fanout = await createRedisClusterFanout({ nodes, log, keyPrefix: config.FANOUT_KEY_PREFIX });
   limiter = createRedisRateLimiter({ nodes });
 } else if (config.REDIS_URL) {
-  fanout = await createRedisFanout({ url: config.REDIS_URL, log });
+  fanout = await createRedisFanout({
+    url: config.REDIS_URL,
+    log,
+    keyPrefix: config.FANOUT_KEY_PREFIX,
+    publishMode: config.FANOUT_PUBLISH_MODE,
+  });
   limiter = createRedisRateLimiter({ url: config.REDIS_URL });
 } else {
   log.warn({}, "REDIS_URL not set: using the in-process fan-out bus and rate limits (single instance only)");
@@ -63,12 +69,32 @@ const app = buildApp({
   fanout,
   limiter,
   log,
+  credentials: tlsCredentials(),
 });
 await app.listen({
   host: config.GRPC_HOST,
   port: config.GRPC_PORT,
   metricsPort: config.METRICS_PORT === 0 ? undefined : config.METRICS_PORT,
 });
+
+/** The gRPC listener's TLS from TLS_CERT_FILE/TLS_KEY_FILE/TLS_CLIENT_CA_FILE; exits on a bad setup. */
+function tlsCredentials() {
+  try {
+    const credentials = serverTlsCredentials({
+      certFile: config.TLS_CERT_FILE,
+      keyFile: config.TLS_KEY_FILE,
+      clientCaFile: config.TLS_CLIENT_CA_FILE,
+    });
+    log.info(
+      { tls: credentials ? (config.TLS_CLIENT_CA_FILE ? "mutual" : "server") : "off" },
+      "grpc transport",
+    );
+    return credentials;
+  } catch (err) {
+    log.fatal({ err }, "invalid TLS configuration");
+    process.exit(78);
+  }
+}
 
 let stopping = false;
 async function shutdown(signal: string) {

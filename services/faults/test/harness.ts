@@ -50,6 +50,8 @@ export const SCALE = {
 export interface DeliveryInstance {
   readonly target: string;
   readonly process: ServiceProcess;
+  /** Prometheus `/metrics` (process memory among them). */
+  readonly metricsUrl: string;
 }
 
 /** Starts a delivery process on `databaseUrl` and `redisUrl`; stopped when the test finishes. */
@@ -82,7 +84,11 @@ export async function startDelivery(
     readyTimeoutMs: 60_000,
   });
   onTestFinished(() => proc.stop("SIGKILL"));
-  return { target: `127.0.0.1:${grpcPort}`, process: proc };
+  return {
+    target: `127.0.0.1:${grpcPort}`,
+    process: proc,
+    metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`,
+  };
 }
 
 /** A private redis-server on a free loopback port (so it may be killed); removed after the test. */
@@ -130,6 +136,110 @@ export function splitDriver(sendTarget: string, receiveTarget: string, o: Loadge
   };
 }
 
+type SendResult = Awaited<ReturnType<Driver["sendDirect"]>>;
+
+/** Send failures a sender retries (with the same client_message_id): the service may not have seen it. */
+const RETRYABLE_CODES = new Set(["UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED", "RESOURCE_EXHAUSTED"]);
+
+/** What the retrying senders did. */
+export interface RetryStats {
+  /** Attempts beyond the first. */
+  retries: number;
+  /** Attempts made through each send target, by index. */
+  readonly attemptsByTarget: number[];
+  /** Sends that succeeded only after a retry. */
+  recovered: number;
+  /** Failed attempts by `target index:CODE/REASON`. */
+  readonly failures: Map<string, number>;
+}
+
+/**
+ * A driver whose senders retry: registers and sends through `sendTargets[0]`; a send failing
+ * with a retryable code (the instance died: LINK_RECONNECTING, SEND_TIMEOUT...) is sent again
+ * with the SAME client_message_id through the next target in turn, after a jittered pause,
+ * until it succeeds or `budgetMs` passed; at most `maxConcurrentRetries` retries are in flight. The delivery service's idempotency (send log keyed by
+ * sender device and client_message_id) makes a retry of a send that did commit return the
+ * original message id, so no retry can deliver a message twice. Subscribes and acks through
+ * `receiveTarget`.
+ */
+export function retryingDriver(
+  sendTargets: string[],
+  receiveTarget: string,
+  o: LoadgenOptions,
+  l: Logger,
+  stats: RetryStats,
+  budgetMs = 120_000,
+  maxConcurrentRetries = 64,
+): Driver {
+  const base = splitDriver(sendTargets[0] as string, receiveTarget, o, l);
+  const others = sendTargets.slice(1).map((t, i) =>
+    createDeliveryDriver({
+      mode: "delivery-stream",
+      appTokens: o.appTokens,
+      streams: o.streams,
+      window: o.window,
+      sendTimeoutMs: o.sendTimeoutSeconds * 1000,
+      target: t,
+      log: l.child({ side: `send-${i + 1}` }),
+    }),
+  );
+  const senders = [base, ...others];
+  while (stats.attemptsByTarget.length < senders.length) stats.attemptsByTarget.push(0);
+  // Retries share a few slots: without them, every send issued while an instance is down is
+  // retried at once on the surviving one, times out behind the others and is retried again (a
+  // retry storm that keeps the survivor saturated with work nobody waits for any more).
+  let active = 0;
+  const slots: Array<() => void> = [];
+  const acquire = async () => {
+    while (active >= maxConcurrentRetries) await new Promise<void>((resolve) => slots.push(resolve));
+    active++;
+  };
+  const release = () => {
+    active--;
+    slots.shift()?.();
+  };
+  const retrying = async (op: (d: Driver) => Promise<SendResult>): Promise<SendResult> => {
+    const started = Date.now();
+    for (let attempt = 0; ; attempt++) {
+      const i = attempt % senders.length;
+      stats.attemptsByTarget[i] = (stats.attemptsByTarget[i] ?? 0) + 1;
+      let r: SendResult;
+      if (attempt === 0) r = await op(senders[i] as Driver);
+      else {
+        await acquire();
+        try {
+          r = await op(senders[i] as Driver);
+        } finally {
+          release();
+        }
+      }
+      if (r.ok) {
+        if (attempt > 0) stats.recovered++;
+        return r;
+      }
+      const k = `${i}:${r.code}/${r.reason}`;
+      stats.failures.set(k, (stats.failures.get(k) ?? 0) + 1);
+      if (!RETRYABLE_CODES.has(r.code) || Date.now() - started > budgetMs) return r;
+      stats.retries++;
+      // Full jitter below min(2 s, 100 ms * 2^attempt).
+      await sleep(Math.random() * Math.min(2_000, 100 * 2 ** attempt));
+    }
+  };
+  return {
+    mode: base.mode,
+    registerAccount: (req) => base.registerAccount(req),
+    registerDevice: (req) => base.registerDevice(req),
+    createGroup: (requester, members) => base.createGroup(requester, members),
+    subscribe: (device, listener) => base.subscribe(device, listener),
+    sendDirect: (m) => retrying((d) => d.sendDirect(m)),
+    sendGroup: (m) => retrying((d) => d.sendGroup(m)),
+    flushAcks: () => base.flushAcks(),
+    async close() {
+      await Promise.all(senders.map((d) => d.close()));
+    },
+  };
+}
+
 /** Load options of the fault runs: delivery-stream, open loop, groups, fixed seed. */
 export function loadOptions(target: string, name: string): LoadgenOptions {
   return {
@@ -155,14 +265,17 @@ export function loadOptions(target: string, name: string): LoadgenOptions {
     payload: "random",
     signalPoolSize: 4,
     streams: 2,
+    gateways: {},
     window: 200,
     outDir: undefined,
     name,
     watch: [],
     populationFile: undefined,
     registerConcurrency: 8,
-    drainQuietSeconds: 10,
-    drainTimeoutSeconds: 45,
+    // The drain ends as soon as everything owed arrived; the slack is for a killed instance whose
+    // restart (tsx, migrations) takes tens of seconds on a saturated machine.
+    drainQuietSeconds: 90,
+    drainTimeoutSeconds: 150,
     sendTimeoutSeconds: 10,
     seed: 8,
     intervalMs: 1000,

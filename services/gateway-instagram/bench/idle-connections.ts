@@ -1,6 +1,9 @@
 // Memory per idle event-stream connection of the Instagram-style gateway.
 //
-//   pnpm --filter @switchboard/gateway-instagram bench [-- --connections 2000]
+//   pnpm --filter @switchboard/gateway-instagram bench [-- --connections 20000]
+//
+// Above the soft `ulimit -n` the bench re-executes itself under a raised limit (root, or below
+// `ulimit -Hn`); the client child inherits it.
 //
 // Starts a delivery service (child process) and this gateway (in this process) over a fresh
 // database, opens `connections` SSE streams from another child process (one device each, all idle
@@ -8,7 +11,7 @@
 // connection also holds one device subscription on the shared delivery link (and one at the
 // delivery service, not counted here). Needs DATABASE_URL (a role that may CREATE DATABASE) and
 // REDIS_URL; defaults to the local ones.
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
@@ -27,7 +30,15 @@ const { values: args } = parseArgs({
   args: process.argv.slice(2).filter((a) => a !== "--"),
   options: { connections: { type: "string", default: "2000" }, streams: { type: "string", default: "2" } },
 });
-const N = Number(args.connections);
+let N = Number(args.connections);
+reexecWithFdLimit(N + 1024);
+if (N + 256 > fdLimit()) {
+  // Without CAP_SYS_RESOURCE the hard limit caps the sockets one process may hold.
+  console.error(
+    `ulimit -n is ${fdLimit()} here (the hard limit): opening ${fdLimit() - 256} connections instead of ${N}`,
+  );
+  N = fdLimit() - 256;
+}
 const adminUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const TOKEN = "bench-ig-token-0123456789abcdef";
@@ -89,8 +100,8 @@ try {
 
   // Accounts and tokens are inserted directly: registration is not what is measured. The gateway
   // acts with its app credential, so the device secret's hash is never checked.
-  const tokens: string[] = [];
-  for (let i = 0; i < N; i++) {
+  const tokens: string[] = new Array<string>(N);
+  await forEachConcurrently(N, 16, async (i) => {
     const id = randomUUID();
     await insertAccount(db, {
       id,
@@ -106,8 +117,8 @@ try {
       .insertInto("ig_tokens")
       .values({ token_hash: tokenDigest(token), account_id: id, device_id: 1 })
       .execute();
-    tokens.push(token);
-  }
+    tokens[i] = token;
+  });
 
   const log = pino({ level: "warn" });
   const link = createDeliveryLink({
@@ -180,3 +191,42 @@ try {
   await cleanup();
 }
 process.exit(0);
+
+/**
+ * Re-executes this bench under a soft `ulimit -n` of `needed` (children inherit it) when the
+ * current one is lower: 20,000 sockets need more descriptors than the usual default. Raising the
+ * hard limit needs root (or CAP_SYS_RESOURCE); otherwise stay below `ulimit -Hn`.
+ */
+function reexecWithFdLimit(needed: number): void {
+  const current = Number(spawnSync("sh", ["-c", "ulimit -n"], { encoding: "utf8" }).stdout.trim());
+  if (!Number.isFinite(current) || current >= needed || process.env.BENCH_FD_LIMIT_RAISED) return;
+  const r = spawnSync(
+    "sh",
+    [
+      "-c",
+      `ulimit -Hn ${needed} 2>/dev/null; ulimit -n ${needed} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$0" "$@"`,
+      process.execPath,
+      ...process.execArgv,
+      ...process.argv.slice(1),
+    ],
+    { stdio: "inherit", env: { ...process.env, BENCH_FD_LIMIT_RAISED: "1" } },
+  );
+  if (r.status !== 0)
+    console.error(`could not raise ulimit -n to ${needed}: run as root or with fewer connections`);
+  process.exit(r.status ?? 1);
+}
+
+/** Runs `task(i)` for every i < n, `concurrency` at a time. */
+async function forEachConcurrently(n: number, concurrency: number, task: (i: number) => Promise<void>) {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, n) }, async () => {
+      while (next < n) await task(next++);
+    }),
+  );
+}
+
+/** The soft `ulimit -n` of this process (after {@link reexecWithFdLimit}). */
+function fdLimit(): number {
+  return Number(spawnSync("sh", ["-c", "ulimit -n"], { encoding: "utf8" }).stdout.trim());
+}

@@ -10,8 +10,10 @@ for await (const chunk of process.stdin) input += String(chunk);
 const tokens = input.split("\n").filter(Boolean);
 let ready = 0;
 
-function open(token: string): Promise<void> {
+/** Opens one event stream; resolves at its queue_empty, rejects on failure or after 60 s. */
+function openOnce(token: string): Promise<void> {
   return new Promise((resolve, reject) => {
+    let seen = false;
     const req = http.get(
       {
         host: base.hostname,
@@ -21,26 +23,57 @@ function open(token: string): Promise<void> {
         headers: { authorization: `Bearer ${token}` },
       },
       (res) => {
-        if (res.statusCode !== 200) return reject(new Error(`status ${res.statusCode}`));
+        if (res.statusCode !== 200) {
+          res.resume();
+          return reject(new Error(`status ${res.statusCode}`));
+        }
         res.setEncoding("utf8");
-        let seen = false;
         res.on("data", (chunk: string) => {
           if (!seen && chunk.includes("event: queue_empty")) {
             seen = true;
+            clearTimeout(timer);
             resolve();
           }
         });
         res.on("end", () => reject(new Error("stream ended")));
       },
     );
-    req.on("error", reject);
+    // A stream that never drains (the gateway was overloaded) is dropped and opened again.
+    const timer = setTimeout(() => {
+      if (seen) return;
+      req.destroy();
+      reject(new Error("no queue_empty within 60 s"));
+    }, 60_000);
+    req.on("error", (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
   });
 }
 
-const CONCURRENCY = 100;
-for (let i = 0; i < tokens.length; i += CONCURRENCY) {
-  await Promise.all(tokens.slice(i, i + CONCURRENCY).map(open));
-  ready += Math.min(CONCURRENCY, tokens.length - i);
+/** Opens a stream, retrying (as a client reconnects) up to 10 times. */
+async function open(token: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await openOnce(token);
+    } catch (err) {
+      if (attempt >= 9) throw err;
+      await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
+    }
+  }
 }
+
+// At most CONCURRENCY streams being opened at once (a window, not batches: one slow stream does
+// not hold up the next hundred).
+const CONCURRENCY = 100;
+let next = 0;
+await Promise.all(
+  Array.from({ length: Math.min(CONCURRENCY, tokens.length) }, async () => {
+    while (next < tokens.length) {
+      await open(tokens[next++] as string);
+      ready++;
+    }
+  }),
+);
 process.stdout.write(`ready ${ready}\n`);
 setInterval(() => undefined, 1 << 30);

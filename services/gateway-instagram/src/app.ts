@@ -9,11 +9,14 @@ import { createDirectory } from "./directory.js";
 import { createAuthenticator } from "./http/auth.js";
 import type { RouteContext } from "./http/context.js";
 import { registerProblemHandler } from "./http/problem.js";
+import { transportErrorOptions } from "./http/transport-errors.js";
 import { accountRoutes } from "./http/routes/accounts.js";
 import { directRoutes } from "./http/routes/direct.js";
 import { eventRoutes } from "./http/routes/events.js";
 import { keyRoutes } from "./http/routes/keys.js";
-import { pendingRoutes } from "./http/routes/pending.js";
+import { blockRoutes, pendingRoutes } from "./http/routes/pending.js";
+import { privacyRoutes } from "./http/routes/privacy.js";
+import { reportRoutes } from "./http/routes/reports.js";
 import { problemResponses, sharedSchemas } from "./http/schemas.js";
 import { createEventHub, type EventHub } from "./live/event-hub.js";
 import { createMetrics, instrumentLink, type GatewayMetrics } from "@switchboard/gateway-metrics";
@@ -56,6 +59,11 @@ export function buildApp(deps: {
   log: Logger;
   tuning?: AppTuning;
   collectDefaultMetrics?: boolean;
+  /**
+   * Serve HTTPS instead of HTTP (PEM contents of TLS_CERT_FILE / TLS_KEY_FILE); with `ca`
+   * (TLS_CLIENT_CA_FILE) clients must present a certificate it signed. Default: plaintext HTTP.
+   */
+  https?: { cert: Buffer; key: Buffer; ca?: Buffer };
 }): GatewayApp {
   const { config, db, log } = deps;
   const logger: FastifyBaseLogger = log;
@@ -66,6 +74,16 @@ export function buildApp(deps: {
     bodyLimit: config.MAX_BODY_BYTES,
     genReqId: () => `req-${randomBytes(6).toString("base64url")}`,
     ajv: { customOptions: { allErrors: true } },
+    ...transportErrorOptions,
+    ...(deps.https
+      ? {
+          https: {
+            ...deps.https,
+            requestCert: deps.https.ca !== undefined,
+            rejectUnauthorized: deps.https.ca !== undefined,
+          },
+        }
+      : {}),
   });
   // `hub` (created below) is read only on scrape.
   const metrics = createMetrics({
@@ -111,6 +129,8 @@ export function buildApp(deps: {
         { name: "keys", description: "Public keys for end-to-end encryption" },
         { name: "direct", description: "Threads, items, live events" },
         { name: "requests", description: "Message requests" },
+        { name: "settings", description: "Reachability from third-party providers (docs/interop.md)" },
+        { name: "safety", description: "Abuse reports with message franking (docs/safety.md)" },
       ],
     },
     refResolver: {
@@ -123,7 +143,10 @@ export function buildApp(deps: {
     await keyRoutes(scope, ctx);
     await directRoutes(scope, ctx);
     await pendingRoutes(scope, ctx);
+    await blockRoutes(scope, ctx);
     await eventRoutes(scope, ctx);
+    await privacyRoutes(scope, ctx);
+    await reportRoutes(scope, ctx);
     scope.get("/openapi.json", { schema: { hide: true } }, async () => http.swagger());
     scope.get("/metrics", { schema: { hide: true } }, async (_request, reply) =>
       reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),

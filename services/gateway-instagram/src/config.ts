@@ -1,9 +1,24 @@
-import { databaseEnv, int, logEnv, parseEnv, port, secret, str, type EnvSource } from "@switchboard/config";
+import {
+  databaseEnv,
+  deliveryTlsEnv,
+  int,
+  logEnv,
+  parseEnv,
+  port,
+  secret,
+  str,
+  tlsEnv,
+  type EnvSource,
+} from "@switchboard/config";
 
 /** The Instagram-style gateway's environment, parsed once. Every variable is listed in `.env.example`. */
 export const gatewayEnv = {
   ...databaseEnv,
   ...logEnv,
+  /** TLS of the HTTPS listener (TLS_CERT_FILE, TLS_KEY_FILE, TLS_CLIENT_CA_FILE; unset = plaintext). */
+  ...tlsEnv,
+  /** TLS to the delivery service (DELIVERY_TLS_CA_FILE, DELIVERY_TLS_CERT_FILE, DELIVERY_TLS_KEY_FILE; unset = plaintext). */
+  ...deliveryTlsEnv,
   /** Interface the HTTP server binds. */
   HTTP_HOST: str({ default: "0.0.0.0" }),
   /** HTTP port of the native API (and /openapi.json). */

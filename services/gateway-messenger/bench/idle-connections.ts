@@ -1,6 +1,9 @@
 // Memory per idle WebSocket connection of the Messenger-style gateway.
 //
-//   pnpm --filter @switchboard/gateway-messenger bench [-- --connections 2000 --batch 100]
+//   pnpm --filter @switchboard/gateway-messenger bench [-- --connections 20000 --batch 100]
+//
+// Above the soft `ulimit -n` the bench re-executes itself under a raised limit (root, or below
+// `ulimit -Hn`); the gateway child inherits it.
 //
 // Starts a delivery instance in this process (in-memory fan-out), runs the gateway as a child
 // process (as in production), opens N authenticated WebSockets (one device each), waits until every
@@ -8,7 +11,7 @@
 // divided by N. Devices and tokens are inserted directly: registration is not measured.
 //
 // Needs DATABASE_URL (a role that may CREATE DATABASE); defaults to the local one.
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -31,10 +34,18 @@ const { values: args } = parseArgs({
     "settle-ms": { type: "string", default: "3000" },
   },
 });
-const N = Number(args.connections);
+let N = Number(args.connections);
 const BATCH = Number(args.batch);
 const SETTLE_MS = Number(args["settle-ms"]);
 const TOKEN = "bench-ms-token-0123456789abcdef";
+reexecWithFdLimit(N + 1024);
+if (N + 256 > fdLimit()) {
+  // Without CAP_SYS_RESOURCE the hard limit caps the sockets one process may hold.
+  console.error(
+    `ulimit -n is ${fdLimit()} here (the hard limit): opening ${fdLimit() - 256} connections instead of ${N}`,
+  );
+  N = fdLimit() - 256;
+}
 
 const adminUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const dbName = `sb_bench_ms_${Date.now()}`;
@@ -71,8 +82,8 @@ const delivery = buildDelivery({
 const { port: deliveryPort } = await delivery.listen({ host: "127.0.0.1", port: 0 });
 
 console.log(`inserting ${N} devices and tokens...`);
-const tokens: string[] = [];
-for (let i = 0; i < N; i++) {
+const tokens: string[] = new Array<string>(N);
+await forEachConcurrently(N, 16, async (i) => {
   const id = randomUUID();
   const userId = String(100_000 + i);
   await insertAccount(db, {
@@ -86,8 +97,8 @@ for (let i = 0; i < N; i++) {
   });
   const token = generateToken();
   await insertToken(gwDb, { digest: digestToken(token), accountId: id, deviceId: 1, userId });
-  tokens.push(token);
-}
+  tokens[i] = token;
+});
 
 const httpPort = 41000 + Math.floor(Math.random() * 9000);
 const base = `http://127.0.0.1:${httpPort}`;
@@ -184,3 +195,42 @@ await gwDb.destroy();
 await db.destroy();
 await admin.query(`DROP DATABASE ${dbName} WITH (FORCE)`);
 await admin.end();
+
+/**
+ * Re-executes this bench under a soft `ulimit -n` of `needed` (children inherit it) when the
+ * current one is lower: 20,000 sockets need more descriptors than the usual default. Raising the
+ * hard limit needs root (or CAP_SYS_RESOURCE); otherwise stay below `ulimit -Hn`.
+ */
+function reexecWithFdLimit(needed: number): void {
+  const current = Number(spawnSync("sh", ["-c", "ulimit -n"], { encoding: "utf8" }).stdout.trim());
+  if (!Number.isFinite(current) || current >= needed || process.env.BENCH_FD_LIMIT_RAISED) return;
+  const r = spawnSync(
+    "sh",
+    [
+      "-c",
+      `ulimit -Hn ${needed} 2>/dev/null; ulimit -n ${needed} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$0" "$@"`,
+      process.execPath,
+      ...process.execArgv,
+      ...process.argv.slice(1),
+    ],
+    { stdio: "inherit", env: { ...process.env, BENCH_FD_LIMIT_RAISED: "1" } },
+  );
+  if (r.status !== 0)
+    console.error(`could not raise ulimit -n to ${needed}: run as root or with fewer connections`);
+  process.exit(r.status ?? 1);
+}
+
+/** Runs `task(i)` for every i < n, `concurrency` at a time. */
+async function forEachConcurrently(n: number, concurrency: number, task: (i: number) => Promise<void>) {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, n) }, async () => {
+      while (next < n) await task(next++);
+    }),
+  );
+}
+
+/** The soft `ulimit -n` of this process (after {@link reexecWithFdLimit}). */
+function fdLimit(): number {
+  return Number(spawnSync("sh", ["-c", "ulimit -n"], { encoding: "utf8" }).stdout.trim());
+}

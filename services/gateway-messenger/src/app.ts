@@ -15,8 +15,13 @@ import { groupRoutes } from "./http/group-routes.js";
 import { keyRoutes } from "./http/key-routes.js";
 import { messageRoutes } from "./http/message-routes.js";
 import { installProblemHandler } from "./http/problem.js";
+import { transportErrorOptions } from "./http/transport-errors.js";
 import { SHARED_SCHEMAS } from "./http/schemas.js";
 import { streamRoute } from "./http/stream-route.js";
+import { privacyRoutes } from "./http/privacy-routes.js";
+import { reportRoutes } from "./http/report-routes.js";
+import { sealedRoutes } from "./http/sealed-routes.js";
+import { requestRoutes } from "./http/request-routes.js";
 import { userRoutes } from "./http/user-routes.js";
 import { createConnectionRegistry, type ConnectionRegistry } from "./live/connections.js";
 import { createMetrics, instrumentLink, type GatewayMetrics } from "@switchboard/gateway-metrics";
@@ -24,7 +29,8 @@ import type { GatewayDatabase } from "./storage/schema.js";
 import { VERSION } from "./version.js";
 
 /** Configuration the app needs (a subset of the gateway config, so tests can build it directly). */
-export type AppConfig = Pick<GatewayMessengerConfig, "MAX_BODY_BYTES" | "WS_HEARTBEAT_MS">;
+export type AppConfig = Pick<GatewayMessengerConfig, "MAX_BODY_BYTES" | "WS_HEARTBEAT_MS"> &
+  Partial<Pick<GatewayMessengerConfig, "WS_MAX_BUFFERED_BYTES">>;
 
 /** The built gateway: a fastify instance plus its live connections. */
 export interface GatewayApp {
@@ -49,6 +55,11 @@ export async function buildApp(deps: {
   link: DeliveryLink;
   log: Logger;
   collectDefaultMetrics?: boolean;
+  /**
+   * Serve HTTPS instead of HTTP (PEM contents of TLS_CERT_FILE / TLS_KEY_FILE); with `ca`
+   * (TLS_CLIENT_CA_FILE) clients must present a certificate it signed. Default: plaintext HTTP.
+   */
+  https?: { cert: Buffer; key: Buffer; ca?: Buffer };
 }): Promise<GatewayApp> {
   const { config, db, log } = deps;
   // Typed as fastify's logger so the instance has fastify's default logger type parameter.
@@ -59,6 +70,16 @@ export async function buildApp(deps: {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.MAX_BODY_BYTES,
     requestIdHeader: "x-request-id",
+    ...transportErrorOptions,
+    ...(deps.https
+      ? {
+          https: {
+            ...deps.https,
+            requestCert: deps.https.ca !== undefined,
+            rejectUnauthorized: deps.https.ca !== undefined,
+          },
+        }
+      : {}),
     genReqId: () => `req-${randomBytes(6).toString("base64url")}`,
     ajv: { customOptions: { removeAdditional: false, allErrors: true, coerceTypes: "array" } },
   });
@@ -99,7 +120,10 @@ export async function buildApp(deps: {
         { name: "users", description: "users of any app" },
         { name: "messages", description: "the Send API" },
         { name: "groups", description: "group threads" },
+        { name: "requests", description: "message requests, group invitations, blocks (docs/safety.md)" },
         { name: "stream", description: "live delivery over a WebSocket" },
+        { name: "settings", description: "reachability from third-party providers (docs/interop.md)" },
+        { name: "safety", description: "abuse reports (franking), sealed sender (docs/safety.md)" },
       ],
     },
     refResolver: {
@@ -129,6 +153,7 @@ export async function buildApp(deps: {
     directory,
     log: log.child({ component: "live" }),
     heartbeatMs: config.WS_HEARTBEAT_MS,
+    maxBufferedBytes: config.WS_MAX_BUFFERED_BYTES,
   });
   const routeDeps: RouteDeps = { db, link, directory, auth: createAuthenticator({ db }), live, log };
 
@@ -156,6 +181,10 @@ export async function buildApp(deps: {
     await userRoutes(scope, routeDeps);
     await messageRoutes(scope, routeDeps);
     await groupRoutes(scope, routeDeps);
+    await privacyRoutes(scope, routeDeps);
+    await reportRoutes(scope, routeDeps);
+    await sealedRoutes(scope, routeDeps);
+    await requestRoutes(scope, routeDeps);
     await streamRoute(scope, routeDeps);
   });
   http.addHook("preClose", async () => live.close());

@@ -1,4 +1,5 @@
 import type { DeliveryLink } from "@switchboard/delivery-link";
+import type { ServerCredentials } from "@grpc/grpc-js";
 import { createGrpcServer, type GrpcServer } from "@switchboard/grpc";
 import { whatsapp } from "@switchboard/proto";
 import { sql, type Kysely } from "kysely";
@@ -54,6 +55,8 @@ export function buildApp(deps: {
   limits?: Partial<GatewayLimits>;
   now?: () => number;
   collectDefaultMetrics?: boolean;
+  /** TLS of the gRPC listener (`serverTlsCredentials` from TLS_* files); default plaintext. */
+  credentials?: ServerCredentials;
 }): GatewayApp {
   const { db, log } = deps;
   const limits: GatewayLimits = { ...DEFAULT_LIMITS, ...deps.limits };
@@ -68,7 +71,7 @@ export function buildApp(deps: {
   const link = instrumentLink(deps.link, metrics);
   const directory = createDirectory(link);
   const chat = createChatHub({ db, link, directory, limits, log });
-  const grpc = createGrpcServer({ log });
+  const grpc = createGrpcServer({ log, credentials: deps.credentials });
   grpc.add(whatsapp.WhatsAppService, {
     ...createWhatsAppService({ db, link, directory, codeSender, limits, log, now }),
     chat: chat.handler,

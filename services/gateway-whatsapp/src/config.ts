@@ -1,12 +1,14 @@
 import {
   bool,
   databaseEnv,
+  deliveryTlsEnv,
   int,
   logEnv,
   parseEnv,
   port,
   secret,
   str,
+  tlsEnv,
   type EnvSource,
 } from "@switchboard/config";
 
@@ -14,6 +16,10 @@ import {
 export const gatewayEnv = {
   ...databaseEnv,
   ...logEnv,
+  /** TLS of the gRPC listener (TLS_CERT_FILE, TLS_KEY_FILE, TLS_CLIENT_CA_FILE; unset = plaintext). */
+  ...tlsEnv,
+  /** TLS to the delivery service (DELIVERY_TLS_CA_FILE, DELIVERY_TLS_CERT_FILE, DELIVERY_TLS_KEY_FILE; unset = plaintext). */
+  ...deliveryTlsEnv,
   /** Interface the gRPC server binds. */
   GRPC_HOST: str({ default: "0.0.0.0" }),
   /** The native gRPC API (WhatsAppService, health, reflection). */

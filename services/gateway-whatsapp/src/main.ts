@@ -1,5 +1,6 @@
 import { loadOrExit } from "@switchboard/config";
-import { createDeliveryLink } from "@switchboard/delivery-link";
+import { channelTlsCredentials, createDeliveryLink } from "@switchboard/delivery-link";
+import { serverTlsCredentials } from "@switchboard/grpc";
 import { createLogger } from "@switchboard/logger";
 import { buildApp } from "./app.js";
 import { loadConfig } from "./config.js";
@@ -24,14 +25,38 @@ if (config.MIGRATE_ON_START) {
   if (applied.length > 0) log.info({ applied }, "migrations applied");
 }
 
+/** TLS of the listener (TLS_*) and of the link to delivery (DELIVERY_TLS_*); exits on a bad setup. */
+function tlsSetup() {
+  try {
+    return {
+      server: serverTlsCredentials({
+        certFile: config.TLS_CERT_FILE,
+        keyFile: config.TLS_KEY_FILE,
+        clientCaFile: config.TLS_CLIENT_CA_FILE,
+      }),
+      link: channelTlsCredentials({
+        caFile: config.DELIVERY_TLS_CA_FILE,
+        certFile: config.DELIVERY_TLS_CERT_FILE,
+        keyFile: config.DELIVERY_TLS_KEY_FILE,
+      }),
+    };
+  } catch (err) {
+    log.fatal({ err }, "invalid TLS configuration");
+    process.exit(78);
+  }
+}
+const tls = tlsSetup();
+log.info({ tls: tls.server ? "on" : "off", deliveryTls: tls.link ? "on" : "off" }, "grpc transport");
+
 const link = createDeliveryLink({
   target: config.DELIVERY_TARGET,
+  credentials: tls.link,
   appToken: config.DELIVERY_APP_TOKEN,
   streams: config.DELIVERY_STREAMS,
   log: log.child({ component: "delivery-link" }),
 });
 
-const app = buildApp({ db, link, log });
+const app = buildApp({ db, link, log, credentials: tls.server });
 await app.listen({
   host: config.GRPC_HOST,
   port: config.GRPC_PORT,

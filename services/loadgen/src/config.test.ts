@@ -90,4 +90,37 @@ describe("parseCommandLine", () => {
   test("asks for help", () => {
     expect(parseCommandLine(["--help"], {})).toEqual({ help: true });
   });
+
+  test("--via gateways needs no app token and mixes the apps whose gateway is given", () => {
+    const o = parse([
+      "--via",
+      "gateways",
+      "--whatsapp",
+      "127.0.0.1:50061",
+      "--messenger",
+      "http://127.0.0.1:8081",
+    ]);
+    expect(o.mode).toBe("gateways");
+    expect(o.appTokens).toEqual({});
+    expect(o.gateways).toEqual({
+      whatsapp: "127.0.0.1:50061",
+      whatsappAdmin: "http://127.0.0.1:50062",
+      messenger: "http://127.0.0.1:8081",
+    });
+    expect(o.mix).toEqual([
+      { app: "whatsapp", weight: 40 },
+      { app: "messenger", weight: 30 },
+    ]);
+  });
+
+  test("rejects a gateway run without the gateways its mix needs", () => {
+    expect(() => parse(["--via", "gateways"])).toThrow(/needs at least one of --whatsapp/);
+    expect(() =>
+      parse(["--via", "gateways", "--messenger", "http://127.0.0.1:8081", "--mix", "instagram=1"]),
+    ).toThrow(/--mix includes instagram but its gateway was not given/);
+    expect(() =>
+      parse(["--via", "gateways", "--mode", "delivery-unary", "--messenger", "http://x:1"]),
+    ).toThrow(UsageError);
+    expect(() => parse(["--via", "elsewhere"], { LOADGEN_APP_TOKEN: "t" })).toThrow(/--via: expected/);
+  });
 });

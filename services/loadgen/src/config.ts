@@ -22,11 +22,18 @@ report. Exit status: 0 when nothing was lost, duplicated or reordered and no err
 1 otherwise; 2 for a bad command line or a failed setup.
 
 System under test
+  --via delivery|gateways   drive the delivery API directly (default), or go through the three
+                            gateways' native APIs (--mode gateways; the full path)
   --target HOST:PORT        delivery gRPC address (default ${DEFAULTS.target})
   --app-token TOKEN         the delivery service's APP_TOKENS whatsapp entry (env LOADGEN_APP_TOKEN)
   --app-tokens APP=TOKEN,.. tokens of whatsapp, messenger, instagram (env LOADGEN_APP_TOKENS)
-  --mode MODE               delivery-stream (sends on Connect streams) or delivery-unary
-                            (unary SendMessage); default ${DEFAULTS.mode}
+  --mode MODE               delivery-stream (sends on Connect streams), delivery-unary
+                            (unary SendMessage), or gateways; default ${DEFAULTS.mode}
+  --whatsapp HOST:PORT      gateways: the WhatsApp-style gateway (gRPC)
+  --whatsapp-admin URL      gateways: its DEV_ADMIN endpoint, for verification codes
+                            (default http://<whatsapp host>:50062)
+  --messenger URL           gateways: the Messenger-style gateway, e.g. http://127.0.0.1:8081
+  --instagram URL           gateways: the Instagram-style gateway, e.g. http://127.0.0.1:8082
   --streams N               Connect streams per app token (default ${DEFAULTS.streams})
   --window N                unacknowledged deliveries in flight per device (default ${DEFAULTS.window})
 
@@ -76,6 +83,11 @@ const OPTIONS = {
   "app-token": { type: "string" },
   "app-tokens": { type: "string" },
   mode: { type: "string" },
+  via: { type: "string" },
+  whatsapp: { type: "string" },
+  "whatsapp-admin": { type: "string" },
+  messenger: { type: "string" },
+  instagram: { type: "string" },
   streams: { type: "string" },
   window: { type: "string" },
   devices: { type: "string" },
@@ -172,7 +184,43 @@ export function parseCommandLine(
   }
   const single = v["app-token"] ?? env.LOADGEN_APP_TOKEN;
   if (single !== undefined) appTokens.whatsapp ??= single;
-  if (Object.keys(appTokens).length === 0)
+
+  let mode = (v.mode ?? DEFAULTS.mode) as Mode;
+  if (v.via !== undefined) {
+    if (v.via === "gateways") {
+      if (v.mode !== undefined && v.mode !== "gateways")
+        problems.push(`--via gateways and --mode ${v.mode} exclude each other`);
+      mode = "gateways";
+    } else if (v.via === "delivery") {
+      if (v.mode === "gateways") problems.push("--via delivery and --mode gateways exclude each other");
+    } else problems.push(`--via: expected delivery or gateways, got "${v.via}"`);
+  }
+  if (!(MODES as readonly string[]).includes(mode))
+    problems.push(`--mode: expected one of ${MODES.join(", ")}, got "${mode}"`);
+  const viaGateways = mode === "gateways";
+
+  const gateways: LoadgenOptions["gateways"] = {};
+  if (v.whatsapp !== undefined) {
+    if (!/^[^\s:/]+:\d+$/.test(v.whatsapp))
+      problems.push(`--whatsapp: expected HOST:PORT, got "${v.whatsapp}"`);
+    gateways.whatsapp = v.whatsapp;
+    gateways.whatsappAdmin = v["whatsapp-admin"] ?? `http://${v.whatsapp.replace(/:\d+$/, "")}:50062`;
+  }
+  for (const app of ["messenger", "instagram"] as const) {
+    const url = v[app];
+    if (url === undefined) continue;
+    if (!/^https?:\/\/[^\s/]+/.test(url))
+      problems.push(`--${app}: expected a URL like http://127.0.0.1:8081, got "${url}"`);
+    gateways[app] = url;
+  }
+  if (v["whatsapp-admin"] !== undefined && v.whatsapp === undefined)
+    problems.push("--whatsapp-admin needs --whatsapp");
+  const reachable = (app: AppName) =>
+    viaGateways ? gateways[app] !== undefined : appTokens[app] !== undefined;
+  if (viaGateways) {
+    if (APP_NAMES.every((a) => gateways[a] === undefined))
+      problems.push("--via gateways needs at least one of --whatsapp, --messenger, --instagram");
+  } else if (Object.keys(appTokens).length === 0)
     problems.push("an app token is required: --app-token (or LOADGEN_APP_TOKEN), or --app-tokens");
 
   let mix: Array<{ app: AppName; weight: number }>;
@@ -186,20 +234,17 @@ export function parseCommandLine(
     }
     if (mix.length === 0) problems.push("--mix: at least one app needs a weight above 0");
   } else {
-    mix = APP_NAMES.filter((a) => appTokens[a] !== undefined).map((app) => ({
+    mix = APP_NAMES.filter(reachable).map((app) => ({
       app,
       weight: DEFAULTS.mix[app],
     }));
   }
-  for (const m of mix)
-    if (appTokens[m.app] === undefined && Object.keys(appTokens).length > 0)
+  for (const m of mix) {
+    if (viaGateways && gateways[m.app] === undefined)
+      problems.push(`--mix includes ${m.app} but its gateway was not given (--${m.app} ...)`);
+    else if (!viaGateways && appTokens[m.app] === undefined && Object.keys(appTokens).length > 0)
       problems.push(`--mix includes ${m.app} but no token was given for it (--app-tokens ${m.app}=...)`);
-
-  const mode = (v.mode ?? DEFAULTS.mode) as Mode;
-  if (!(MODES as readonly string[]).includes(mode))
-    problems.push(
-      `--mode: expected one of ${MODES.join(", ")} (the gateway modes whatsapp, messenger and instagram arrive with the gateways), got "${mode}"`,
-    );
+  }
   const payload = v.payload ?? DEFAULTS.payload;
   if (payload !== "random" && payload !== "signal")
     problems.push(`--payload: expected random or signal, got "${payload}"`);
@@ -252,6 +297,7 @@ export function parseCommandLine(
     payload: payload === "signal" ? "signal" : "random",
     signalPoolSize: num("signal-pool", v["signal-pool"], DEFAULTS.signalPoolSize, 1, 10_000),
     streams: num("streams", v.streams, DEFAULTS.streams, 1, 256),
+    gateways,
     window: num("window", v.window, DEFAULTS.window, 1, 1000),
     outDir,
     name: v.name ?? (outDir ? basename(outDir) : "loadtest"),

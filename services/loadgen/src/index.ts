@@ -12,6 +12,8 @@ export { Verifier } from "./verifier.js";
 export type { VerificationReport, ReceiveVerdict, VerifierExample } from "./verifier.js";
 export { createDeliveryDriver } from "./drivers/delivery-driver.js";
 export type { DeliveryDriverOptions, DeliveryMode } from "./drivers/delivery-driver.js";
+export { createGatewayDriver, isRetryable } from "./drivers/gateway-driver.js";
+export type { GatewayDriverOptions, GatewayTargets } from "./drivers/gateway-driver.js";
 export type {
   DeviceCopy,
   DeviceListener,

@@ -2,8 +2,11 @@
 import type { WatchedProcess } from "./proc-sampler.js";
 import type { AppName } from "./topology.js";
 
-/** The `--mode`s: ways to drive the system (gateway modes come with the gateways). */
-export const MODES = ["delivery-stream", "delivery-unary"] as const;
+/**
+ * The `--mode`s: ways to drive the system. `delivery-stream` and `delivery-unary` use the delivery
+ * service's gRPC API with app tokens; `gateways` uses each app's gateway with device credentials.
+ */
+export const MODES = ["delivery-stream", "delivery-unary", "gateways"] as const;
 /** One of {@link MODES}. */
 export type Mode = (typeof MODES)[number];
 
@@ -40,6 +43,17 @@ export interface LoadgenOptions {
   signalPoolSize: number;
   /** Connect streams per app token. */
   streams: number;
+  /** `gateways` mode: where the gateways listen (each app's accounts use their own gateway). */
+  gateways: {
+    /** WhatsApp-style gateway, gRPC `host:port`. */
+    whatsapp?: string;
+    /** Its development admin endpoint (verification codes), `http://host:port`. */
+    whatsappAdmin?: string;
+    /** Messenger-style gateway base URL. */
+    messenger?: string;
+    /** Instagram-style gateway base URL. */
+    instagram?: string;
+  };
   /** Unacknowledged deliveries in flight per device (1..1000). */
   window: number;
   /** Directory for report.json and report.html; undefined writes none. */

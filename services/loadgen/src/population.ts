@@ -41,8 +41,12 @@ export async function loadPopulation(path: string): Promise<SavedPopulation | un
   return saved;
 }
 
-/** Saves a population (no credentials: devices are driven with app tokens). */
+/**
+ * Saves a population. Delivery modes save no credentials (devices are driven with app tokens);
+ * the gateway mode saves each device's token or secret (test accounts only), so the file is
+ * written readable by its owner only.
+ */
 export async function savePopulation(path: string, population: SavedPopulation): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
-  await writeFile(path, `${JSON.stringify(population)}\n`);
+  await writeFile(path, `${JSON.stringify(population)}\n`, { mode: 0o600 });
 }

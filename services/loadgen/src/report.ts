@@ -113,6 +113,10 @@ export interface LoadReport {
     maxInflight: number;
     /** Open loop: most sends due but held back by --inflight at once. */
     maxBacklog: number;
+    /** Sends retried after a transient failure with the same client message id (gateway mode). */
+    retries: number;
+    /** Device subscriptions re-opened after a transient failure (gateway mode). */
+    reconnects: number;
     /** How late sends went out after their intended time (the load generator's own lag). */
     issueLagMs: LatencySummary;
   };

@@ -4,6 +4,7 @@ import { randomInt } from "node:crypto";
 import { cpus, hostname, loadavg, totalmem } from "node:os";
 import type { Logger } from "pino";
 import { createDeliveryDriver, errorKey } from "./drivers/delivery-driver.js";
+import { createGatewayDriver } from "./drivers/gateway-driver.js";
 import type { DeviceCopy, DeviceListener, Driver, IncomingMessage, SendResult } from "./drivers/driver.js";
 import type { LoadgenOptions } from "./options.js";
 import {
@@ -25,7 +26,7 @@ import {
 } from "./report.js";
 import { createRng } from "./rng.js";
 import { loadPopulation, populationKey, savePopulation } from "./population.js";
-import { registerPopulation, type Registered } from "./setup.js";
+import { introducePopulation, registerPopulation, type Registered } from "./setup.js";
 import { createSignalPools, type SignalPools } from "./signal-payloads.js";
 import { LatencyHistogram } from "./stats.js";
 import { createTopology, type AppName } from "./topology.js";
@@ -52,9 +53,16 @@ export interface RunResult {
   files?: { json: string; html: string };
 }
 
-/** The driver for a mode. Gateway modes plug in here. */
+/** The driver for a mode. */
 export function createDriver(options: LoadgenOptions, log: Logger): Driver {
   switch (options.mode) {
+    case "gateways":
+      return createGatewayDriver({
+        targets: options.gateways,
+        window: options.window,
+        sendTimeoutMs: options.sendTimeoutSeconds * 1000,
+        log,
+      });
     case "delivery-stream":
     case "delivery-unary":
       return createDeliveryDriver({
@@ -242,6 +250,16 @@ export async function runLoadTest(options: LoadgenOptions, io: RunIO): Promise<R
     checkNotAborted(io.signal);
     const registrationSeconds = (groupStart - regStart) / 1000;
     const groupSeconds = (performance.now() - groupStart) / 1000;
+    if (driver.introduce) {
+      const introStart = performance.now();
+      await introducePopulation(driver, topology, registered, {
+        concurrency: o.registerConcurrency,
+        reusedPopulation: saved !== undefined,
+        onProgress: (done, total) =>
+          setupLine(`setup: introduced ${done}/${total} devices to their peers`, done === total),
+      });
+      io.progress(`setup: introductions done in ${round((performance.now() - introStart) / 1000, 1)}s`);
+    }
 
     let pools: SignalPools | undefined;
     if (o.payload === "signal") {
@@ -259,7 +277,8 @@ export async function runLoadTest(options: LoadgenOptions, io: RunIO): Promise<R
     checkNotAborted(io.signal);
     const subStart = performance.now();
     topology.devices.forEach((d) => driver.subscribe(registered.devices[d.index]!, listenerFor(d.index)));
-    const subscribeDeadline = subStart + Math.max(30_000, nDevices * 20);
+    // Through the gateways each subscription is a connection with a token check: allow more time.
+    const subscribeDeadline = subStart + Math.max(30_000, nDevices * (o.mode === "gateways" ? 200 : 20));
     while (emptiedCount < nDevices) {
       if (performance.now() > subscribeDeadline)
         throw new Error(
@@ -387,9 +406,11 @@ export async function runLoadTest(options: LoadgenOptions, io: RunIO): Promise<R
               content,
             };
           });
+          const recipientAccount = topology.devices[recipients[0]!]!.account;
           p = driver.sendDirect({
             sender,
-            recipientAccountId: registered.accountIds[topology.devices[recipients[0]!]!.account]!,
+            recipientAccountId: registered.accountIds[recipientAccount]!,
+            recipient: registered.devices[topology.accounts[recipientAccount]!.devices[0]!]!,
             copies,
             clientMessageId,
             clientTimestampMs: Date.now(),
@@ -613,6 +634,8 @@ export async function runLoadTest(options: LoadgenOptions, io: RunIO): Promise<R
         },
         maxInflight,
         maxBacklog,
+        retries: driver.retries ?? 0,
+        reconnects: driver.reconnects ?? 0,
         issueLagMs: issueLag.summary(),
       },
       latency: { endToEnd: endToEnd.summary(), send: sendLatency.summary() },

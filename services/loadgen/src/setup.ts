@@ -88,17 +88,26 @@ export async function registerPopulation(
     const primary = topology.devices[primaryIndex as number];
     if (!primary) return;
     let accountId: string;
+    let primaryRef: DeviceRef;
     for (let attempt = 0; ; attempt++) {
       try {
         const tag = opts.runTag + attempt * 7919;
-        accountId = (
-          await driver.registerAccount({
-            app: account.app,
-            handle: handleFor(account.app, tag, a),
-            registrationId: primary.registrationId,
-            password: password(),
-          })
-        ).accountId;
+        const handle = handleFor(account.app, tag, a);
+        const r = await driver.registerAccount({
+          app: account.app,
+          handle,
+          registrationId: primary.registrationId,
+          password: password(),
+        });
+        accountId = r.accountId;
+        primaryRef = {
+          app: account.app,
+          accountId,
+          deviceId: 1,
+          registrationId: primary.registrationId,
+          handle: r.handle ?? handle,
+          ...(r.secret === undefined ? {} : { secret: r.secret }),
+        };
         break;
       } catch (err) {
         if (!(isAppError(err) && err.reason === "HANDLE_TAKEN") || attempt + 1 >= MAX_HANDLE_ATTEMPTS)
@@ -106,23 +115,25 @@ export async function registerPopulation(
       }
     }
     accountIds[a] = accountId;
-    devices[primary.index] = {
-      app: account.app,
-      accountId,
-      deviceId: 1,
-      registrationId: primary.registrationId,
-    };
+    devices[primary.index] = primaryRef;
     opts.onProgress?.("devices", ++doneDevices, topology.devices.length);
     for (const d of linked) {
       const sim = topology.devices[d];
       if (!sim) continue;
-      const { deviceId } = await driver.registerDevice({
+      const { deviceId, secret } = await driver.registerDevice({
         app: account.app,
         accountId,
         registrationId: sim.registrationId,
         password: password(),
       });
-      devices[d] = { app: account.app, accountId, deviceId, registrationId: sim.registrationId };
+      devices[d] = {
+        app: account.app,
+        accountId,
+        deviceId,
+        registrationId: sim.registrationId,
+        ...(primaryRef.handle === undefined ? {} : { handle: primaryRef.handle }),
+        ...(secret === undefined ? {} : { secret }),
+      };
       opts.onProgress?.("devices", ++doneDevices, topology.devices.length);
     }
   });
@@ -137,9 +148,50 @@ export async function registerPopulation(
     if (!requester) throw new Error(`group ${g} has no creator device`);
     groupIds[g] = await driver.createGroup(
       requester,
-      others.map((m) => accountIds[m] as string),
+      others.map((m) => devices[topology.accounts[m]?.devices[0] as number] as DeviceRef),
     );
     opts.onProgress?.("groups", ++doneGroups, topology.groups.length);
   });
   return { devices, accountIds, groupIds };
+}
+
+/**
+ * Lets every device meet the accounts it exchanges messages with (its partner, the accounts
+ * whose partner it is, its groups' other members), when the driver needs that
+ * ({@link Driver.introduce}): gateway clients resolve addresses and accept contacts up front so
+ * the measured traffic carries no first-contact lookups or message requests.
+ */
+export async function introducePopulation(
+  driver: Driver,
+  topology: Topology,
+  registered: Registered,
+  opts: {
+    concurrency: number;
+    /** The population was registered by an earlier run (what the system remembers is done). */
+    reusedPopulation: boolean;
+    onProgress?: (done: number, total: number) => void;
+  },
+): Promise<void> {
+  const introduce = driver.introduce?.bind(driver);
+  if (!introduce) return;
+  const peersOf = topology.accounts.map(() => new Set<number>());
+  for (const a of topology.accounts) {
+    if (a.partner === a.index) continue;
+    peersOf[a.index]?.add(a.partner);
+    peersOf[a.partner]?.add(a.index);
+  }
+  for (const g of topology.groups)
+    for (const m of g.members) for (const o of g.members) if (m !== o) peersOf[m]?.add(o);
+  const primaryOf = (account: number) =>
+    registered.devices[topology.accounts[account]?.devices[0] as number] as DeviceRef;
+  let done = 0;
+  await forEachConcurrently(topology.devices.length, opts.concurrency, async (d) => {
+    const sim = topology.devices[d];
+    const device = registered.devices[d];
+    if (!sim || !device) return;
+    await introduce(device, [...(peersOf[sim.account] ?? [])].map(primaryOf), {
+      reusedPopulation: opts.reusedPopulation,
+    });
+    opts.onProgress?.(++done, topology.devices.length);
+  });
 }

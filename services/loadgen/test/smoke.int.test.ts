@@ -86,6 +86,7 @@ function options(target: string, outDir: string, over: Partial<LoadgenOptions>):
     payload: "random",
     signalPoolSize: 4,
     streams: 2,
+    gateways: {},
     window: 100,
     outDir,
     name: "smoke",

@@ -50,6 +50,8 @@ export interface PendingContent {
   envelope: string;
   /** Serialized (padded) Content plaintext (base64). */
   content: string;
+  /** Sealed sender: the sender certificate that named the sender (base64), kept for reports. */
+  senderCertificate?: string;
 }
 
 /** Everything a client store holds. */

@@ -13,6 +13,7 @@ import {
   GroupSchema,
   RegisterAccountResponseSchema,
   RegisterDeviceResponseSchema,
+  ReportMessageResponseSchema,
   ResolveHandleResponseSchema,
   UploadKeysResponseSchema,
   type AddGroupMembersRequest,
@@ -32,6 +33,8 @@ import {
   type RegisterDeviceResponse,
   type RemoveDeviceRequest,
   type RemoveGroupMembersRequest,
+  type ReportMessageRequest,
+  type ReportMessageResponse,
   type ResolveHandleRequest,
   type ResolveHandleResponse,
   type SendGroupMessageRequest,
@@ -121,6 +124,7 @@ interface JsonItem {
   recipient: { account_id: string; device_id: number };
   body: string;
   report_tag?: string;
+  server_franking_tag?: string;
   forwarded: boolean;
   urgent: boolean;
   client_timestamp_ms: number;
@@ -302,6 +306,7 @@ export function envelopeOfItem(item: JsonItem): Envelope {
     groupId: item.thread_type === "group" ? (item.thread_id ?? "") : "",
     forwarded: item.forwarded,
     reportTag: unb64(item.report_tag),
+    serverFrankingTag: unb64(item.server_franking_tag),
     sequence: BigInt(item.seq),
   });
 }
@@ -373,6 +378,7 @@ export class InstagramTransport implements Transport {
         registration_id: request.registrationId,
         password: request.password,
         ...(request.deviceName ? { device_name: request.deviceName } : {}),
+        ...(request.minor ? { minor: true } : {}),
       },
       { auth: false },
     );
@@ -470,6 +476,18 @@ export class InstagramTransport implements Transport {
     });
   }
 
+  async setThirdPartyReachable(reachable: boolean): Promise<boolean> {
+    const r = await this.call<{ third_party_reachable: boolean }>("PUT", "/v1/me/settings/interop", {
+      third_party_reachable: reachable,
+    });
+    return r.third_party_reachable;
+  }
+
+  async getThirdPartyReachable(): Promise<boolean> {
+    const r = await this.call<{ third_party_reachable: boolean }>("GET", "/v1/me/settings/interop");
+    return r.third_party_reachable;
+  }
+
   async getPreKeyCount(_request: GetPreKeyCountRequest): Promise<GetPreKeyCountResponse> {
     const r = await this.call<{ one_time_pre_key_count: number; kyber_pre_key_count: number }>(
       "GET",
@@ -504,6 +522,25 @@ export class InstagramTransport implements Transport {
     return create(GetAccountResponseSchema, {
       result: r.ok ? { case: "found", value: accountWithDevices(r.body) } : { case: "notFound", value: {} },
     });
+  }
+
+  /** POST /v1/me/reports: a franked report of a received item (docs/safety.md). */
+  async reportMessage(request: ReportMessageRequest): Promise<ReportMessageResponse> {
+    const sender = request.sender;
+    const r = await this.call<{ report_id: string }>("POST", "/v1/me/reports", {
+      server_id: request.messageId,
+      ...(sender && sender.accountId !== ""
+        ? { sender: { account_id: sender.accountId, device_id: sender.deviceId } }
+        : {}),
+      server_timestamp_ms: Number(request.serverTimestampMs),
+      plaintext: b64(request.plaintext),
+      franking_key: b64(request.frankingKey),
+      report_tag: b64(request.reportTag),
+      server_franking_tag: b64(request.serverFrankingTag),
+      ...(request.senderCertificate.length > 0 ? { sender_certificate: b64(request.senderCertificate) } : {}),
+      reason: request.reason,
+    });
+    return create(ReportMessageResponseSchema, { reportId: r.report_id, sender });
   }
 
   async sendMessage(request: SendMessageRequest): Promise<SendOutcome> {

@@ -7,6 +7,7 @@ import {
   App,
   EnvelopeSchema,
   EnvelopeType,
+  RequestsPolicy,
   GetAccountResponseSchema,
   GetPreKeyBundlesResponseSchema,
   GetGroupRequestSchema,
@@ -14,6 +15,7 @@ import {
   GroupSchema,
   RegisterAccountResponseSchema,
   RegisterDeviceResponseSchema,
+  ReportMessageResponseSchema,
   ResolveHandleResponseSchema,
   UploadKeysResponseSchema,
   type AccountWithDevicesSchema,
@@ -36,6 +38,8 @@ import {
   type RegisterDeviceResponse,
   type RemoveDeviceRequest,
   type RemoveGroupMembersRequest,
+  type ReportMessageRequest,
+  type ReportMessageResponse,
   type ResolveHandleRequest,
   type ResolveHandleResponse,
   type SendGroupMessageRequest,
@@ -56,6 +60,7 @@ import type {
   ReceiveOptions,
   ReceiveSubscription,
   SendOutcome,
+  RequestTarget,
   Transport,
 } from "../transport.js";
 
@@ -132,6 +137,8 @@ export interface MessengerEnvelopeEvent {
   urgent?: boolean;
   forwarded?: boolean;
   report_tag?: string;
+  server_franking_tag?: string;
+  message_request?: boolean;
   mid?: string;
   kind?: string;
   body?: string;
@@ -270,7 +277,9 @@ export function messengerEventToEnvelope(
     groupId: event.group_id ?? "",
     forwarded: event.forwarded === true,
     reportTag: event.report_tag === undefined ? EMPTY : bytes(event.report_tag),
+    serverFrankingTag: event.server_franking_tag === undefined ? EMPTY : bytes(event.server_franking_tag),
     sequence: BigInt(event.seq),
+    messageRequest: event.message_request === true,
   });
 }
 
@@ -324,6 +333,8 @@ export class MessengerTransport implements Transport {
   private readonly timeoutMs: number;
   private readonly onAccessToken: MessengerTransportOptions["onAccessToken"];
   private device: { accountId: string; deviceId: number } | undefined;
+  /** The sealed-sender trust root, as the gateway last returned it with a certificate. */
+  private trustRoot: Uint8Array | undefined;
   /** `account.device` → access token (this device's, and those issued for devices it linked). */
   private readonly tokens = new Map<string, string>();
   private pendingToken: string | undefined;
@@ -367,6 +378,7 @@ export class MessengerTransport implements Transport {
       {
         registration_id: request.registrationId,
         ...(request.deviceName === "" ? {} : { device_name: request.deviceName }),
+        ...(request.minor ? { minor: true } : {}),
       },
       { token: null },
     );
@@ -453,6 +465,48 @@ export class MessengerTransport implements Transport {
     });
   }
 
+  async setThirdPartyReachable(reachable: boolean): Promise<boolean> {
+    const r = await this.call<{ reachable: boolean }>("PUT", "/v1/me/settings/third_party_reachable", {
+      reachable,
+    });
+    return r.reachable;
+  }
+
+  async acceptMessageRequest(target: RequestTarget): Promise<number> {
+    const path =
+      "groupId" in target
+        ? `/v1/me/requests/groups/${encodeURIComponent(target.groupId)}/accept`
+        : `/v1/me/requests/${encodeURIComponent(target.peerAccountId)}/accept`;
+    return (await this.call<{ released?: number }>("POST", path)).released ?? 0;
+  }
+
+  async declineMessageRequest(target: RequestTarget): Promise<number> {
+    const path =
+      "groupId" in target
+        ? `/v1/me/requests/groups/${encodeURIComponent(target.groupId)}/decline`
+        : `/v1/me/requests/${encodeURIComponent(target.peerAccountId)}/decline`;
+    return (await this.call<{ deleted?: number }>("POST", path)).deleted ?? 0;
+  }
+
+  async block(peerAccountId: string): Promise<void> {
+    await this.call("PUT", `/v1/me/blocks/${encodeURIComponent(peerAccountId)}`);
+  }
+
+  async unblock(peerAccountId: string): Promise<void> {
+    await this.call("DELETE", `/v1/me/blocks/${encodeURIComponent(peerAccountId)}`);
+  }
+
+  async setRequestsPolicy(policy: RequestsPolicy): Promise<void> {
+    await this.call("PUT", "/v1/me/settings/requests_policy", {
+      policy: policy === RequestsPolicy.HOLD ? "hold" : "deliver_marked",
+    });
+  }
+
+  async getThirdPartyReachable(): Promise<boolean> {
+    return (await this.call<{ reachable: boolean }>("GET", "/v1/me/settings/third_party_reachable"))
+      .reachable;
+  }
+
   async getPreKeyCount(_request: GetPreKeyCountRequest): Promise<GetPreKeyCountResponse> {
     const r = await this.call<{ one_time_pre_key_count: number; kyber_pre_key_count: number }>(
       "GET",
@@ -480,6 +534,25 @@ export class MessengerTransport implements Transport {
       result:
         found === undefined ? { case: "notFound", value: {} } : { case: "found", value: accountOf(found) },
     });
+  }
+
+  /** POST /v1/me/reports: a franked report of a received message (docs/safety.md). */
+  async reportMessage(request: ReportMessageRequest): Promise<ReportMessageResponse> {
+    const sender = request.sender;
+    const r = await this.call<{ report_id: string }>("POST", "/v1/me/reports", {
+      server_id: request.messageId,
+      ...(sender && sender.accountId !== ""
+        ? { sender: { account_id: sender.accountId, device_id: sender.deviceId } }
+        : {}),
+      server_timestamp: Number(request.serverTimestampMs),
+      plaintext: b64(request.plaintext),
+      franking_key: b64(request.frankingKey),
+      report_tag: b64(request.reportTag),
+      server_franking_tag: b64(request.serverFrankingTag),
+      ...(request.senderCertificate.length > 0 ? { sender_certificate: b64(request.senderCertificate) } : {}),
+      reason: request.reason,
+    });
+    return create(ReportMessageResponseSchema, { reportId: r.report_id, sender });
   }
 
   async sendMessage(request: SendMessageRequest): Promise<SendOutcome> {
@@ -516,6 +589,72 @@ export class MessengerTransport implements Transport {
       return { kind: "mismatched", accountId, missingDevices: p.missing ?? [], extraDevices: p.extra ?? [] };
     }
     throw errorOf(r.status, p);
+  }
+
+  /** POST /v1/sealed/messages without the access token: only the recipient's access key. */
+  async sendSealedMessage(request: SendMessageRequest, accessKey: Uint8Array): Promise<SendOutcome> {
+    const r = await this.outcome<{ message_id: string; timestamp: number; duplicate: boolean }>(
+      "POST",
+      "/v1/sealed/messages",
+      {
+        recipient: { account_id: request.destinationAccountId },
+        access_key: b64(accessKey),
+        message: {
+          mid: request.clientMessageId,
+          timestamp: Number(request.clientTimestampMs),
+          ...(request.forwarded ? { forwarded: true } : {}),
+          ...(request.reportTag.length > 0 ? { report_tag: b64(request.reportTag) } : {}),
+          ciphertexts: request.messages.map((m) => ({
+            device_id: m.deviceId,
+            registration_id: m.registrationId,
+            type: kindOfType(m.type),
+            body: b64(m.content),
+          })),
+        },
+      },
+      [409],
+      { token: null },
+    );
+    if (r.ok)
+      return {
+        kind: "sent",
+        messageId: r.body.message_id,
+        serverTimestampMs: r.body.timestamp,
+        duplicate: r.body.duplicate,
+      };
+    const p = r.problem;
+    const accountId = p.account_id ?? request.destinationAccountId;
+    if ((p.stale ?? []).length > 0) return { kind: "stale", accountId, staleDevices: p.stale ?? [] };
+    return { kind: "mismatched", accountId, missingDevices: p.missing ?? [], extraDevices: p.extra ?? [] };
+  }
+
+  async getSenderCertificate(): Promise<{ certificate: Uint8Array; expiresAtMs: number }> {
+    const r = await this.call<{ certificate: string; expires_at: number; trust_root: string }>(
+      "GET",
+      "/v1/me/sender_certificate",
+    );
+    this.trustRoot = bytes(r.trust_root);
+    return { certificate: bytes(r.certificate), expiresAtMs: r.expires_at };
+  }
+
+  async getSealedSenderTrustRoot(): Promise<Uint8Array> {
+    if (this.trustRoot === undefined) await this.getSenderCertificate();
+    return this.trustRoot ?? EMPTY;
+  }
+
+  async setUnidentifiedAccess(
+    access: { accessKey?: Uint8Array; unrestricted?: boolean } | undefined,
+  ): Promise<void> {
+    await this.call(
+      "PUT",
+      "/v1/me/settings/unidentified_access",
+      access === undefined
+        ? { disabled: true }
+        : {
+            ...(access.accessKey !== undefined ? { access_key: b64(access.accessKey) } : {}),
+            unrestricted: access.unrestricted ?? false,
+          },
+    );
   }
 
   async sendGroupMessage(request: SendGroupMessageRequest): Promise<GroupSendOutcome> {

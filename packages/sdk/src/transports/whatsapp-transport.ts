@@ -17,6 +17,9 @@ import {
   App,
   EnvelopeSchema,
   EnvelopeType,
+  MessageRequestSchema,
+  RequestsPolicy,
+  type MessageRequest,
   GetAccountResponseSchema,
   GetPreKeyBundlesResponseSchema,
   GetPreKeyCountResponseSchema,
@@ -24,6 +27,7 @@ import {
   HandleSchema,
   RegisterAccountResponseSchema,
   RegisterDeviceResponseSchema,
+  ReportMessageResponseSchema,
   ResolveHandleResponseSchema,
   UploadKeysResponseSchema,
   whatsapp,
@@ -47,6 +51,8 @@ import {
   type RegisterDeviceResponse,
   type RemoveDeviceRequest,
   type RemoveGroupMembersRequest,
+  type ReportMessageRequest,
+  type ReportMessageResponse,
   type ResolveHandleRequest,
   type ResolveHandleResponse,
   type SendGroupMessageRequest,
@@ -64,6 +70,7 @@ import type {
   ReceiveOptions,
   ReceiveSubscription,
   SendOutcome,
+  RequestTarget,
   Transport,
 } from "../transport.js";
 
@@ -218,6 +225,8 @@ function incomingChatToEnvelope(msg: whatsapp.IncomingChat, ctx: FrameContext): 
     forwarded: msg.forwarded,
     reportTag: msg.reportTag,
     sequence: msg.sequence,
+    serverFrankingTag: msg.serverFrankingTag,
+    messageRequest: msg.messageRequest,
   });
 }
 
@@ -526,6 +535,10 @@ export class WhatsAppTransport implements Transport {
   private connectionState: ChatConnection | undefined;
   private readonly accountByJid = new Map<string, string>();
   private readonly handleByAccount = new Map<string, Handle>();
+  /** Sealed sender: a separate connection that never carries this device's token. */
+  private anonymous:
+    { channel: grpc.Client; api: ServiceClient<typeof whatsapp.WhatsAppService> } | undefined;
+  private trustRoot: Uint8Array | undefined;
 
   constructor(private readonly options: WhatsAppTransportOptions) {
     this.channel = new grpc.Client(
@@ -641,6 +654,7 @@ export class WhatsAppTransport implements Transport {
       code,
       registrationId: request.registrationId,
       deviceName: request.deviceName,
+      minor: request.minor,
     });
     await this.issue({ token: r.token, jid: r.jid, accountId: r.accountId });
     return create(RegisterAccountResponseSchema, {
@@ -741,6 +755,66 @@ export class WhatsAppTransport implements Transport {
   }
 
   /** Counts remaining one-time keys with an empty UploadKeys (the native API has no count call). */
+  async setThirdPartyReachable(reachable: boolean): Promise<boolean> {
+    return (await this.api.setThirdPartyReachable({ reachable })).reachable;
+  }
+
+  async listMessageRequests(): Promise<MessageRequest[]> {
+    const device = this.device;
+    if (device === undefined)
+      throw new AppError(Code.Unauthenticated, "NO_CREDENTIALS", "register or link this device first");
+    const destination = create(AddressSchema, device);
+    const r = await this.api.listMessageRequests({});
+    const out: MessageRequest[] = [];
+    for (const q of r.requests) {
+      const peerAccountId = q.from === "" ? "" : await this.accountIdOf(q.from);
+      out.push(
+        create(MessageRequestSchema, {
+          peerAccountId,
+          peerHandle: q.from === "" ? undefined : parseUserJid(q.from).handle,
+          groupId: q.group === "" ? "" : groupIdOf(q.group),
+          envelopes: q.messages.map((m) =>
+            incomingChatToEnvelope(m, { sourceAccountId: peerAccountId, destination }),
+          ),
+          messageCount: q.messageCount,
+          firstReceivedAtMs: q.t,
+        }),
+      );
+    }
+    return out;
+  }
+
+  /** The JID a request call names: the peer's user JID (a peer seen before) or the group JID. */
+  private requestJid(target: RequestTarget): string {
+    return "groupId" in target
+      ? groupJidOf(target.groupId)
+      : formatUserJid(this.handleOf(target.peerAccountId));
+  }
+
+  async acceptMessageRequest(target: RequestTarget): Promise<number> {
+    return (await this.api.acceptMessageRequest({ jid: this.requestJid(target) })).released;
+  }
+
+  async declineMessageRequest(target: RequestTarget): Promise<number> {
+    return (await this.api.declineMessageRequest({ jid: this.requestJid(target) })).deleted;
+  }
+
+  async block(peerAccountId: string): Promise<void> {
+    await this.api.blockUser({ jid: this.requestJid({ peerAccountId }) });
+  }
+
+  async unblock(peerAccountId: string): Promise<void> {
+    await this.api.unblockUser({ jid: this.requestJid({ peerAccountId }) });
+  }
+
+  async setRequestsPolicy(policy: RequestsPolicy): Promise<void> {
+    await this.api.setRequestsPolicy({ hold: policy === RequestsPolicy.HOLD });
+  }
+
+  async getThirdPartyReachable(): Promise<boolean> {
+    return (await this.api.getThirdPartyReachable({})).reachable;
+  }
+
   async getPreKeyCount(_request: GetPreKeyCountRequest): Promise<GetPreKeyCountResponse> {
     const r = await this.api.uploadKeys({});
     return create(GetPreKeyCountResponseSchema, {
@@ -770,6 +844,65 @@ export class WhatsAppTransport implements Transport {
     const msg = sendRequestToOutgoingChat(request, (id) => this.handleOf(id));
     const ack = await this.connection().call(msg, this.timeoutMs);
     return sendAckToOutcome(ack, request.destinationAccountId);
+  }
+
+  /** SendSealed over its own connection, with the recipient's access key and no token. */
+  async sendSealedMessage(request: SendMessageRequest, accessKey: Uint8Array): Promise<SendOutcome> {
+    const msg = sendRequestToOutgoingChat(request, (id) => this.handleOf(id));
+    if (this.anonymous === undefined) {
+      const channel = new grpc.Client(
+        this.options.target,
+        this.options.channelCredentials ?? grpc.credentials.createInsecure(),
+        { ...this.options.channelOptions, "grpc.use_local_subchannel_pool": 1 },
+      );
+      this.anonymous = {
+        channel,
+        api: createGrpcClient(whatsapp.WhatsAppService, channel, { defaultDeadlineMs: this.timeoutMs }),
+      };
+    }
+    const r = await this.anonymous.api.sendSealed({ message: msg, accessKey });
+    if (!r.ack) throw new AppError(Code.Internal, "INVALID_RESPONSE", "SendSealed without an ack");
+    return sendAckToOutcome(r.ack, request.destinationAccountId);
+  }
+
+  async getSenderCertificate(): Promise<{ certificate: Uint8Array; expiresAtMs: number }> {
+    const r = await this.api.getSenderCertificate({});
+    this.trustRoot = r.trustRoot;
+    return { certificate: r.certificate, expiresAtMs: Number(r.expiresAtMs) };
+  }
+
+  async getSealedSenderTrustRoot(): Promise<Uint8Array> {
+    if (this.trustRoot === undefined) await this.getSenderCertificate();
+    return this.trustRoot ?? new Uint8Array(0);
+  }
+
+  async setUnidentifiedAccess(
+    access: { accessKey?: Uint8Array; unrestricted?: boolean } | undefined,
+  ): Promise<void> {
+    await this.api.setUnidentifiedAccess(
+      access === undefined
+        ? { disable: true }
+        : { accessKey: access.accessKey ?? new Uint8Array(0), unrestricted: access.unrestricted ?? false },
+    );
+  }
+
+  async reportMessage(request: ReportMessageRequest): Promise<ReportMessageResponse> {
+    const sender = request.sender;
+    const r = await this.api.reportMessage({
+      serverId: request.messageId,
+      from:
+        sender && sender.accountId !== ""
+          ? formatUserJid(this.handleOf(sender.accountId), sender.deviceId)
+          : "",
+      serverT: request.serverTimestampMs,
+      plaintext: request.plaintext,
+      frankingKey: request.frankingKey,
+      reportTag: request.reportTag,
+      serverFrankingTag: request.serverFrankingTag,
+      senderCertificate: request.senderCertificate,
+      reason: request.reason,
+    });
+    return create(ReportMessageResponseSchema, { reportId: r.reportId, sender });
   }
 
   async sendGroupMessage(request: SendGroupMessageRequest): Promise<GroupSendOutcome> {
@@ -851,6 +984,7 @@ export class WhatsAppTransport implements Transport {
   async close(): Promise<void> {
     this.resetConnection(new AppError(Code.Canceled, "TRANSPORT_CLOSED", "the transport was closed"));
     this.channel.close();
+    this.anonymous?.channel.close();
   }
 
   private connection(): ChatConnection {

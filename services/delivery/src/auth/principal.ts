@@ -1,8 +1,14 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { Metadata } from "@grpc/grpc-js";
 import { AppError, Code } from "@switchboard/errors";
-import type { App } from "@switchboard/proto";
-import { findAccountById, findDeviceCredential, type Database } from "@switchboard/storage";
+import { App } from "@switchboard/proto";
+import {
+  findAccountById,
+  findDeviceCredential,
+  findProviderById,
+  findProviderByTokenHash,
+  type Database,
+} from "@switchboard/storage";
 import type { Kysely } from "kysely";
 import type { AppCredential } from "../config.js";
 import { verifyPassword } from "./password.js";
@@ -45,13 +51,16 @@ export interface Authenticator {
 const CREDENTIAL_CACHE_MS = 5 * 60_000;
 const MAX_CACHE_ENTRIES = 200_000;
 
+const ACCOUNT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 const sha256 = (s: string) => createHash("sha256").update(s).digest();
 
 const unauthenticated = (reason: string, message: string) =>
   new AppError(Code.Unauthenticated, reason, message);
 
 /**
- * Creates the authenticator. App tokens are compared by SHA-256 digest in constant time; device
+ * Creates the authenticator. App tokens (static `APP_TOKENS`, then the provider registry, looked
+ * up uncached by digest so revocation is immediate) are compared by SHA-256 digest in constant time; device
  * secrets are verified with scrypt once and then cached by digest for five minutes (removal of
  * the device drops the cache entry on every instance via the fan-out bus).
  */
@@ -74,11 +83,24 @@ export function createAuthenticator(deps: {
   async function accountApp(accountId: string) {
     const cached = accountApps.get(accountId);
     if (cached) return cached;
+    // Not UUID-shaped: no such account (and no query PostgreSQL would reject).
+    if (!ACCOUNT_ID.test(accountId)) return undefined;
     const row = await findAccountById(deps.db, accountId);
     if (!row) return undefined;
     const value = { app: row.app as App, providerId: row.provider_id };
     remember(accountApps, accountId, value);
     return value;
+  }
+
+  /**
+   * A revoked provider's users are cut off with it: their device credentials fail at once (one
+   * primary-key read per third-party device call, uncached). Providers configured only through
+   * static APP_TOKENS have no registry row and are never revoked here.
+   */
+  async function requireProviderActive(providerId: string): Promise<void> {
+    const provider = await findProviderById(deps.db, providerId);
+    if (provider !== undefined && provider.revoked_at !== null)
+      throw unauthenticated("CREDENTIALS_REVOKED", "this device's provider was revoked");
   }
 
   async function authenticateDevice(encoded: string): Promise<Principal> {
@@ -98,6 +120,7 @@ export function createAuthenticator(deps: {
     const digest = sha256(password);
     const hit = verified.get(key);
     if (hit && hit.expiresAt > Date.now() && timingSafeEqual(hit.digest, digest)) {
+      if (hit.providerId !== "") await requireProviderActive(hit.providerId);
       return { kind: "device", accountId, deviceId, app: hit.app, providerId: hit.providerId };
     }
     const cred = await findDeviceCredential(deps.db, accountId, deviceId);
@@ -106,6 +129,7 @@ export function createAuthenticator(deps: {
     }
     const acct = await accountApp(accountId);
     const providerId = acct?.providerId ?? "";
+    if (providerId !== "") await requireProviderActive(providerId);
     remember(verified, key, {
       digest,
       app: cred.app,
@@ -132,8 +156,15 @@ export function createAuthenticator(deps: {
       if (scheme === "bearer") {
         const digest = sha256(value);
         const match = apps.find((a) => timingSafeEqual(a.digest, digest));
-        if (!match) throw unauthenticated("INVALID_CREDENTIALS", "unknown app token");
-        return { kind: "app", app: match.app, providerId: match.providerId };
+        if (match) return { kind: "app", app: match.app, providerId: match.providerId };
+        // Not a static token: a registered provider's, looked up by digest on every call (no
+        // cache), so a revoked token is refused at once on every instance.
+        const provider = await findProviderByTokenHash(deps.db, digest);
+        if (!provider || !timingSafeEqual(Buffer.from(provider.token_hash), digest))
+          throw unauthenticated("INVALID_CREDENTIALS", "unknown app token");
+        if (provider.revoked_at !== null)
+          throw unauthenticated("CREDENTIALS_REVOKED", "this provider's credentials were revoked");
+        return { kind: "app", app: App.THIRD_PARTY, providerId: provider.id };
       }
       if (scheme === "basic") return authenticateDevice(value);
       throw unauthenticated("MALFORMED_CREDENTIALS", "authorization must use the Bearer or Basic scheme");

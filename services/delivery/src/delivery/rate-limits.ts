@@ -12,6 +12,10 @@ export interface RateLimitPolicies {
   prekeys: RateLimitPolicy;
   /** Registration attempts per handle. */
   register: RateLimitPolicy;
+  /** New conversations (first messages to accounts with no relationship) per sender account. */
+  newConversation: RateLimitPolicy;
+  /** Chats receiving forwarded content per sender account. */
+  forward: RateLimitPolicy;
 }
 
 /** Builds the policies from per-second rates (capacity: `burstSeconds` worth of tokens). */
@@ -20,16 +24,27 @@ export function ratePolicies(c: {
   RATE_PAIR_PER_SECOND?: number;
   RATE_PREKEYS_PER_MINUTE?: number;
   RATE_REGISTER_PER_HOUR?: number;
+  RATE_NEW_CONVERSATIONS_PER_HOUR?: number;
+  RATE_FORWARDED_CHATS_BURST?: number;
+  RATE_FORWARDED_CHATS_PER_HOUR?: number;
 }): RateLimitPolicies {
   const send = c.RATE_SEND_PER_SECOND ?? 200;
   const pair = c.RATE_PAIR_PER_SECOND ?? 100;
   const prekeys = c.RATE_PREKEYS_PER_MINUTE ?? 120;
   const register = c.RATE_REGISTER_PER_HOUR ?? 20;
+  const conversations = c.RATE_NEW_CONVERSATIONS_PER_HOUR ?? 200;
+  const forwards = c.RATE_FORWARDED_CHATS_PER_HOUR ?? 60;
   return {
     send: { name: "send", capacity: send * 5, refillPerSecond: send },
     pair: { name: "pair", capacity: pair * 5, refillPerSecond: pair },
     prekeys: { name: "prekeys", capacity: prekeys, refillPerSecond: prekeys / 60 },
     register: { name: "register", capacity: register, refillPerSecond: register / 3600 },
+    newConversation: { name: "newconv", capacity: conversations, refillPerSecond: conversations / 3600 },
+    forward: {
+      name: "forward",
+      capacity: c.RATE_FORWARDED_CHATS_BURST ?? 5,
+      refillPerSecond: forwards / 3600,
+    },
   };
 }
 

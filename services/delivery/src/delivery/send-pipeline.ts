@@ -7,6 +7,10 @@ import {
   commitQueueBatch,
   countQueued,
   findSendLog,
+  insertAcceptedRelationships,
+  QUEUE_FLAG_HELD,
+  QUEUE_FLAG_REQUEST,
+  readSendPolicies,
   isRetryableTransactionError,
   isUnavailableError,
   listMembersOfGroups,
@@ -20,9 +24,12 @@ import type { Kysely } from "kysely";
 import type { Logger } from "pino";
 import type { RateLimiter } from "@switchboard/ratelimit";
 import { checkDeviceList, type DeviceRegistration } from "../domain/device-list.js";
-import { packFlags, queuedMessageToEnvelope } from "../domain/envelope.js";
+import { packFlags } from "../domain/envelope.js";
+import type { Franker } from "../domain/franking.js";
+import { decideDirect, hasBlocked } from "../domain/relationship-policy.js";
+import { loadInteropPolicy } from "../domain/interop-policy.js";
 import type { Metrics } from "../metrics.js";
-import { encodeMessageEvent } from "./events.js";
+import { encodeQueuedMessageEvent } from "./events.js";
 import { checkLimits, type RateLimitPolicies } from "./rate-limits.js";
 
 /** The sending device with its account's app. */
@@ -108,6 +115,8 @@ export interface SendPipelineOptions {
   /** Token buckets checked per send (sender device, and sender→recipient pair) before the commit. */
   limiter: RateLimiter;
   policies: RateLimitPolicies;
+  /** Adds server franking tags to committed messages with a franking commitment (issue 9). */
+  franker?: Franker;
 }
 
 /** The group-commit send path. */
@@ -169,10 +178,13 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
         if (s.kind === "receipt") return [];
         const device = `${s.sender.accountId}.${s.sender.deviceId}`;
         const peer = s.kind === "direct" ? s.destinationAccountId : s.groupId;
-        return [
+        const buckets = [
           { policy: opts.policies.send, subject: device },
           { policy: opts.policies.pair, subject: `${device}>${peer}` },
         ];
+        // Forwarding limit: each chat forwarded content goes to costs the sender account a token.
+        if (s.forwarded) buckets.push({ policy: opts.policies.forward, subject: s.sender.accountId });
+        return buckets;
       }),
     );
     const batch = all.filter((p, i) => {
@@ -273,7 +285,24 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
       if (send.kind === "direct") destAccounts.add(send.destinationAccountId);
       else for (const a of members.get(send.groupId) ?? []) destAccounts.add(a);
     }
-    const [senders, devices] = await Promise.all([
+    // Message requests, blocks and minors: relationships of every (recipient, sender) pair and
+    // the recipients' flags, in one read alongside the others.
+    const policyPairs: Array<{ owner: string; peer: string }> = [];
+    const policyAccounts = new Set<string>();
+    for (const { send } of sends) {
+      const from = send.sender.accountId;
+      if (send.kind === "direct") {
+        policyPairs.push(
+          { owner: send.destinationAccountId, peer: from },
+          { owner: from, peer: send.destinationAccountId },
+        );
+        policyAccounts.add(from).add(send.destinationAccountId);
+      } else {
+        for (const a of members.get(send.groupId) ?? [])
+          if (a !== from) policyPairs.push({ owner: a, peer: from });
+      }
+    }
+    const [senders, devices, facts] = await Promise.all([
       checkSenders(
         opts.db,
         sends.map(({ send }) => ({
@@ -283,7 +312,14 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
         })),
       ),
       listQueueDevices(opts.db, [...destAccounts]),
+      readSendPolicies(opts.db, policyPairs, [...policyAccounts]),
     ]);
+    // Accounts of our apps that did not opt in do not exist for third-party senders.
+    const interop = await loadInteropPolicy(
+      opts.db,
+      sends.map(({ send }) => send),
+      members,
+    );
     const devicesOf = new Map<string, QueueDevice[]>();
     for (const d of devices) {
       const list = devicesOf.get(d.accountId) ?? [];
@@ -303,6 +339,10 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
       messageId: string;
       registrationId: number;
       targets: Array<{ device: QueueDevice; type: EnvelopeType; content: Uint8Array | null }>;
+      /** Extra `flags` bits: held and/or request (message requests). */
+      requestFlags: number;
+      newConversation: boolean;
+      recordSenderRelationship: boolean;
     }> = [];
 
     for (const [i, { send: s, index }] of sends.entries()) {
@@ -319,10 +359,23 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
         };
         continue;
       }
+      if (interop.revoked(s.sender)) {
+        results[index] = {
+          error: new AppError(
+            Code.Unauthenticated,
+            "CREDENTIALS_REVOKED",
+            "the sender's provider was revoked",
+          ),
+        };
+        continue;
+      }
       const targets: Array<{ device: QueueDevice; type: EnvelopeType; content: Uint8Array | null }> = [];
+      let requestFlags = 0;
+      let newConversation = false;
+      let recordSenderRelationship = false;
       if (s.kind === "direct") {
         const current = devicesOf.get(s.destinationAccountId);
-        if (!current || current.length === 0) {
+        if (!current || current.length === 0 || interop.hides(s.sender, s.destinationAccountId)) {
           results[index] = { outcome: { kind: "recipient_not_found" } };
           continue;
         }
@@ -345,19 +398,30 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
           };
           continue;
         }
+        const decision = decideDirect(facts, s.sender.accountId, s.destinationAccountId);
+        newConversation = decision.newConversation;
+        recordSenderRelationship = decision.recordSenderRelationship;
+        if (decision.action === "hold") requestFlags = QUEUE_FLAG_HELD | QUEUE_FLAG_REQUEST;
+        else if (decision.action === "deliver_marked") requestFlags = QUEUE_FLAG_REQUEST;
         const byId = new Map(current.map((d) => [d.deviceId, d]));
-        for (const m of s.messages) {
+        // A dropped send (blocked sender, adult to a minor) is answered like any other and
+        // logged for idempotency, but nothing is queued.
+        for (const m of decision.action === "drop" ? [] : s.messages) {
           const device = byId.get(m.deviceId);
           if (device) targets.push({ device, type: m.type, content: m.content });
         }
       } else {
-        const memberIds = members.get(s.groupId) ?? [];
+        const memberIds = (members.get(s.groupId) ?? []).filter((a) => !interop.hides(s.sender, a));
         if (!memberIds.includes(s.sender.accountId)) {
           results[index] = { outcome: { kind: "not_a_member" } };
           continue;
         }
         if (s.expected) {
-          const expected = new Map(s.expected.map((e) => [e.accountId, e.devices]));
+          const expected = new Map(
+            s.expected
+              .filter((e) => !interop.hides(s.sender, e.accountId))
+              .map((e) => [e.accountId, e.devices]),
+          );
           const mismatched: Array<{ accountId: string; missing: number[]; extra: number[] }> = [];
           const stale: Array<{ accountId: string; stale: number[] }> = [];
           for (const accountId of new Set([...memberIds, ...expected.keys()])) {
@@ -376,6 +440,7 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
         for (const accountId of memberIds) {
           for (const device of devicesOf.get(accountId) ?? []) {
             if (accountId === s.sender.accountId && device.deviceId === s.sender.deviceId) continue;
+            if (hasBlocked(facts, accountId, s.sender.accountId)) continue;
             targets.push({ device, type: EnvelopeType.SENDER_KEY_MESSAGE, content: null });
           }
         }
@@ -409,7 +474,41 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
         messageId: randomUUID(),
         registrationId: checked.registrationId,
         targets,
+        requestFlags,
+        newConversation,
+        recordSenderRelationship,
       });
+    }
+
+    // New-conversation limit: a sender's first message to an account with no relationship either
+    // way takes a token (one limiter call, only for batches that start conversations).
+    const starts = new Map<string, (typeof accepted)[number][]>();
+    for (const a of accepted) {
+      if (!a.newConversation || a.send.kind !== "direct") continue;
+      const k = `${a.send.sender.accountId}>${a.send.destinationAccountId}`;
+      starts.set(k, [...(starts.get(k) ?? []), a]);
+    }
+    if (starts.size > 0) {
+      const denied = await checkLimits(
+        opts.limiter,
+        opts.log,
+        [...starts.values()].map((list) => [
+          {
+            policy: opts.policies.newConversation,
+            subject: (list[0] as (typeof accepted)[number]).send.sender.accountId,
+          },
+        ]),
+      );
+      const refused = new Set<(typeof accepted)[number]>();
+      for (const [i, list] of [...starts.values()].entries()) {
+        const error = denied[i];
+        if (!error) continue;
+        for (const a of list) {
+          refused.add(a);
+          results[a.index] = { error };
+        }
+      }
+      if (refused.size > 0) accepted.splice(0, accepted.length, ...accepted.filter((a) => !refused.has(a)));
     }
 
     const rows: Array<Omit<QueueInsert, "app">> = [];
@@ -433,7 +532,7 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
           client_timestamp_ms: s.clientTimestampMs,
           server_timestamp_ms: serverTimestampMs,
           expires_at_ms: serverTimestampMs + opts.queueTtlMs,
-          flags: packFlags(s.urgent, s.forwarded),
+          flags: packFlags(s.urgent, s.forwarded) | a.requestFlags,
           group_id: s.kind === "group" ? s.groupId : null,
           report_tag: s.reportTag,
           content: t.content,
@@ -450,6 +549,21 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
       };
     }
 
+    // The sender accepts whom it messages first (then the peer's replies are not requests).
+    const relationships = new Map<string, { owner: string; peer: string; app: number }>();
+    for (const a of accepted) {
+      if (!a.recordSenderRelationship || a.send.kind !== "direct") continue;
+      const owner = a.send.sender.accountId;
+      const peer = a.send.destinationAccountId;
+      relationships.set(`${owner}/${peer}`, { owner, peer, app: a.send.sender.app });
+    }
+    const recorded =
+      relationships.size === 0
+        ? undefined
+        : insertAcceptedRelationships(opts.db, [...relationships.values()]).catch((err: unknown) => {
+            // The next send to that peer records it again.
+            opts.log.warn({ err, relationships: relationships.size }, "relationships not recorded");
+          });
     const committed = await commitQueueBatch(opts.db, {
       sendLog: accepted.map((a) => ({
         senderAccountId: a.send.sender.accountId,
@@ -468,6 +582,7 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
       ),
     });
 
+    await recorded;
     // A send whose key another instance committed meanwhile is a retry: answer with that result.
     const raced = accepted.filter((a) => !committed.logged.has(a.messageId));
     const found =
@@ -519,13 +634,19 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
     for (const row of rows) {
       const q = committed.queued.get(`${row.account_id}/${row.device_id}/${row.message_id}`);
       if (!q) continue; // raced send, or the device vanished
-      const envelope = queuedMessageToEnvelope({
-        ...row,
-        app: q.app,
-        seq: q.seq,
-        content: row.content ?? (row.payload_id ? (groupContent.get(row.payload_id) ?? null) : null),
-      });
-      events.push(encodeMessageEvent(envelope));
+      if ((row.flags & QUEUE_FLAG_HELD) !== 0) continue; // a held request wakes no one
+      // Encoded straight from the row (envelope-wire.ts): no Envelope object on the hot path.
+      events.push(
+        encodeQueuedMessageEvent(
+          {
+            ...row,
+            app: q.app,
+            seq: q.seq,
+            content: row.content ?? (row.payload_id ? (groupContent.get(row.payload_id) ?? null) : null),
+          },
+          opts.franker,
+        ),
+      );
       keys.push({ accountId: row.account_id, deviceId: row.device_id });
       const pair = `${row.source_app}/${q.app}`;
       perAppPair.set(pair, (perAppPair.get(pair) ?? 0) + 1);

@@ -1,10 +1,10 @@
 import { randomUUID } from "node:crypto";
 import type { Fanout } from "@switchboard/fanout";
-import type { Envelope } from "@switchboard/proto";
 import { isUnavailableError, readQueue, type Database, type DeviceRef } from "@switchboard/storage";
 import type { Kysely } from "kysely";
 import type { Logger } from "pino";
-import { queuedMessageToEnvelope } from "../domain/envelope.js";
+import { encodeEnvelopeRow, type EnvelopeSummary } from "../domain/envelope-wire.js";
+import type { Franker } from "../domain/franking.js";
 import { EPHEMERAL_TTL_MS } from "../domain/limits.js";
 import type { Metrics } from "../metrics.js";
 import { decodeDeviceEvent, encodeDisplaceEvent, type DeviceEvent } from "./events.js";
@@ -15,11 +15,12 @@ export type CloseReason = "displaced" | "removed" | "unsubscribed" | "shutdown" 
 /** Where a subscription writes: one device's view of a stream. */
 export interface DeliverySink {
   /**
-   * Pushes one envelope (the stream applies its own write buffering). `wire`, when given, is a
-   * message whose field 1 is this envelope (a fan-out event), writable as is as a
-   * ConnectResponse or ReceiveMessagesResponse — saving a re-encode.
+   * Pushes one envelope (the stream applies its own write buffering). `wire` is a message whose
+   * only field is field 1, the envelope (a fan-out event or a row encoded by envelope-wire.ts):
+   * writable as is as a ConnectResponse delivery or a ReceiveMessagesResponse envelope, so the
+   * hot path never builds an Envelope object. It may be a view into a larger buffer.
    */
-  deliver(envelope: Envelope, wire?: Uint8Array): void;
+  deliver(wire: Uint8Array): void;
   /** The stored backlog has been sent. */
   queueEmpty(): void;
   /** The subscription ended for `reason` (not called for "stream_closed"/"unsubscribed"). */
@@ -46,6 +47,8 @@ export interface SubscriptionManagerOptions {
   pollMs: number;
   /** Most rows read per query. */
   pageSize?: number;
+  /** Adds server franking tags to stored messages with a franking commitment. */
+  franker?: Franker;
 }
 
 /** Holds this instance's device subscriptions. */
@@ -125,10 +128,10 @@ export function createSubscriptionManager(opts: SubscriptionManagerOptions): Sub
         this.log.warn({ bytes: payload.byteLength }, "undecodable fan-out event");
         return;
       }
-      this.handle(ev, payload);
+      this.handle(ev);
     }
 
-    private handle(ev: DeviceEvent, payload: Uint8Array) {
+    private handle(ev: DeviceEvent) {
       switch (ev.kind) {
         case "displace":
           if (
@@ -155,10 +158,10 @@ export function createSubscriptionManager(opts: SubscriptionManagerOptions): Sub
               opts.metrics.ephemeralDropped.inc();
               return;
             }
-            this.push(env, false, payload);
+            this.push(env, false, ev.wire);
             return;
           }
-          const seq = Number(env.sequence);
+          const seq = env.sequence;
           if (seq <= this.cursor) return;
           if (
             ev.inline &&
@@ -167,7 +170,7 @@ export function createSubscriptionManager(opts: SubscriptionManagerOptions): Sub
             !this.reading &&
             this.inflight.size < this.window
           ) {
-            this.push(env, true, payload);
+            this.push(env, true, ev.wire);
             return;
           }
           if (this.inflight.size >= this.window) {
@@ -180,15 +183,18 @@ export function createSubscriptionManager(opts: SubscriptionManagerOptions): Sub
       }
     }
 
-    private push(env: Envelope, tracked: boolean, wire?: Uint8Array) {
+    private push(
+      env: Pick<EnvelopeSummary, "id" | "sequence" | "serverTimestampMs">,
+      tracked: boolean,
+      wire: Uint8Array,
+    ) {
       if (tracked) {
-        const seq = Number(env.sequence);
-        this.inflight.set(env.id, seq);
-        this.cursor = seq;
+        this.inflight.set(env.id, env.sequence);
+        this.cursor = env.sequence;
       }
       opts.metrics.deliveries.inc();
-      opts.metrics.pushSeconds.observe(Math.max(0, Date.now() - Number(env.serverTimestampMs)) / 1000);
-      this.sink.deliver(env, wire);
+      opts.metrics.pushSeconds.observe(Math.max(0, Date.now() - env.serverTimestampMs) / 1000);
+      this.sink.deliver(wire);
     }
 
     acked(messageIds: readonly string[]) {
@@ -235,7 +241,15 @@ export function createSubscriptionManager(opts: SubscriptionManagerOptions): Sub
             if (this.closed) return;
             for (const row of rows) {
               if (row.seq <= this.cursor) continue;
-              this.push(queuedMessageToEnvelope(row), true);
+              this.push(
+                {
+                  id: row.message_id,
+                  sequence: Number(row.seq),
+                  serverTimestampMs: Number(row.server_timestamp_ms),
+                },
+                true,
+                encodeEnvelopeRow(row, { franker: opts.franker, asField1: true }),
+              );
             }
             if (rows.length < want) {
               if (!this.drained) {

@@ -1,10 +1,15 @@
 import { create } from "@bufbuild/protobuf";
 import { EnvelopeSchema, EnvelopeType, type App, type Envelope } from "@switchboard/proto";
 import type { QueuedMessage, QueueInsert } from "@switchboard/storage";
+import type { Franker } from "./franking.js";
 
 /** Bits of the `flags` column. */
 export const FLAG_URGENT = 1;
 export const FLAG_FORWARDED = 2;
+/** A held message request (never streamed until accepted); see `QUEUE_FLAG_HELD` in storage. */
+export const FLAG_HELD = 16;
+/** From an account the recipient had no relationship with: `Envelope.message_request`. */
+export const FLAG_REQUEST = 32;
 
 /** Packs envelope booleans into the `flags` column. */
 export const packFlags = (urgent: boolean, forwarded: boolean): number =>
@@ -12,8 +17,14 @@ export const packFlags = (urgent: boolean, forwarded: boolean): number =>
 
 const EMPTY = new Uint8Array(0);
 
-/** Maps a stored queue row (or one about to be stored, with its seq) to the wire Envelope. */
-export function queuedMessageToEnvelope(row: QueuedMessage | (QueueInsert & { seq: number })): Envelope {
+/**
+ * Maps a stored queue row (or one about to be stored, with its seq) to the wire Envelope. With a
+ * `franker`, a row with a franking commitment (`report_tag`) gets its server franking tag.
+ */
+export function queuedMessageToEnvelope(
+  row: QueuedMessage | (QueueInsert & { seq: number }),
+  franker?: Franker,
+): Envelope {
   return create(EnvelopeSchema, {
     id: row.message_id,
     clientMessageId: row.client_message_id,
@@ -36,6 +47,18 @@ export function queuedMessageToEnvelope(row: QueuedMessage | (QueueInsert & { se
     forwarded: (row.flags & FLAG_FORWARDED) !== 0,
     reportTag: row.report_tag ?? EMPTY,
     sequence: BigInt(row.seq),
+    serverFrankingTag:
+      franker && row.report_tag
+        ? franker.tag({
+            commitment: row.report_tag,
+            sourceAccountId: row.source_account_id ?? "",
+            sourceDeviceId: row.source_account_id === null ? 0 : (row.source_device_id ?? 0),
+            destinationAccountId: row.account_id,
+            serverTimestampMs: Number(row.server_timestamp_ms),
+            messageId: row.message_id,
+          })
+        : EMPTY,
+    messageRequest: (row.flags & FLAG_REQUEST) !== 0,
   });
 }
 

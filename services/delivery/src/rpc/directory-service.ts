@@ -3,7 +3,7 @@ import { AppError, Code, isAppError } from "@switchboard/errors";
 import type { Fanout } from "@switchboard/fanout";
 import type { ServiceImpl } from "@switchboard/grpc";
 import type { DirectoryService } from "@switchboard/proto";
-import { App } from "@switchboard/proto";
+import { App, RequestsPolicy } from "@switchboard/proto";
 import {
   deleteDevice,
   findAccountByHandle,
@@ -12,17 +12,19 @@ import {
   insertDevice,
   listDevices,
   reregisterAccount,
+  setThirdPartyReachable,
   type Database,
 } from "@switchboard/storage";
 import type { Kysely } from "kysely";
 import { hashPassword } from "../auth/password.js";
-import type { Authenticator } from "../auth/principal.js";
+import type { Authenticator, Principal } from "../auth/principal.js";
 import type { RateLimiter } from "@switchboard/ratelimit";
 import type { Logger } from "pino";
 import { encodeRemovedEvent } from "../delivery/events.js";
 import { checkLimits, type RateLimitPolicies } from "../delivery/rate-limits.js";
 import type { SubscriptionManager } from "../delivery/subscriptions.js";
 import { normalizeHandle } from "../domain/handles.js";
+import { findHiddenAccounts } from "../domain/interop-policy.js";
 import {
   invalid,
   MAX_DEVICE_NAME_BYTES,
@@ -41,6 +43,13 @@ function requirePassword(password: string): string {
     throw invalid("INVALID_PASSWORD", `password must be ${MIN_PASSWORD_BYTES}-${MAX_PASSWORD_BYTES} bytes`);
   }
   return password;
+}
+
+/** Validates a RequestsPolicy enum value (unknown numbers are INVALID_ARGUMENT). */
+function requireRequestsPolicy(policy: RequestsPolicy): number {
+  if (!(policy in RequestsPolicy))
+    throw invalid("INVALID_POLICY", "requests_policy is not a known RequestsPolicy");
+  return policy;
 }
 
 /** Encodes the broadcast that makes every instance forget a removed device's credentials. */
@@ -71,6 +80,17 @@ export function createDirectoryService(deps: {
     );
     for (const deviceId of deviceIds)
       await deps.fanout.publishBroadcast(encodeDeviceRemovedBroadcast(accountId, deviceId));
+  }
+
+  /** True when `accountId` must look non-existent to `principal` (the third-party opt-in). */
+  async function isHiddenFrom(principal: Principal, accountId: string): Promise<boolean> {
+    return (await findHiddenAccounts(db, principal, [accountId])).has(accountId);
+  }
+
+  /** The account a settings call names: `account_id`, or the caller's own with a device credential. */
+  function ownAccount(principal: Principal, accountId: string): string {
+    if (accountId === "" && principal.kind === "device") return principal.accountId;
+    return requireUuid(accountId, "account_id");
   }
 
   return {
@@ -104,6 +124,8 @@ export function createDirectoryService(deps: {
         registrationId,
         deviceName: requireMaxBytes(req.deviceName, MAX_DEVICE_NAME_BYTES, "device_name"),
         passwordHash,
+        minor: req.minor,
+        requestsPolicy: requireRequestsPolicy(req.requestsPolicy),
       };
       try {
         const { account, device } = await insertAccount(db, { id: randomUUID(), ...fields });
@@ -181,23 +203,51 @@ export function createDirectoryService(deps: {
     },
 
     async resolveHandle(req, ctx) {
-      await auth.authenticate(ctx.metadata);
+      const principal = await auth.authenticate(ctx.metadata);
       if (!req.handle) throw invalid("HANDLE_REQUIRED", "handle is required");
       const handle = normalizeHandle(req.handle.app, req.handle.value, req.handle.providerId);
       const account = await findAccountByHandle(db, req.handle.app, req.handle.providerId, handle);
-      if (!account) return { result: { case: "notFound", value: {} } };
+      if (!account || (await isHiddenFrom(principal, account.id)))
+        return { result: { case: "notFound", value: {} } };
       return {
         result: { case: "found", value: accountToProto(account, await listDevices(db, [account.id])) },
       };
     },
 
     async getAccount(req, ctx) {
-      await auth.authenticate(ctx.metadata);
+      const principal = await auth.authenticate(ctx.metadata);
       const account = await findAccountById(db, requireUuid(req.accountId, "account_id"));
-      if (!account) return { result: { case: "notFound", value: {} } };
+      if (!account || (await isHiddenFrom(principal, account.id)))
+        return { result: { case: "notFound", value: {} } };
       return {
         result: { case: "found", value: accountToProto(account, await listDevices(db, [account.id])) },
       };
+    },
+
+    async setThirdPartyReachable(req, ctx) {
+      const principal = await auth.authenticate(ctx.metadata);
+      const accountId = ownAccount(principal, req.accountId);
+      const acct = await auth.requireAccountAccess(principal, accountId);
+      if (acct.app === App.THIRD_PARTY)
+        throw new AppError(
+          Code.FailedPrecondition,
+          "THIRD_PARTY_ACCOUNT",
+          "accounts of third-party providers are always reachable",
+        );
+      const reachable = await setThirdPartyReachable(db, accountId, req.reachable);
+      if (reachable === undefined)
+        throw new AppError(Code.NotFound, "ACCOUNT_NOT_FOUND", `account ${accountId} not found`);
+      ctx.log.info({ accountId, reachable }, "third-party reachability set");
+      return { reachable };
+    },
+
+    async getThirdPartyReachable(req, ctx) {
+      const principal = await auth.authenticate(ctx.metadata);
+      const accountId = ownAccount(principal, req.accountId);
+      const acct = await auth.requireAccountAccess(principal, accountId);
+      const account = await findAccountById(db, accountId);
+      if (!account) throw new AppError(Code.NotFound, "ACCOUNT_NOT_FOUND", `account ${accountId} not found`);
+      return { reachable: acct.app === App.THIRD_PARTY || account.third_party_reachable };
     },
   };
 }

@@ -3,10 +3,12 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { AppError, Code } from "@switchboard/errors";
 import type { ServiceImpl } from "@switchboard/grpc";
 import type { GroupService } from "@switchboard/proto";
-import { type GroupSchema } from "@switchboard/proto";
+import { type App, type GroupSchema } from "@switchboard/proto";
 import {
   findAccountsByIds,
   findGroup,
+  insertGroupInvitations,
+  readSendPolicies,
   insertGroup,
   listDevices,
   updateGroupMembers,
@@ -14,7 +16,9 @@ import {
 } from "@switchboard/storage";
 import type { Kysely } from "kysely";
 import type { Authenticator } from "../auth/principal.js";
+import { findHiddenAccounts } from "../domain/interop-policy.js";
 import { invalid, requireUuid } from "../domain/limits.js";
+import { decideInvite } from "../domain/relationship-policy.js";
 import { accountToProto } from "./mapping.js";
 
 /** The GroupService handlers: membership only; group metadata stays end-to-end encrypted. */
@@ -25,9 +29,17 @@ export function createGroupService(deps: {
 }): ServiceImpl<typeof GroupService> {
   const { db, auth } = deps;
 
-  async function memberAccounts(ids: readonly string[], field: string) {
+  /**
+   * The accounts to add. A third-party requester cannot add accounts of our apps that did not
+   * opt in: they fail exactly like unknown accounts (ACCOUNT_NOT_FOUND), revealing nothing.
+   */
+  async function memberAccounts(ids: readonly string[], field: string, requester: { app: App }) {
     const unique = [...new Set(ids.map((id, i) => requireUuid(id, `${field}[${i}]`)))];
-    const rows = await findAccountsByIds(db, unique);
+    // Over the group limit whatever exists: refuse before looking thousands of ids up.
+    if (unique.length > deps.maxMembers)
+      throw invalid("TOO_MANY_MEMBERS", `a group may have at most ${deps.maxMembers} members`);
+    const hidden = await findHiddenAccounts(db, requester, unique);
+    const rows = (await findAccountsByIds(db, unique)).filter((r) => !hidden.has(r.id));
     if (rows.length !== unique.length) {
       const found = new Set(rows.map((r) => r.id));
       const missing = unique.filter((id) => !found.has(id));
@@ -36,10 +48,18 @@ export function createGroupService(deps: {
     return rows;
   }
 
-  async function groupToProto(groupId: string): Promise<MessageInitShape<typeof GroupSchema>> {
+  /**
+   * The group as `viewer` sees it: a third-party viewer does not see members of our apps that
+   * did not opt in (they do not receive its messages either; see docs/interop.md).
+   */
+  async function groupToProto(
+    groupId: string,
+    viewer: { app: App },
+  ): Promise<MessageInitShape<typeof GroupSchema>> {
     const g = await findGroup(db, groupId);
     if (!g) throw new AppError(Code.NotFound, "GROUP_NOT_FOUND", `group ${groupId} not found`);
-    const accounts = await findAccountsByIds(db, g.memberAccountIds);
+    const hidden = await findHiddenAccounts(db, viewer, g.memberAccountIds);
+    const accounts = (await findAccountsByIds(db, g.memberAccountIds)).filter((a) => !hidden.has(a.id));
     const devices = await listDevices(db, g.memberAccountIds);
     return {
       id: g.group.id,
@@ -54,6 +74,29 @@ export function createGroupService(deps: {
           ),
         ),
     };
+  }
+
+  /**
+   * Splits accounts being added by `inviterId` (message requests, protection of minors): those
+   * who accepted the inviter or take strangers' messages are added; those who hold requests (and
+   * minors invited by minors) get a held invitation; blocked inviters' and adults' additions of
+   * minors are dropped. The inviter sees the same for held and dropped: not a member.
+   */
+  async function admission<T extends { id: string; app: number }>(inviterId: string, accounts: readonly T[]) {
+    const others = accounts.filter((a) => a.id !== inviterId);
+    const facts = await readSendPolicies(
+      db,
+      others.map((a) => ({ owner: a.id, peer: inviterId })),
+      [inviterId, ...others.map((a) => a.id)],
+    );
+    const add: T[] = [];
+    const invite: T[] = [];
+    for (const a of accounts) {
+      const action = decideInvite(facts, inviterId, a.id);
+      if (action === "add") add.push(a);
+      else if (action === "invite") invite.push(a);
+    }
+    return { add, invite };
   }
 
   async function requireMember(groupId: string, accountId: string) {
@@ -71,18 +114,29 @@ export function createGroupService(deps: {
       const members = await memberAccounts(
         [requester.accountId, ...req.memberAccountIds],
         "member_account_ids",
+        requester,
       );
       if (members.length > deps.maxMembers)
         throw invalid("TOO_MANY_MEMBERS", `a group may have at most ${deps.maxMembers} members`);
       const id = randomUUID();
+      const admitted = await admission(requester.accountId, members);
       await insertGroup(db, {
         id,
         creatorAccountId: requester.accountId,
         app: requester.app,
-        members: members.map((m) => ({ accountId: m.id, app: m.app })),
+        members: admitted.add.map((m) => ({ accountId: m.id, app: m.app })),
       });
+      await insertGroupInvitations(
+        db,
+        admitted.invite.map((m) => ({
+          groupId: id,
+          accountId: m.id,
+          app: m.app,
+          inviterAccountId: requester.accountId,
+        })),
+      );
       ctx.log.info({ groupId: id, members: members.length }, "group created");
-      return { group: await groupToProto(id) };
+      return { group: await groupToProto(id, requester) };
     },
 
     async addGroupMembers(req, ctx) {
@@ -90,17 +144,30 @@ export function createGroupService(deps: {
       const requester = await auth.actingDevice(principal, req.requester, "requester");
       const groupId = requireUuid(req.groupId, "group_id");
       const g = await requireMember(groupId, requester.accountId);
-      const add = await memberAccounts(req.accountIds, "account_ids");
+      const add = await memberAccounts(req.accountIds, "account_ids", requester);
       const total = new Set([...g.memberAccountIds, ...add.map((a) => a.id)]).size;
       if (total > deps.maxMembers)
         throw invalid("TOO_MANY_MEMBERS", `a group may have at most ${deps.maxMembers} members`);
+      const admitted = await admission(
+        requester.accountId,
+        add.filter((a) => !g.memberAccountIds.includes(a.id)),
+      );
       await updateGroupMembers(
         db,
         groupId,
-        add.map((a) => ({ accountId: a.id, app: a.app })),
+        admitted.add.map((a) => ({ accountId: a.id, app: a.app })),
         [],
       );
-      return { group: await groupToProto(groupId) };
+      await insertGroupInvitations(
+        db,
+        admitted.invite.map((a) => ({
+          groupId,
+          accountId: a.id,
+          app: a.app,
+          inviterAccountId: requester.accountId,
+        })),
+      );
+      return { group: await groupToProto(groupId, requester) };
     },
 
     async removeGroupMembers(req, ctx) {
@@ -129,7 +196,7 @@ export function createGroupService(deps: {
           },
         };
       }
-      return { group: await groupToProto(groupId) };
+      return { group: await groupToProto(groupId, requester) };
     },
 
     async getGroup(req, ctx) {
@@ -137,7 +204,7 @@ export function createGroupService(deps: {
       const requester = await auth.actingDevice(principal, req.requester, "requester");
       const groupId = requireUuid(req.groupId, "group_id");
       await requireMember(groupId, requester.accountId);
-      return { group: await groupToProto(groupId) };
+      return { group: await groupToProto(groupId, requester) };
     },
   };
 }

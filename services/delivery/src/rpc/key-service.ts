@@ -20,6 +20,7 @@ import type { RateLimiter } from "@switchboard/ratelimit";
 import type { Logger } from "pino";
 import type { Authenticator } from "../auth/principal.js";
 import { checkLimits, type RateLimitPolicies } from "../delivery/rate-limits.js";
+import { findHiddenAccounts } from "../domain/interop-policy.js";
 import {
   invalid,
   MAX_KEY_BYTES,
@@ -106,7 +107,9 @@ export function createKeyService(deps: {
       ]);
       if (limited) throw limited;
       const account = await findAccountById(db, accountId);
-      if (!account) return { result: { case: "notFound", value: {} } };
+      // An account hidden from a third-party requester (no opt-in) does not exist for it.
+      if (!account || (await findHiddenAccounts(db, requester, [accountId])).has(accountId))
+        return { result: { case: "notFound", value: {} } };
       const bundles = await claimBundles(db, accountId, req.deviceId);
       if (req.deviceId > 0 && bundles.length === 0) return { result: { case: "notFound", value: {} } };
       return {

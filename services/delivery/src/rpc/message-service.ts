@@ -15,7 +15,13 @@ import {
   type SendMessageRequest,
   type SendMessageResponseSchema,
 } from "@switchboard/proto";
-import { findDeviceCredential, listDevices, listGroupMembers, type Database } from "@switchboard/storage";
+import {
+  findDeviceCredential,
+  listDevices,
+  listGroupMembers,
+  readSendPolicies,
+  type Database,
+} from "@switchboard/storage";
 import { create } from "@bufbuild/protobuf";
 import type { Kysely } from "kysely";
 import type { ActingDevice, Authenticator, Principal } from "../auth/principal.js";
@@ -27,6 +33,7 @@ import { encodeMessageEvent } from "../delivery/events.js";
 import type { DirectSend, GroupSend, SendOutcome, SendPipeline } from "../delivery/send-pipeline.js";
 import type { DeliverySink, Subscription, SubscriptionManager } from "../delivery/subscriptions.js";
 import { checkDeviceList } from "../domain/device-list.js";
+import { decideDirect } from "../domain/relationship-policy.js";
 import {
   invalid,
   MAX_ACK_IDS,
@@ -39,7 +46,9 @@ import {
   windowOrDefault,
 } from "../domain/limits.js";
 import { translateError } from "../errors.js";
+import { encodeSentResult } from "./connect-wire.js";
 import type { Metrics } from "../metrics.js";
+import type { SealedSender } from "../delivery/sealed-send.js";
 
 type SendResponse = MessageInitShape<typeof SendMessageResponseSchema>;
 
@@ -67,6 +76,8 @@ export interface MessageServiceDeps {
   limiter: RateLimiter;
   policies: RateLimitPolicies;
   log: Logger;
+  /** Sealed-sender sends (unary SendMessage with an `unidentified-access-key`); see sealed-send.ts. */
+  sealed?: SealedSender;
 }
 
 function reportTag(tag: Uint8Array): Uint8Array | null {
@@ -246,6 +257,21 @@ export function createMessageService(deps: MessageServiceDeps): ServiceImpl<type
         };
       if (check.kind === "stale")
         return { kind: "stale", accountId: send.destinationAccountId, stale: check.stale };
+      // Typing and other ephemeral signals reach only accounts that accepted the sender (or take
+      // strangers' messages marked): never a blocker, never a minor from an adult stranger.
+      const facts = await readSendPolicies(
+        deps.db,
+        [
+          { owner: send.destinationAccountId, peer: send.sender.accountId },
+          { owner: send.sender.accountId, peer: send.destinationAccountId },
+        ],
+        [send.sender.accountId, send.destinationAccountId],
+      );
+      const action = decideDirect(facts, send.sender.accountId, send.destinationAccountId).action;
+      if (action === "drop" || action === "hold") {
+        deps.metrics.sends.inc({ kind: "ephemeral", outcome: "sent" });
+        return { kind: "sent", messageId: randomUUID(), serverTimestampMs: now, duplicate: false };
+      }
       const app = (await auth.accountApp(send.destinationAccountId))?.app ?? 0;
       for (const m of send.messages) {
         push(
@@ -325,6 +351,8 @@ export function createMessageService(deps: MessageServiceDeps): ServiceImpl<type
 
   return {
     async sendMessage(req, ctx) {
+      if (deps.sealed?.isSealed(ctx.metadata))
+        return directOutcomeToProto(await deps.sealed.send(req, ctx.metadata));
       const principal = await auth.authenticate(ctx.metadata);
       const run = await prepareDirect(principal, req);
       return directOutcomeToProto(await run());
@@ -347,14 +375,8 @@ export function createMessageService(deps: MessageServiceDeps): ServiceImpl<type
         wake = resolve;
       });
       const sink: DeliverySink = {
-        deliver: (envelope, wire) =>
-          void out
-            .send(
-              wire
-                ? new Encoded<typeof ReceiveMessagesResponseSchema>(wire)
-                : { frame: { case: "envelope", value: envelope } },
-            )
-            .catch(() => wake()),
+        deliver: (wire) =>
+          void out.send(new Encoded<typeof ReceiveMessagesResponseSchema>(wire)).catch(() => wake()),
         queueEmpty: () =>
           void out.send({ frame: { case: "queueEmpty", value: { device } } }).catch(() => wake()),
         closed: (reason) => {
@@ -392,6 +414,10 @@ export function createMessageService(deps: MessageServiceDeps): ServiceImpl<type
     async connect(requests, ctx, out) {
       const principal = await auth.authenticate(ctx.metadata);
       const mine = new Map<string, Subscription>();
+      // A device credential's stream loses access once its device is removed (on any instance):
+      // the subscription closes at once (a `displaced` frame) and the next frame ends the stream
+      // UNAUTHENTICATED (DEVICE_REMOVED) instead of being served on the stale principal.
+      let deviceRemoved = false;
       const key = (d: { accountId: string; deviceId: number }) => `${d.accountId}/${d.deviceId}`;
       const send = (
         frame: MessageInitShape<typeof ConnectResponseSchema> | Encoded<typeof ConnectResponseSchema>,
@@ -410,6 +436,8 @@ export function createMessageService(deps: MessageServiceDeps): ServiceImpl<type
           // Backpressure: with too many sends and acks in flight, stop reading frames until some
           // finish, so HTTP/2 flow control slows the client instead of memory growing.
           while (pending.size >= MAX_PENDING_PER_STREAM) await Promise.race(pending);
+          if (deviceRemoved)
+            throw new AppError(Code.Unauthenticated, "DEVICE_REMOVED", "the device was removed");
           const f = req.frame;
           switch (f.case) {
             case "subscribe": {
@@ -420,15 +448,11 @@ export function createMessageService(deps: MessageServiceDeps): ServiceImpl<type
                 await mine.get(key(device))?.close("unsubscribed");
                 const address = { accountId: device.accountId, deviceId: device.deviceId };
                 const sub = await deps.subscriptions.subscribe(address, window, {
-                  deliver: (envelope, wire) =>
-                    send(
-                      wire
-                        ? new Encoded<typeof ConnectResponseSchema>(wire)
-                        : { frame: { case: "delivery", value: envelope } },
-                    ),
+                  deliver: (wire) => send(new Encoded<typeof ConnectResponseSchema>(wire)),
                   queueEmpty: () => send({ frame: { case: "queueEmpty", value: { device: address } } }),
                   closed: (reason) => {
                     if (mine.get(key(address)) === sub) mine.delete(key(address));
+                    if (reason === "removed" && principal.kind === "device") deviceRemoved = true;
                     if (reason === "displaced" || reason === "removed")
                       send({ frame: { case: "displaced", value: { device: address } } });
                   },
@@ -466,17 +490,20 @@ export function createMessageService(deps: MessageServiceDeps): ServiceImpl<type
                 track(
                   run().then(
                     (o) =>
-                      send({
-                        frame: {
-                          case: "sendResult",
-                          value: {
-                            correlationId,
-                            result: isGroup
-                              ? { case: "sendGroup", value: groupOutcomeToProto(o) }
-                              : { case: "send", value: directOutcomeToProto(o) },
-                          },
-                        },
-                      }),
+                      // The common case is hand-encoded (connect-wire.ts); the rest via protobuf-es.
+                      !isGroup && o.kind === "sent"
+                        ? send(new Encoded<typeof ConnectResponseSchema>(encodeSentResult(correlationId, o)))
+                        : send({
+                            frame: {
+                              case: "sendResult",
+                              value: {
+                                correlationId,
+                                result: isGroup
+                                  ? { case: "sendGroup", value: groupOutcomeToProto(o) }
+                                  : { case: "send", value: directOutcomeToProto(o) },
+                              },
+                            },
+                          }),
                     (err: unknown) =>
                       send({
                         frame: {

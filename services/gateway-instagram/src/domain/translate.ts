@@ -92,6 +92,8 @@ export interface NativeItem {
   body: string;
   /** Message-franking tag, base64; absent when none. */
   report_tag?: string;
+  /** The server's franking tag, base64 (keep it to report the item; docs/safety.md); absent when none. */
+  server_franking_tag?: string;
   forwarded: boolean;
   urgent: boolean;
   client_timestamp_ms: number;
@@ -147,6 +149,7 @@ export function envelopeToItem(
     seq: Number(envelope.sequence),
   };
   if (envelope.reportTag.length > 0) item.report_tag = toBase64(envelope.reportTag);
+  if (envelope.serverFrankingTag.length > 0) item.server_franking_tag = toBase64(envelope.serverFrankingTag);
   return item;
 }
 
@@ -171,6 +174,8 @@ export function itemToEnvelope(item: NativeItem): Envelope {
     groupId: item.thread_type === "group" ? (item.thread_id ?? "") : "",
     forwarded: item.forwarded,
     reportTag: item.report_tag === undefined ? new Uint8Array(0) : fromBase64(item.report_tag),
+    serverFrankingTag:
+      item.server_franking_tag === undefined ? new Uint8Array(0) : fromBase64(item.server_franking_tag),
     sequence: BigInt(item.seq),
   });
 }

@@ -147,6 +147,7 @@ const threadItem = {
     },
     body: base64,
     report_tag: base64,
+    server_franking_tag: base64,
     forwarded: { type: "boolean" },
     urgent: { type: "boolean" },
     client_timestamp_ms: millis,

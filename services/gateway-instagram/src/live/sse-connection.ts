@@ -17,8 +17,20 @@ export const SSE_HEADERS = {
   "x-accel-buffering": "no",
 } as const;
 
-/** Reconnect delay suggested to EventSource clients. */
+/**
+ * Reconnect delay suggested to EventSource clients: 2 s plus up to 3 s of jitter, different per
+ * connection, so that the browsers dropped by one gateway restart do not all return at once
+ * (EventSource retries after exactly `retry` ms, without back-off of its own).
+ */
 const RETRY_MS = 2000;
+const RETRY_JITTER_MS = 3000;
+
+/**
+ * Most bytes a response may hold unsent. A client that stopped reading makes it grow (the delivery
+ * window bounds unacknowledged messages, not their bytes); beyond this the connection is dropped
+ * and its unacknowledged messages wait for the next one.
+ */
+export const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
 
 /** A device's live event stream. Kept small: many idle ones are expected. */
 export class SseConnection {
@@ -48,12 +60,19 @@ export class SseConnection {
   /** Sends the headers and the reconnect hint. */
   open(): void {
     this.res.writeHead(200, SSE_HEADERS);
-    this.res.write(`retry: ${RETRY_MS}\n\n`);
+    this.res.write(`retry: ${RETRY_MS + Math.floor(Math.random() * RETRY_JITTER_MS)}\n\n`);
   }
 
   /** Writes one event (`data` as one JSON line). */
   send(event: string, data: unknown, id?: string): void {
     if (this.ended) return;
+    if (this.res.writableLength > MAX_BUFFERED_BYTES) {
+      // destroy(), not end(): ending would queue behind the same unread bytes. The 'close' event
+      // detaches the connection and closes its subscription.
+      this.ended = true;
+      this.res.destroy();
+      return;
+    }
     const idLine = id === undefined ? "" : `id: ${id}\n`;
     this.res.write(`event: ${event}\n${idLine}data: ${JSON.stringify(data)}\n\n`);
   }

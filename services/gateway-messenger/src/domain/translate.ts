@@ -101,6 +101,10 @@ export interface EventCommon {
   urgent?: true;
   forwarded?: true;
   report_tag?: string;
+  /** Message franking: the server's tag over report_tag and the routing metadata (docs/safety.md). */
+  server_franking_tag?: string;
+  /** From a user the recipient has not accepted (a message request; docs/safety.md). */
+  message_request?: true;
 }
 
 /** `{"type":"message"}`: an end-to-end-encrypted message for this device. */
@@ -148,6 +152,8 @@ function commonOf(envelope: Envelope, senderHandle: HandleRef | undefined): Even
   if (envelope.urgent) event.urgent = true;
   if (envelope.forwarded) event.forwarded = true;
   if (envelope.reportTag.length > 0) event.report_tag = toBase64(envelope.reportTag);
+  if (envelope.serverFrankingTag.length > 0) event.server_franking_tag = toBase64(envelope.serverFrankingTag);
+  if (envelope.messageRequest) event.message_request = true;
   return event;
 }
 
@@ -211,7 +217,10 @@ export function eventToEnvelope(
     groupId: event.group_id ?? "",
     forwarded: event.forwarded === true,
     reportTag: event.report_tag === undefined ? EMPTY : fromBase64(event.report_tag),
+    serverFrankingTag:
+      event.server_franking_tag === undefined ? EMPTY : fromBase64(event.server_franking_tag),
     sequence: big(event.seq),
+    messageRequest: event.message_request === true,
   });
 }
 

@@ -22,6 +22,12 @@ const registrationBody = {
       maxLength: 64,
       description: "display name (visible to the server: keep it bland)",
     },
+    minor: {
+      type: "boolean",
+      description:
+        "signup only: the app's own age signal says the user is a minor. Minors receive no message and no group " +
+        "invitation from adults they have not accepted (docs/safety.md); never shown to other users.",
+    },
   },
   additionalProperties: false,
 } as const;
@@ -43,6 +49,7 @@ const credentialResponse = {
 interface RegistrationBody {
   registration_id: number;
   device_name?: string;
+  minor?: boolean;
 }
 
 /** POST /v1/signup, POST /v1/devices, GET /v1/me, DELETE /v1/me/devices/{device_id}. */
@@ -73,6 +80,7 @@ export async function accountRoutes(app: FastifyInstance, deps: RouteDeps): Prom
               registrationId: request.body.registration_id,
               password: generateDevicePassword(),
               deviceName: request.body.device_name ?? "",
+              minor: request.body.minor === true,
             },
             CALL,
           );

@@ -218,6 +218,15 @@ const eventCommon = {
   urgent: { const: true },
   forwarded: { const: true },
   report_tag: { type: "string", contentEncoding: "base64" },
+  server_franking_tag: {
+    type: "string",
+    contentEncoding: "base64",
+    description: "message franking: keep it to report the message (POST /v1/me/reports; docs/safety.md)",
+  },
+  message_request: {
+    const: true,
+    description: "from a user the recipient has not accepted: show it as a message request (docs/safety.md)",
+  },
 } as const;
 
 const MessageEventSchema = {

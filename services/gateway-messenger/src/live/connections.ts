@@ -20,6 +20,9 @@ export const CLOSE = {
   GOING_AWAY: 1001,
 } as const;
 
+/** Default of `maxBufferedBytes`: what one socket may hold unsent before it is dropped. */
+export const DEFAULT_MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
+
 const OPEN = 1;
 
 /** The live connections of one gateway instance. */
@@ -42,6 +45,7 @@ interface Context {
   link: DeliveryLink;
   directory: Directory;
   log: Logger;
+  maxBufferedBytes: number;
   onEnd(conn: DeviceConnection): void;
 }
 
@@ -103,7 +107,25 @@ class DeviceConnection {
   }
 
   private emit(event: object): void {
-    if (this.socket.readyState === OPEN) this.socket.send(JSON.stringify(event));
+    if (this.socket.readyState !== OPEN) return;
+    // A client that stopped reading: what the socket holds unsent only grows (the delivery window
+    // bounds unacknowledged messages, not their bytes, and ephemeral ones are not counted). Drop
+    // it rather than buffer without bound; its unacknowledged messages stay queued for its next
+    // connection. terminate(): a close handshake would wait on the same stalled reader.
+    if (this.socket.bufferedAmount > this.ctx.maxBufferedBytes) {
+      this.ctx.log.warn(
+        {
+          accountId: this.device.accountId,
+          deviceId: this.device.deviceId,
+          bufferedBytes: this.socket.bufferedAmount,
+        },
+        "slow consumer disconnected",
+      );
+      this.end();
+      this.socket.terminate();
+      return;
+    }
+    this.socket.send(JSON.stringify(event));
   }
 
   private emitError(err: unknown): void {
@@ -171,18 +193,24 @@ class DeviceConnection {
   }
 }
 
-/** Creates the registry; `heartbeatMs` is the ping interval (a socket silent for two is dropped). */
+/**
+ * Creates the registry; `heartbeatMs` is the ping interval (a socket silent for two is dropped),
+ * `maxBufferedBytes` (default 8 MiB) the most a socket may hold unsent before it is terminated as
+ * a slow consumer.
+ */
 export function createConnectionRegistry(deps: {
   link: DeliveryLink;
   directory: Directory;
   log: Logger;
   heartbeatMs: number;
+  maxBufferedBytes?: number;
 }): ConnectionRegistry {
   const byDevice = new Map<string, DeviceConnection>();
   const ctx: Context = {
     link: deps.link,
     directory: deps.directory,
     log: deps.log,
+    maxBufferedBytes: deps.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES,
     onEnd: (conn) => {
       if (byDevice.get(keyOf(conn.device)) === conn) byDevice.delete(keyOf(conn.device));
     },

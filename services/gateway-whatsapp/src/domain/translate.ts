@@ -91,6 +91,8 @@ export function envelopeToChatFrame(
       senderRegistrationId: envelope.sourceRegistrationId,
       sequence: envelope.sequence,
       thirdPartyProvider: envelope.sourceApp === App.THIRD_PARTY ? envelope.sourceProviderId : "",
+      messageRequest: envelope.messageRequest,
+      serverFrankingTag: envelope.serverFrankingTag,
     }),
   };
 }
@@ -136,6 +138,8 @@ export function incomingChatToEnvelope(msg: whatsapp.IncomingChat, ctx: Envelope
     forwarded: msg.forwarded,
     reportTag: msg.reportTag,
     sequence: msg.sequence,
+    messageRequest: msg.messageRequest,
+    serverFrankingTag: msg.serverFrankingTag,
   });
 }
 

@@ -2,7 +2,7 @@
 // delivery link (multiplexed with every other connected device over a few Connect streams);
 // envelopes become IncomingChat / ServerReceipt frames, OutgoingChat frames become delivery sends,
 // ChatAck frames become delivery acks.
-import type { DeliveryLink, DeviceSubscription } from "@switchboard/delivery-link";
+import type { DeliveryLink, DeviceListener, DeviceSubscription } from "@switchboard/delivery-link";
 import { AppError, Code, isAppError } from "@switchboard/errors";
 import type { BidiStreamingImpl, CallContext, StreamSender } from "@switchboard/grpc";
 import { AddressSchema, whatsapp, type Address, type Envelope, type Handle } from "@switchboard/proto";
@@ -76,11 +76,14 @@ function subscriptionError(err: AppError): AppError {
 }
 
 /** One device's open Chat stream. */
-class ChatSession {
+class ChatSession implements DeviceListener {
   readonly address: Address;
   private sub: DeviceSubscription | undefined;
-  private readonly inflight = new Set<string>();
+  /** Delivered, unacknowledged ids; created with the first delivery (idle streams keep none). */
+  private inflight: Set<string> | undefined;
   private deliveries: Promise<void> = Promise.resolve();
+  /** Envelopes waiting in `deliveries` (not yet written to the call). */
+  private queuedDeliveries = 0;
   private sends: Promise<void> = Promise.resolve();
   private pendingSends = 0;
   private sendSlot: (() => void) | undefined;
@@ -106,14 +109,48 @@ class ChatSession {
   subscribe(): void {
     this.sub = this.deps.link.subscribe(
       { accountId: this.device.accountId, deviceId: this.device.deviceId },
-      {
-        onEnvelope: (e) => this.enqueue(() => this.deliver(e)),
-        onQueueEmpty: () => this.enqueue(() => this.write({ case: "queueDrained", value: {} })),
-        onDisplaced: () => this.displace(),
-        onError: (err) => this.end(subscriptionError(err)),
-      },
+      // The session is its own listener (methods, not four closures per idle stream).
+      this,
       { window: this.deps.limits.chatWindow },
     );
+  }
+
+  /** DeviceListener: the stored backlog has been delivered. */
+  onQueueEmpty(): void {
+    this.enqueue(() => this.write({ case: "queueDrained", value: {} }));
+  }
+
+  /** DeviceListener: another subscription of this device took over. */
+  onDisplaced(): void {
+    this.displace();
+  }
+
+  /** DeviceListener: the subscription failed. */
+  onError(err: AppError): void {
+    this.end(subscriptionError(err));
+  }
+
+  /**
+   * Queues an envelope for the call. Writes wait for the call's flow control, so a client that
+   * stops reading holds envelopes here: durable ones are bounded by the delivery window
+   * (`chatWindow` unacknowledged), ephemeral ones (typing...) are not counted by it and are
+   * dropped once a window's worth is waiting, as the delivery service drops them for a full window.
+   */
+  onEnvelope(envelope: Envelope): void {
+    if (envelope.ephemeral && this.queuedDeliveries >= this.deps.limits.chatWindow) return;
+    this.queuedDeliveries++;
+    this.enqueue(async () => {
+      try {
+        await this.deliver(envelope);
+      } finally {
+        this.queuedDeliveries--;
+      }
+    });
+  }
+
+  /** Ends this stream because its call was aborted (client cancel, shutdown); `reason` is the status. */
+  abort(reason: AppError): void {
+    this.end(reason);
   }
 
   /** Ends this stream with ABORTED (DISPLACED): the device connected again (here or elsewhere). */
@@ -156,14 +193,15 @@ class ChatSession {
   private async deliver(envelope: Envelope): Promise<void> {
     if (this.closed) return;
     // A repeat after a link reconnect: this stream already handed it to the client.
-    if (this.inflight.has(envelope.id)) return;
+    if (this.inflight?.has(envelope.id)) return;
     let handle: Handle | undefined;
     if (envelope.source && envelope.source.accountId !== "")
       handle = await this.deps.directory.findHandle(envelope.source.accountId);
-    this.inflight.add(envelope.id);
-    if (this.inflight.size > MAX_INFLIGHT_IDS) {
-      const oldest = this.inflight.values().next().value;
-      if (oldest !== undefined) this.inflight.delete(oldest);
+    const inflight = (this.inflight ??= new Set());
+    inflight.add(envelope.id);
+    if (inflight.size > MAX_INFLIGHT_IDS) {
+      const oldest = inflight.values().next().value;
+      if (oldest !== undefined) inflight.delete(oldest);
     }
     await this.write(envelopeToChatFrame(envelope, handle));
   }
@@ -193,7 +231,7 @@ class ChatSession {
   private ack(ids: string[]): void {
     const valid: string[] = [];
     for (const id of ids) {
-      this.inflight.delete(id);
+      this.inflight?.delete(id);
       if (UUID.test(id)) valid.push(id);
     }
     if (valid.length < ids.length)
@@ -322,14 +360,11 @@ export function createChatHub(deps: ChatDeps): ChatHub {
       })();
       // Reading does not notice a server shutdown (the signal aborts, the request side stays
       // open), so the abort ends the call too: UNAVAILABLE SHUTTING_DOWN, and clients reconnect.
-      let onAbort: (() => void) | undefined;
-      const aborted = new Promise<AppError>((resolve) => {
-        onAbort = () => resolve(ctx.signal.reason as AppError);
-        if (ctx.signal.aborted) onAbort();
-        else ctx.signal.addEventListener("abort", onAbort, { once: true });
-      });
-      const outcome = await Promise.race([reading.then(() => undefined), session.ended, aborted]).finally(
-        () => onAbort && ctx.signal.removeEventListener("abort", onAbort),
+      const onAbort = () => session.abort(ctx.signal.reason as AppError);
+      if (ctx.signal.aborted) onAbort();
+      else ctx.signal.addEventListener("abort", onAbort, { once: true });
+      const outcome = await Promise.race([reading.then(() => undefined), session.ended]).finally(() =>
+        ctx.signal.removeEventListener("abort", onAbort),
       );
       if (outcome) {
         reading.catch(() => undefined);

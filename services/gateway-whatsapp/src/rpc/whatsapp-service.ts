@@ -35,6 +35,9 @@ import {
 } from "../storage/code-repository.js";
 import type { WaDatabase } from "../storage/schema.js";
 import { deleteAccountTokens, insertDeviceToken } from "../storage/token-repository.js";
+import { createPrivacyHandlers } from "./privacy.js";
+import { createRequestHandlers } from "./requests.js";
+import { createSafetyHandlers } from "./safety.js";
 
 type Service = typeof whatsapp.WhatsAppService;
 
@@ -107,6 +110,10 @@ export function createWhatsAppService(deps: WhatsAppServiceDeps): Omit<ServiceIm
   }
 
   return {
+    ...createPrivacyHandlers({ db, link }),
+    ...createRequestHandlers({ db, link, directory }),
+    ...createSafetyHandlers({ db, link, directory }),
+
     async requestCode(req, ctx) {
       const phone = requirePhone(req.phoneNumber);
       const code = generateVerificationCode();
@@ -184,6 +191,7 @@ export function createWhatsAppService(deps: WhatsAppServiceDeps): Omit<ServiceIm
             password: generateDevicePassword(),
             deviceName,
             replaceExisting: true,
+            minor: req.minor,
           });
         } catch (err) {
           await restoreCode(db, phone, outcome.consumed);

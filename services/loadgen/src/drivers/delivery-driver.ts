@@ -174,9 +174,9 @@ export function createDeliveryDriver(opts: DeliveryDriverOptions): Driver {
       return { deviceId: r.device?.deviceId ?? 0 };
     },
 
-    async createGroup(requester, memberAccountIds) {
+    async createGroup(requester, members) {
       const r = await link(requester.app).groups.createGroup(
-        { requester: sender(requester), memberAccountIds },
+        { requester: sender(requester), memberAccountIds: members.map((m) => m.accountId) },
         { deadlineMs: 60_000 },
       );
       return r.group?.id ?? "";

@@ -1,6 +1,6 @@
 // The boundary between the load generator and the system under test. The delivery drivers talk
-// to the delivery service's gRPC API; gateway drivers (WhatsApp-, Messenger-, Instagram-style
-// native APIs) implement the same interface once the gateways exist.
+// to the delivery service's gRPC API; the gateway driver talks to the WhatsApp-, Messenger- and
+// Instagram-style gateways' native APIs (each account through its own app's gateway).
 import type { AppName } from "../topology.js";
 
 /** A registered device as the system knows it. */
@@ -9,6 +9,13 @@ export interface DeviceRef {
   accountId: string;
   deviceId: number;
   registrationId: number;
+  /** The account's app-native handle (gateway mode: how other apps address it). */
+  handle?: string;
+  /**
+   * The device's own credential where the driver signs in as the device (gateway mode: a device
+   * token, or the device secret for the Instagram-style gateway). Undefined with app tokens.
+   */
+  secret?: string;
 }
 
 /** Creates an account with its primary device. */
@@ -53,6 +60,8 @@ export interface DeviceCopy {
 export interface DirectMessage {
   sender: DeviceRef;
   recipientAccountId: string;
+  /** The recipient account's primary device (its app and handle, for gateway addressing). */
+  recipient: DeviceRef;
   copies: DeviceCopy[];
   /** The sender's idempotency key (1-64 bytes). */
   clientMessageId: string;
@@ -93,10 +102,25 @@ export interface DeviceListener {
 export interface Driver {
   /** The `--mode` this driver implements. */
   readonly mode: string;
-  registerAccount(req: RegisterAccountRequest): Promise<{ accountId: string }>;
-  registerDevice(req: RegisterDeviceRequest): Promise<{ deviceId: number }>;
-  /** Creates a group of `requester`'s account and `memberAccountIds`; returns its id. */
-  createGroup(requester: DeviceRef, memberAccountIds: string[]): Promise<string>;
+  /** Registers an account; `handle` is the handle the system gave it, `secret` the device's credential. */
+  registerAccount(
+    req: RegisterAccountRequest,
+  ): Promise<{ accountId: string; handle?: string; secret?: string }>;
+  /** Links a device; `secret` is the new device's own credential where the driver needs one. */
+  registerDevice(req: RegisterDeviceRequest): Promise<{ deviceId: number; secret?: string }>;
+  /** Creates a group of `requester`'s account and the accounts of `members` (primary devices); returns its id. */
+  createGroup(requester: DeviceRef, members: DeviceRef[]): Promise<string>;
+  /**
+   * Optional setup after registration: makes `device` ready to exchange messages with the
+   * accounts of `peers` (primary devices), e.g. resolve their addresses or accept them as
+   * contacts (the Instagram-style gateway holds messages from strangers as message requests).
+   * With a reused population, what the system remembers (accepted contacts) is already done.
+   */
+  introduce?(device: DeviceRef, peers: DeviceRef[], opts: { reusedPopulation: boolean }): Promise<void>;
+  /** Sends that were retried after a transient failure (same client message id), so far. */
+  readonly retries?: number;
+  /** Device subscriptions re-opened after a transient failure, so far. */
+  readonly reconnects?: number;
   /** Starts delivering a device's queue to `listener` (acknowledging what it receives). */
   subscribe(device: DeviceRef, listener: DeviceListener): void;
   sendDirect(message: DirectMessage): Promise<SendResult>;

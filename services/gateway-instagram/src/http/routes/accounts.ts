@@ -1,6 +1,6 @@
 // Accounts, devices and access tokens.
 import { AppError, Code, isAppError } from "@switchboard/errors";
-import { App } from "@switchboard/proto";
+import { App, RequestsPolicy } from "@switchboard/proto";
 import type { FastifyInstance } from "fastify";
 import { normalizeUsername } from "../../domain/refs.js";
 import { generateAccessToken, generateDevicePassword, tokenDigest } from "../../domain/tokens.js";
@@ -25,6 +25,7 @@ interface RegisterBody {
   registration_id: number;
   password?: string;
   device_name?: string;
+  minor?: boolean;
 }
 
 interface DeviceBody {
@@ -63,6 +64,12 @@ export async function accountRoutes(app: FastifyInstance, ctx: RouteContext): Pr
             registration_id: schemaParts.registrationId,
             password,
             device_name: deviceName,
+            minor: {
+              type: "boolean",
+              description:
+                "The app's own age signal: the user is a minor. Minors receive no message and no group invitation " +
+                "from adults they have not accepted (docs/safety.md); never shown to other users.",
+            },
           },
           required: ["username", "registration_id"],
           additionalProperties: false,
@@ -86,6 +93,9 @@ export async function accountRoutes(app: FastifyInstance, ctx: RouteContext): Pr
         registrationId: request.body.registration_id,
         password: request.body.password ?? generateDevicePassword(),
         deviceName: request.body.device_name ?? "",
+        minor: request.body.minor === true,
+        // This gateway holds message requests in its own folder (ig_requests), minors' included.
+        requestsPolicy: RequestsPolicy.DELIVER_MARKED,
       });
       if (r.account === undefined || r.device === undefined)
         throw new AppError(Code.Internal, "INVALID_RESPONSE", "registration returned no account");

@@ -19,7 +19,7 @@ const threadIdParam = {
 
 /** Registers the message-request routes. */
 export async function pendingRoutes(app: FastifyInstance, ctx: RouteContext): Promise<void> {
-  const { db, directory, auth, hub } = ctx;
+  const { db, directory, auth, hub, link } = ctx;
 
   async function pendingPeer(accountId: string, threadId: string): Promise<string> {
     const rel = isDirectThreadId(threadId)
@@ -118,6 +118,11 @@ export async function pendingRoutes(app: FastifyInstance, ctx: RouteContext): Pr
     async (request) => {
       const me = await auth.authenticate(request);
       const peer = await pendingPeer(me.accountId, request.params.thread_id);
+      // The delivery service records the relationship too (blocks, minors and other apps agree).
+      await link.requests.acceptMessageRequest({
+        device: { accountId: me.accountId, deviceId: me.deviceId },
+        peerAccountId: peer,
+      });
       await hub.accept(me.accountId, peer);
       const account = await directory.findAccount(peer);
       if (account === undefined)
@@ -157,4 +162,84 @@ export async function pendingRoutes(app: FastifyInstance, ctx: RouteContext): Pr
       return { thread_id: request.params.thread_id, deleted_items: r.deletedItems };
     },
   );
+}
+
+/** Registers block and unblock: by request thread, and by account id. */
+export async function blockRoutes(app: FastifyInstance, ctx: RouteContext): Promise<void> {
+  const { db, auth, link } = ctx;
+  const accountParam = {
+    type: "object",
+    properties: { account_id: schemaParts.uuid },
+    required: ["account_id"],
+  } as const;
+
+  app.post<{ Params: { thread_id: string } }>(
+    "/v1/direct/pending/:thread_id/block",
+    {
+      schema: {
+        tags: ["requests"],
+        summary: "Blocks the sender of a request: its held items are deleted, its later messages dropped",
+        description:
+          "The sender keeps seeing its messages as sent (it cannot tell). Group invitations from it are dropped too.",
+        security: bearer,
+        params: threadIdParam,
+        response: {
+          200: {
+            type: "object",
+            properties: {
+              thread_id: { type: "string" },
+              account_id: schemaParts.uuid,
+              deleted_items: { type: "integer" },
+            },
+            required: ["thread_id", "account_id", "deleted_items"],
+          },
+          ...problemResponses,
+        },
+      },
+    },
+    async (request) => {
+      const me = await auth.authenticate(request);
+      const r = await declineRequest(db, me.accountId, request.params.thread_id);
+      if (r === undefined)
+        throw new AppError(
+          Code.NotFound,
+          "REQUEST_NOT_FOUND",
+          `no pending request in thread ${request.params.thread_id}`,
+        );
+      await link.requests.block({
+        device: { accountId: me.accountId, deviceId: me.deviceId },
+        peerAccountId: r.peerAccountId,
+      });
+      return {
+        thread_id: request.params.thread_id,
+        account_id: r.peerAccountId,
+        deleted_items: r.deletedItems,
+      };
+    },
+  );
+
+  for (const method of ["PUT", "DELETE"] as const) {
+    app.route<{ Params: { account_id: string } }>({
+      method,
+      url: "/v1/blocks/:account_id",
+      schema: {
+        tags: ["requests"],
+        summary: method === "PUT" ? "Blocks a user (by account id)" : "Unblocks a user (by account id)",
+        description:
+          method === "PUT"
+            ? "Its later messages and group invitations are dropped while it keeps seeing them as sent."
+            : "Its next message is a message request again.",
+        security: bearer,
+        params: accountParam,
+        response: { 204: { type: "null" }, ...problemResponses },
+      },
+      handler: async (request, reply) => {
+        const me = await auth.authenticate(request);
+        const device = { accountId: me.accountId, deviceId: me.deviceId };
+        if (method === "PUT") await link.requests.block({ device, peerAccountId: request.params.account_id });
+        else await link.requests.unblock({ device, peerAccountId: request.params.account_id });
+        return reply.code(204).send();
+      },
+    });
+  }
 }

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchboard/common/v1/envelope.proto.
  */
 export const file_switchboard_common_v1_envelope: GenFile = /*@__PURE__*/
-  fileDesc("CiRzd2l0Y2hib2FyZC9jb21tb24vdjEvZW52ZWxvcGUucHJvdG8SFXN3aXRjaGJvYXJkLmNvbW1vbi52MSKjBAoIRW52ZWxvcGUSCgoCaWQYASABKAkSGQoRY2xpZW50X21lc3NhZ2VfaWQYAiABKAkSMQoEdHlwZRgDIAEoDjIjLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5FbnZlbG9wZVR5cGUSLgoGc291cmNlGAQgASgLMh4uc3dpdGNoYm9hcmQuY29tbW9uLnYxLkFkZHJlc3MSLgoKc291cmNlX2FwcBgFIAEoDjIaLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5BcHASGgoSc291cmNlX3Byb3ZpZGVyX2lkGAYgASgJEh4KFnNvdXJjZV9yZWdpc3RyYXRpb25faWQYByABKA0SMwoLZGVzdGluYXRpb24YCCABKAsyHi5zd2l0Y2hib2FyZC5jb21tb24udjEuQWRkcmVzcxIzCg9kZXN0aW5hdGlvbl9hcHAYCSABKA4yGi5zd2l0Y2hib2FyZC5jb21tb24udjEuQXBwEg8KB2NvbnRlbnQYCiABKAwSGwoTc2VydmVyX3RpbWVzdGFtcF9tcxgLIAEoAxIbChNjbGllbnRfdGltZXN0YW1wX21zGAwgASgDEhEKCWVwaGVtZXJhbBgNIAEoCBIOCgZ1cmdlbnQYDiABKAgSEAoIZ3JvdXBfaWQYDyABKAkSEQoJZm9yd2FyZGVkGBAgASgIEhIKCnJlcG9ydF90YWcYESABKAwSEAoIc2VxdWVuY2UYEiABKAMqhAIKDEVudmVsb3BlVHlwZRIdChlFTlZFTE9QRV9UWVBFX1VOU1BFQ0lGSUVEEAASHAoYRU5WRUxPUEVfVFlQRV9DSVBIRVJURVhUEAESIAocRU5WRUxPUEVfVFlQRV9QUkVLRVlfTUVTU0FHRRADEikKJUVOVkVMT1BFX1RZUEVfU0VSVkVSX0RFTElWRVJZX1JFQ0VJUFQQBRIfChtFTlZFTE9QRV9UWVBFX1NFQUxFRF9TRU5ERVIQBhIkCiBFTlZFTE9QRV9UWVBFX1NFTkRFUl9LRVlfTUVTU0FHRRAHEiMKH0VOVkVMT1BFX1RZUEVfUExBSU5URVhUX0NPTlRFTlQQCGIGcHJvdG8z", [file_switchboard_common_v1_identity]);
+  fileDesc("CiRzd2l0Y2hib2FyZC9jb21tb24vdjEvZW52ZWxvcGUucHJvdG8SFXN3aXRjaGJvYXJkLmNvbW1vbi52MSLZBAoIRW52ZWxvcGUSCgoCaWQYASABKAkSGQoRY2xpZW50X21lc3NhZ2VfaWQYAiABKAkSMQoEdHlwZRgDIAEoDjIjLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5FbnZlbG9wZVR5cGUSLgoGc291cmNlGAQgASgLMh4uc3dpdGNoYm9hcmQuY29tbW9uLnYxLkFkZHJlc3MSLgoKc291cmNlX2FwcBgFIAEoDjIaLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5BcHASGgoSc291cmNlX3Byb3ZpZGVyX2lkGAYgASgJEh4KFnNvdXJjZV9yZWdpc3RyYXRpb25faWQYByABKA0SMwoLZGVzdGluYXRpb24YCCABKAsyHi5zd2l0Y2hib2FyZC5jb21tb24udjEuQWRkcmVzcxIzCg9kZXN0aW5hdGlvbl9hcHAYCSABKA4yGi5zd2l0Y2hib2FyZC5jb21tb24udjEuQXBwEg8KB2NvbnRlbnQYCiABKAwSGwoTc2VydmVyX3RpbWVzdGFtcF9tcxgLIAEoAxIbChNjbGllbnRfdGltZXN0YW1wX21zGAwgASgDEhEKCWVwaGVtZXJhbBgNIAEoCBIOCgZ1cmdlbnQYDiABKAgSEAoIZ3JvdXBfaWQYDyABKAkSEQoJZm9yd2FyZGVkGBAgASgIEhIKCnJlcG9ydF90YWcYESABKAwSEAoIc2VxdWVuY2UYEiABKAMSGwoTc2VydmVyX2ZyYW5raW5nX3RhZxgTIAEoDBIXCg9tZXNzYWdlX3JlcXVlc3QYKCABKAgqhAIKDEVudmVsb3BlVHlwZRIdChlFTlZFTE9QRV9UWVBFX1VOU1BFQ0lGSUVEEAASHAoYRU5WRUxPUEVfVFlQRV9DSVBIRVJURVhUEAESIAocRU5WRUxPUEVfVFlQRV9QUkVLRVlfTUVTU0FHRRADEikKJUVOVkVMT1BFX1RZUEVfU0VSVkVSX0RFTElWRVJZX1JFQ0VJUFQQBRIfChtFTlZFTE9QRV9UWVBFX1NFQUxFRF9TRU5ERVIQBhIkCiBFTlZFTE9QRV9UWVBFX1NFTkRFUl9LRVlfTUVTU0FHRRAHEiMKH0VOVkVMT1BFX1RZUEVfUExBSU5URVhUX0NPTlRFTlQQCGIGcHJvdG8z", [file_switchboard_common_v1_identity]);
 
 /**
  * Envelope is one message as queued for, and delivered to, one recipient device. Servers see
@@ -154,6 +154,27 @@ export type Envelope = Message<"switchboard.common.v1.Envelope"> & {
    * @generated from field: int64 sequence = 18;
    */
   sequence: bigint;
+
+  /**
+   * Message franking: the delivery service's tag over (report_tag, source account and device,
+   * destination account, server_timestamp_ms, id), an HMAC-SHA256 under a server secret, set
+   * when report_tag is (empty otherwise). The recipient keeps it with the message; a report
+   * (switchboard.delivery.v1.ReportService) presents it to prove that the server delivered this
+   * commitment from that sender at that time. Opaque to clients. For sealed-sender messages the
+   * tag binds an empty source.
+   *
+   * @generated from field: bytes server_franking_tag = 19;
+   */
+  serverFrankingTag: Uint8Array;
+
+  /**
+   * A one-to-one message from an account the recipient has no relationship with, delivered
+   * because the recipient's requests policy is DELIVER_MARKED: apps show it as a message request
+   * (see switchboard/delivery/v1/requests.proto). Held requests carry it too.
+   *
+   * @generated from field: bool message_request = 40;
+   */
+  messageRequest: boolean;
 };
 
 /**

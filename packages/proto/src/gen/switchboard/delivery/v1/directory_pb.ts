@@ -15,13 +15,15 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Account, Device, Handle } from "../../common/v1/identity_pb.js";
 import { file_switchboard_common_v1_identity } from "../../common/v1/identity_pb.js";
+import type { RequestsPolicy } from "./requests_pb.js";
+import { file_switchboard_delivery_v1_requests } from "./requests_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file switchboard/delivery/v1/directory.proto.
  */
 export const file_switchboard_delivery_v1_directory: GenFile = /*@__PURE__*/
-  fileDesc("Cidzd2l0Y2hib2FyZC9kZWxpdmVyeS92MS9kaXJlY3RvcnkucHJvdG8SF3N3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxIqEBChZSZWdpc3RlckFjY291bnRSZXF1ZXN0Ei0KBmhhbmRsZRgBIAEoCzIdLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5IYW5kbGUSFwoPcmVnaXN0cmF0aW9uX2lkGAIgASgNEhAKCHBhc3N3b3JkGAMgASgJEhMKC2RldmljZV9uYW1lGAQgASgJEhgKEHJlcGxhY2VfZXhpc3RpbmcYBSABKAgiiwEKF1JlZ2lzdGVyQWNjb3VudFJlc3BvbnNlEi8KB2FjY291bnQYASABKAsyHi5zd2l0Y2hib2FyZC5jb21tb24udjEuQWNjb3VudBItCgZkZXZpY2UYAiABKAsyHS5zd2l0Y2hib2FyZC5jb21tb24udjEuRGV2aWNlEhAKCHJlcGxhY2VkGAMgASgIImsKFVJlZ2lzdGVyRGV2aWNlUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhcKD3JlZ2lzdHJhdGlvbl9pZBgCIAEoDRIQCghwYXNzd29yZBgDIAEoCRITCgtkZXZpY2VfbmFtZRgEIAEoCSJHChZSZWdpc3RlckRldmljZVJlc3BvbnNlEi0KBmRldmljZRgBIAEoCzIdLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5EZXZpY2UiPAoTUmVtb3ZlRGV2aWNlUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhEKCWRldmljZV9pZBgCIAEoDSIWChRSZW1vdmVEZXZpY2VSZXNwb25zZSJFChRSZXNvbHZlSGFuZGxlUmVxdWVzdBItCgZoYW5kbGUYASABKAsyHS5zd2l0Y2hib2FyZC5jb21tb24udjEuSGFuZGxlIpcBChVSZXNvbHZlSGFuZGxlUmVzcG9uc2USPAoFZm91bmQYASABKAsyKy5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5BY2NvdW50V2l0aERldmljZXNIABI2Cglub3RfZm91bmQYAiABKAsyIS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5Ob3RGb3VuZEgAQggKBnJlc3VsdCJ1ChJBY2NvdW50V2l0aERldmljZXMSLwoHYWNjb3VudBgBIAEoCzIeLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5BY2NvdW50Ei4KB2RldmljZXMYAiADKAsyHS5zd2l0Y2hib2FyZC5jb21tb24udjEuRGV2aWNlIgoKCE5vdEZvdW5kIicKEUdldEFjY291bnRSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkilAEKEkdldEFjY291bnRSZXNwb25zZRI8CgVmb3VuZBgBIAEoCzIrLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLkFjY291bnRXaXRoRGV2aWNlc0gAEjYKCW5vdF9mb3VuZBgCIAEoCzIhLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLk5vdEZvdW5kSABCCAoGcmVzdWx0Mr8EChBEaXJlY3RvcnlTZXJ2aWNlEnQKD1JlZ2lzdGVyQWNjb3VudBIvLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlZ2lzdGVyQWNjb3VudFJlcXVlc3QaMC5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5SZWdpc3RlckFjY291bnRSZXNwb25zZRJxCg5SZWdpc3RlckRldmljZRIuLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlZ2lzdGVyRGV2aWNlUmVxdWVzdBovLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlZ2lzdGVyRGV2aWNlUmVzcG9uc2USawoMUmVtb3ZlRGV2aWNlEiwuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuUmVtb3ZlRGV2aWNlUmVxdWVzdBotLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlbW92ZURldmljZVJlc3BvbnNlEm4KDVJlc29sdmVIYW5kbGUSLS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5SZXNvbHZlSGFuZGxlUmVxdWVzdBouLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlc29sdmVIYW5kbGVSZXNwb25zZRJlCgpHZXRBY2NvdW50Eiouc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuR2V0QWNjb3VudFJlcXVlc3QaKy5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5HZXRBY2NvdW50UmVzcG9uc2ViBnByb3RvMw", [file_switchboard_common_v1_identity]);
+  fileDesc("Cidzd2l0Y2hib2FyZC9kZWxpdmVyeS92MS9kaXJlY3RvcnkucHJvdG8SF3N3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxIvIBChZSZWdpc3RlckFjY291bnRSZXF1ZXN0Ei0KBmhhbmRsZRgBIAEoCzIdLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5IYW5kbGUSFwoPcmVnaXN0cmF0aW9uX2lkGAIgASgNEhAKCHBhc3N3b3JkGAMgASgJEhMKC2RldmljZV9uYW1lGAQgASgJEhgKEHJlcGxhY2VfZXhpc3RpbmcYBSABKAgSDQoFbWlub3IYHiABKAgSQAoPcmVxdWVzdHNfcG9saWN5GB8gASgOMicuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuUmVxdWVzdHNQb2xpY3kiiwEKF1JlZ2lzdGVyQWNjb3VudFJlc3BvbnNlEi8KB2FjY291bnQYASABKAsyHi5zd2l0Y2hib2FyZC5jb21tb24udjEuQWNjb3VudBItCgZkZXZpY2UYAiABKAsyHS5zd2l0Y2hib2FyZC5jb21tb24udjEuRGV2aWNlEhAKCHJlcGxhY2VkGAMgASgIImsKFVJlZ2lzdGVyRGV2aWNlUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhcKD3JlZ2lzdHJhdGlvbl9pZBgCIAEoDRIQCghwYXNzd29yZBgDIAEoCRITCgtkZXZpY2VfbmFtZRgEIAEoCSJHChZSZWdpc3RlckRldmljZVJlc3BvbnNlEi0KBmRldmljZRgBIAEoCzIdLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5EZXZpY2UiPAoTUmVtb3ZlRGV2aWNlUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhEKCWRldmljZV9pZBgCIAEoDSIWChRSZW1vdmVEZXZpY2VSZXNwb25zZSJFChRSZXNvbHZlSGFuZGxlUmVxdWVzdBItCgZoYW5kbGUYASABKAsyHS5zd2l0Y2hib2FyZC5jb21tb24udjEuSGFuZGxlIpcBChVSZXNvbHZlSGFuZGxlUmVzcG9uc2USPAoFZm91bmQYASABKAsyKy5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5BY2NvdW50V2l0aERldmljZXNIABI2Cglub3RfZm91bmQYAiABKAsyIS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5Ob3RGb3VuZEgAQggKBnJlc3VsdCJ1ChJBY2NvdW50V2l0aERldmljZXMSLwoHYWNjb3VudBgBIAEoCzIeLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5BY2NvdW50Ei4KB2RldmljZXMYAiADKAsyHS5zd2l0Y2hib2FyZC5jb21tb24udjEuRGV2aWNlIgoKCE5vdEZvdW5kIicKEUdldEFjY291bnRSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkilAEKEkdldEFjY291bnRSZXNwb25zZRI8CgVmb3VuZBgBIAEoCzIrLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLkFjY291bnRXaXRoRGV2aWNlc0gAEjYKCW5vdF9mb3VuZBgCIAEoCzIhLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLk5vdEZvdW5kSABCCAoGcmVzdWx0IkYKHVNldFRoaXJkUGFydHlSZWFjaGFibGVSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSEQoJcmVhY2hhYmxlGAIgASgIIjMKHlNldFRoaXJkUGFydHlSZWFjaGFibGVSZXNwb25zZRIRCglyZWFjaGFibGUYASABKAgiMwodR2V0VGhpcmRQYXJ0eVJlYWNoYWJsZVJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCSIzCh5HZXRUaGlyZFBhcnR5UmVhY2hhYmxlUmVzcG9uc2USEQoJcmVhY2hhYmxlGAEgASgIMtcGChBEaXJlY3RvcnlTZXJ2aWNlEnQKD1JlZ2lzdGVyQWNjb3VudBIvLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlZ2lzdGVyQWNjb3VudFJlcXVlc3QaMC5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5SZWdpc3RlckFjY291bnRSZXNwb25zZRJxCg5SZWdpc3RlckRldmljZRIuLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlZ2lzdGVyRGV2aWNlUmVxdWVzdBovLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlZ2lzdGVyRGV2aWNlUmVzcG9uc2USawoMUmVtb3ZlRGV2aWNlEiwuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuUmVtb3ZlRGV2aWNlUmVxdWVzdBotLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlbW92ZURldmljZVJlc3BvbnNlEm4KDVJlc29sdmVIYW5kbGUSLS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5SZXNvbHZlSGFuZGxlUmVxdWVzdBouLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlc29sdmVIYW5kbGVSZXNwb25zZRJlCgpHZXRBY2NvdW50Eiouc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuR2V0QWNjb3VudFJlcXVlc3QaKy5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5HZXRBY2NvdW50UmVzcG9uc2USiQEKFlNldFRoaXJkUGFydHlSZWFjaGFibGUSNi5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZXRUaGlyZFBhcnR5UmVhY2hhYmxlUmVxdWVzdBo3LnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlNldFRoaXJkUGFydHlSZWFjaGFibGVSZXNwb25zZRKJAQoWR2V0VGhpcmRQYXJ0eVJlYWNoYWJsZRI2LnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLkdldFRoaXJkUGFydHlSZWFjaGFibGVSZXF1ZXN0Gjcuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuR2V0VGhpcmRQYXJ0eVJlYWNoYWJsZVJlc3BvbnNlYgZwcm90bzM", [file_switchboard_common_v1_identity, file_switchboard_delivery_v1_requests]);
 
 /**
  * Request for DirectoryService.RegisterAccount.
@@ -68,6 +70,24 @@ export type RegisterAccountRequest = Message<"switchboard.delivery.v1.RegisterAc
    * @generated from field: bool replace_existing = 5;
    */
   replaceExisting: boolean;
+
+  /**
+   * The account belongs to a minor, from the app's own age signal (issue 9). A minor receives no
+   * one-to-one message and no group invitation from an adult it has no accepted relationship
+   * with; the sender cannot tell (see docs/safety.md). Never shown to other accounts. On
+   * re-registration (`replace_existing`) the flag is updated.
+   *
+   * @generated from field: bool minor = 30;
+   */
+  minor: boolean;
+
+  /**
+   * How the account treats messages from strangers; UNSPECIFIED is DELIVER_MARKED for adults.
+   * Minors always hold. Changeable later with RequestService.SetRequestsPolicy.
+   *
+   * @generated from field: switchboard.delivery.v1.RequestsPolicy requests_policy = 31;
+   */
+  requestsPolicy: RequestsPolicy;
 };
 
 /**
@@ -379,6 +399,97 @@ export const GetAccountResponseSchema: GenMessage<GetAccountResponse> = /*@__PUR
   messageDesc(file_switchboard_delivery_v1_directory, 11);
 
 /**
+ * Request for DirectoryService.SetThirdPartyReachable.
+ *
+ * @generated from message switchboard.delivery.v1.SetThirdPartyReachableRequest
+ */
+export type SetThirdPartyReachableRequest = Message<"switchboard.delivery.v1.SetThirdPartyReachableRequest"> & {
+  /**
+   * The account (UUID). May be left empty with a device credential (the caller's account).
+   *
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+
+  /**
+   * True: the account's users can be found and messaged by third-party providers' users.
+   *
+   * @generated from field: bool reachable = 2;
+   */
+  reachable: boolean;
+};
+
+/**
+ * Describes the message switchboard.delivery.v1.SetThirdPartyReachableRequest.
+ * Use `create(SetThirdPartyReachableRequestSchema)` to create a new message.
+ */
+export const SetThirdPartyReachableRequestSchema: GenMessage<SetThirdPartyReachableRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_delivery_v1_directory, 12);
+
+/**
+ * Response for DirectoryService.SetThirdPartyReachable.
+ *
+ * @generated from message switchboard.delivery.v1.SetThirdPartyReachableResponse
+ */
+export type SetThirdPartyReachableResponse = Message<"switchboard.delivery.v1.SetThirdPartyReachableResponse"> & {
+  /**
+   * The stored setting.
+   *
+   * @generated from field: bool reachable = 1;
+   */
+  reachable: boolean;
+};
+
+/**
+ * Describes the message switchboard.delivery.v1.SetThirdPartyReachableResponse.
+ * Use `create(SetThirdPartyReachableResponseSchema)` to create a new message.
+ */
+export const SetThirdPartyReachableResponseSchema: GenMessage<SetThirdPartyReachableResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_delivery_v1_directory, 13);
+
+/**
+ * Request for DirectoryService.GetThirdPartyReachable.
+ *
+ * @generated from message switchboard.delivery.v1.GetThirdPartyReachableRequest
+ */
+export type GetThirdPartyReachableRequest = Message<"switchboard.delivery.v1.GetThirdPartyReachableRequest"> & {
+  /**
+   * The account (UUID). May be left empty with a device credential (the caller's account).
+   *
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+};
+
+/**
+ * Describes the message switchboard.delivery.v1.GetThirdPartyReachableRequest.
+ * Use `create(GetThirdPartyReachableRequestSchema)` to create a new message.
+ */
+export const GetThirdPartyReachableRequestSchema: GenMessage<GetThirdPartyReachableRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_delivery_v1_directory, 14);
+
+/**
+ * Response for DirectoryService.GetThirdPartyReachable.
+ *
+ * @generated from message switchboard.delivery.v1.GetThirdPartyReachableResponse
+ */
+export type GetThirdPartyReachableResponse = Message<"switchboard.delivery.v1.GetThirdPartyReachableResponse"> & {
+  /**
+   * The stored setting (false unless the account opted in; always true for provider accounts).
+   *
+   * @generated from field: bool reachable = 1;
+   */
+  reachable: boolean;
+};
+
+/**
+ * Describes the message switchboard.delivery.v1.GetThirdPartyReachableResponse.
+ * Use `create(GetThirdPartyReachableResponseSchema)` to create a new message.
+ */
+export const GetThirdPartyReachableResponseSchema: GenMessage<GetThirdPartyReachableResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_delivery_v1_directory, 15);
+
+/**
  * DirectoryService registers accounts and devices and resolves app handles.
  *
  * @generated from service switchboard.delivery.v1.DirectoryService
@@ -437,6 +548,31 @@ export const DirectoryService: GenService<{
     methodKind: "unary";
     input: typeof GetAccountRequestSchema;
     output: typeof GetAccountResponseSchema;
+  },
+  /**
+   * Sets whether third-party providers' users may reach the account (the interoperability
+   * opt-in, off by default; docs/interop.md). App credential of the account's app, or a device
+   * credential of the account. While off, a provider resolving the account's handle gets
+   * not_found, its users' sends get recipient_not_found and it cannot add the account to a group;
+   * the account itself may still message provider users. Accounts of providers are always
+   * reachable: FAILED_PRECONDITION (THIRD_PARTY_ACCOUNT) for them.
+   *
+   * @generated from rpc switchboard.delivery.v1.DirectoryService.SetThirdPartyReachable
+   */
+  setThirdPartyReachable: {
+    methodKind: "unary";
+    input: typeof SetThirdPartyReachableRequestSchema;
+    output: typeof SetThirdPartyReachableResponseSchema;
+  },
+  /**
+   * Reads the account's interoperability opt-in. Same credentials as SetThirdPartyReachable.
+   *
+   * @generated from rpc switchboard.delivery.v1.DirectoryService.GetThirdPartyReachable
+   */
+  getThirdPartyReachable: {
+    methodKind: "unary";
+    input: typeof GetThirdPartyReachableRequestSchema;
+    output: typeof GetThirdPartyReachableResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_switchboard_delivery_v1_directory, 0);

@@ -1067,6 +1067,9 @@ export const MessageService: GenService<{
    * Sends one message to one account: one ciphertext per recipient device. Expected outcomes
    * (device list mismatch, stale registration ids, unknown recipient) are response cases, and
    * nothing is stored for them. Idempotent on (sender device, client_message_id).
+   * Sealed sender: with metadata `unidentified-access-key` (base64 of the recipient's access key)
+   * the call is authorised by that key instead of `authorization`; see sealed_sender.proto. Such
+   * a send is idempotent on (recipient account, client_message_id).
    *
    * @generated from rpc switchboard.delivery.v1.MessageService.SendMessage
    */

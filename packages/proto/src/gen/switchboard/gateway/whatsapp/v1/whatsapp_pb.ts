@@ -24,7 +24,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchboard/gateway/whatsapp/v1/whatsapp.proto.
  */
 export const file_switchboard_gateway_whatsapp_v1_whatsapp: GenFile = /*@__PURE__*/
-  fileDesc("Ci5zd2l0Y2hib2FyZC9nYXRld2F5L3doYXRzYXBwL3YxL3doYXRzYXBwLnByb3RvEh9zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxIioKElJlcXVlc3RDb2RlUmVxdWVzdBIUCgxwaG9uZV9udW1iZXIYASABKAkiMQoTUmVxdWVzdENvZGVSZXNwb25zZRIaChJleHBpcmVzX2luX3NlY29uZHMYASABKA0iZQoRVmVyaWZ5Q29kZVJlcXVlc3QSFAoMcGhvbmVfbnVtYmVyGAEgASgJEgwKBGNvZGUYAiABKAkSFwoPcmVnaXN0cmF0aW9uX2lkGAMgASgNEhMKC2RldmljZV9uYW1lGAQgASgJIkQKElZlcmlmeUNvZGVSZXNwb25zZRILCgNqaWQYASABKAkSDQoFdG9rZW4YAiABKAkSEgoKYWNjb3VudF9pZBgDIAEoCSIXChVDcmVhdGVMaW5rQ29kZVJlcXVlc3QiQgoWQ3JlYXRlTGlua0NvZGVSZXNwb25zZRIMCgRjb2RlGAEgASgJEhoKEmV4cGlyZXNfaW5fc2Vjb25kcxgCIAEoDSJPChFMaW5rRGV2aWNlUmVxdWVzdBIMCgRjb2RlGAEgASgJEhcKD3JlZ2lzdHJhdGlvbl9pZBgCIAEoDRITCgtkZXZpY2VfbmFtZRgDIAEoCSJEChJMaW5rRGV2aWNlUmVzcG9uc2USCwoDamlkGAEgASgJEg0KBXRva2VuGAIgASgJEhIKCmFjY291bnRfaWQYAyABKAkiPwoGUHJlS2V5Eg4KBmtleV9pZBgBIAEoDRISCgpwdWJsaWNfa2V5GAIgASgMEhEKCXNpZ25hdHVyZRgDIAEoDCK7AgoRVXBsb2FkS2V5c1JlcXVlc3QSFAoMaWRlbnRpdHlfa2V5GAEgASgMEj8KDnNpZ25lZF9wcmVfa2V5GAIgASgLMicuc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5QcmVLZXkSQgoRb25lX3RpbWVfcHJlX2tleXMYAyADKAsyJy5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLlByZUtleRI/Cg5reWJlcl9wcmVfa2V5cxgEIAMoCzInLnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuUHJlS2V5EkoKGWxhc3RfcmVzb3J0X2t5YmVyX3ByZV9rZXkYBSABKAsyJy5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLlByZUtleSJRChJVcGxvYWRLZXlzUmVzcG9uc2USHgoWb25lX3RpbWVfcHJlX2tleV9jb3VudBgBIAEoDRIbChNreWJlcl9wcmVfa2V5X2NvdW50GAIgASgNIiYKF0dldFByZUtleUJ1bmRsZXNSZXF1ZXN0EgsKA2ppZBgBIAEoCSKOAgoMUHJlS2V5QnVuZGxlEgsKA2ppZBgBIAEoCRIXCg9yZWdpc3RyYXRpb25faWQYAiABKA0SFAoMaWRlbnRpdHlfa2V5GAMgASgMEj8KDnNpZ25lZF9wcmVfa2V5GAQgASgLMicuc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5QcmVLZXkSQQoQb25lX3RpbWVfcHJlX2tleRgFIAEoCzInLnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuUHJlS2V5Ej4KDWt5YmVyX3ByZV9rZXkYBiABKAsyJy5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLlByZUtleSJuChhHZXRQcmVLZXlCdW5kbGVzUmVzcG9uc2USEgoKYWNjb3VudF9pZBgBIAEoCRI+CgdidW5kbGVzGAIgAygLMi0uc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5QcmVLZXlCdW5kbGUiIAoRTG9va3VwVXNlclJlcXVlc3QSCwoDamlkGAEgASgJInYKEkxvb2t1cFVzZXJSZXNwb25zZRIOCgZleGlzdHMYASABKAgSEgoKYWNjb3VudF9pZBgCIAEoCRI8CgdkZXZpY2VzGAMgAygLMisuc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5EZXZpY2VJbmZvIjIKCkRldmljZUluZm8SCwoDamlkGAEgASgJEhcKD3JlZ2lzdHJhdGlvbl9pZBgCIAEoDSIqChJDcmVhdGVHcm91cFJlcXVlc3QSFAoMcGFydGljaXBhbnRzGAEgAygJIigKE0NyZWF0ZUdyb3VwUmVzcG9uc2USEQoJZ3JvdXBfamlkGAEgASgJIkQKElVwZGF0ZUdyb3VwUmVxdWVzdBIRCglncm91cF9qaWQYASABKAkSCwoDYWRkGAIgAygJEg4KBnJlbW92ZRgDIAMoCSIrChNVcGRhdGVHcm91cFJlc3BvbnNlEhQKDHBhcnRpY2lwYW50cxgBIAMoCSKOAQoLQ2hhdFJlcXVlc3QSPQoEc2VuZBgBIAEoCzItLnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuT3V0Z29pbmdDaGF0SAASNwoDYWNrGAIgASgLMiguc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5DaGF0QWNrSABCBwoFZnJhbWUiiAEKEERldmljZUNpcGhlcnRleHQSCwoDamlkGAEgASgJEhcKD3JlZ2lzdHJhdGlvbl9pZBgCIAEoDRI6CgRraW5kGAMgASgOMiwuc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5NZXNzYWdlS2luZBISCgpjaXBoZXJ0ZXh0GAQgASgMIt4BCgxPdXRnb2luZ0NoYXQSCgoCaWQYASABKAkSCgoCdG8YAiABKAkSRwoMcGFydGljaXBhbnRzGAMgAygLMjEuc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5EZXZpY2VDaXBoZXJ0ZXh0EhgKEGdyb3VwX2NpcGhlcnRleHQYBCABKAwSCQoBdBgFIAEoAxIRCgllcGhlbWVyYWwYBiABKAgSEQoJZm9yd2FyZGVkGAcgASgIEhIKCnJlcG9ydF90YWcYCCABKAwSDgoGdXJnZW50GAkgASgIIhYKB0NoYXRBY2sSCwoDaWRzGAEgAygJIt8CCgxDaGF0UmVzcG9uc2USQAoHbWVzc2FnZRgBIAEoCzItLnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuSW5jb21pbmdDaGF0SAASPAoIc2VuZF9hY2sYAiABKAsyKC5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLlNlbmRBY2tIABJBCgdyZWNlaXB0GAMgASgLMi4uc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5TZXJ2ZXJSZWNlaXB0SAASRgoNcXVldWVfZHJhaW5lZBgEIAEoCzItLnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuUXVldWVEcmFpbmVkSAASOwoFZXJyb3IYBSABKAsyKi5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLkNoYXRFcnJvckgAQgcKBWZyYW1lItECCgxJbmNvbWluZ0NoYXQSEQoJc2VydmVyX2lkGAEgASgJEgoKAmlkGAIgASgJEgwKBGZyb20YAyABKAkSDQoFZ3JvdXAYBCABKAkSOgoEa2luZBgFIAEoDjIsLnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuTWVzc2FnZUtpbmQSEgoKY2lwaGVydGV4dBgGIAEoDBIJCgF0GAcgASgDEhAKCHNlcnZlcl90GAggASgDEhEKCWVwaGVtZXJhbBgJIAEoCBIRCglmb3J3YXJkZWQYCiABKAgSEgoKcmVwb3J0X3RhZxgLIAEoDBIOCgZ1cmdlbnQYDCABKAgSHgoWc2VuZGVyX3JlZ2lzdHJhdGlvbl9pZBgNIAEoDRIQCghzZXF1ZW5jZRgOIAEoAxIcChR0aGlyZF9wYXJ0eV9wcm92aWRlchgPIAEoCSKpAQoHU2VuZEFjaxIKCgJpZBgBIAEoCRI+CgZzdGF0dXMYAiABKA4yLi5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLlNlbmRBY2tTdGF0dXMSEQoJc2VydmVyX2lkGAMgASgJEhAKCHNlcnZlcl90GAQgASgDEg8KB21pc3NpbmcYBSADKAkSDQoFZXh0cmEYBiADKAkSDQoFc3RhbGUYByADKAkiRwoNU2VydmVyUmVjZWlwdBIRCglzZXJ2ZXJfaWQYASABKAkSCgoCaWQYAiABKAkSDAoEZnJvbRgDIAEoCRIJCgF0GAQgASgDIg4KDFF1ZXVlRHJhaW5lZCJGCglDaGF0RXJyb3ISCgoCaWQYASABKAkSDAoEY29kZRgCIAEoBRIOCgZyZWFzb24YAyABKAkSDwoHbWVzc2FnZRgEIAEoCSqmAQoLTWVzc2FnZUtpbmQSHAoYTUVTU0FHRV9LSU5EX1VOU1BFQ0lGSUVEEAASFAoQTUVTU0FHRV9LSU5EX01TRxABEhYKEk1FU1NBR0VfS0lORF9QS01TRxACEhYKEk1FU1NBR0VfS0lORF9TS01TRxADEhcKE01FU1NBR0VfS0lORF9TRUFMRUQQBBIaChZNRVNTQUdFX0tJTkRfUExBSU5URVhUEAUqjAEKDVNlbmRBY2tTdGF0dXMSHwobU0VORF9BQ0tfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFgoSU0VORF9BQ0tfU1RBVFVTX09LEAESIwofU0VORF9BQ0tfU1RBVFVTX0RFVklDRVNfQ0hBTkdFRBACEh0KGVNFTkRfQUNLX1NUQVRVU19OT1RfRk9VTkQQAzLSCQoPV2hhdHNBcHBTZXJ2aWNlEngKC1JlcXVlc3RDb2RlEjMuc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5SZXF1ZXN0Q29kZVJlcXVlc3QaNC5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLlJlcXVlc3RDb2RlUmVzcG9uc2USdQoKVmVyaWZ5Q29kZRIyLnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuVmVyaWZ5Q29kZVJlcXVlc3QaMy5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLlZlcmlmeUNvZGVSZXNwb25zZRKBAQoOQ3JlYXRlTGlua0NvZGUSNi5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLkNyZWF0ZUxpbmtDb2RlUmVxdWVzdBo3LnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuQ3JlYXRlTGlua0NvZGVSZXNwb25zZRJ1CgpMaW5rRGV2aWNlEjIuc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5MaW5rRGV2aWNlUmVxdWVzdBozLnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuTGlua0RldmljZVJlc3BvbnNlEnUKClVwbG9hZEtleXMSMi5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLlVwbG9hZEtleXNSZXF1ZXN0GjMuc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5VcGxvYWRLZXlzUmVzcG9uc2UShwEKEEdldFByZUtleUJ1bmRsZXMSOC5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLkdldFByZUtleUJ1bmRsZXNSZXF1ZXN0Gjkuc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5HZXRQcmVLZXlCdW5kbGVzUmVzcG9uc2USdQoKTG9va3VwVXNlchIyLnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuTG9va3VwVXNlclJlcXVlc3QaMy5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLkxvb2t1cFVzZXJSZXNwb25zZRJ4CgtDcmVhdGVHcm91cBIzLnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuQ3JlYXRlR3JvdXBSZXF1ZXN0GjQuc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5DcmVhdGVHcm91cFJlc3BvbnNlEngKC1VwZGF0ZUdyb3VwEjMuc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5VcGRhdGVHcm91cFJlcXVlc3QaNC5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLlVwZGF0ZUdyb3VwUmVzcG9uc2USZwoEQ2hhdBIsLnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuQ2hhdFJlcXVlc3QaLS5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLkNoYXRSZXNwb25zZSgBMAFiBnByb3RvMw");
+  fileDesc("Ci5zd2l0Y2hib2FyZC9nYXRld2F5L3doYXRzYXBwL3YxL3doYXRzYXBwLnByb3RvEh9zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxIioKElJlcXVlc3RDb2RlUmVxdWVzdBIUCgxwaG9uZV9udW1iZXIYASABKAkiMQoTUmVxdWVzdENvZGVSZXNwb25zZRIaChJleHBpcmVzX2luX3NlY29uZHMYASABKA0idAoRVmVyaWZ5Q29kZVJlcXVlc3QSFAoMcGhvbmVfbnVtYmVyGAEgASgJEgwKBGNvZGUYAiABKAkSFwoPcmVnaXN0cmF0aW9uX2lkGAMgASgNEhMKC2RldmljZV9uYW1lGAQgASgJEg0KBW1pbm9yGB4gASgIIkQKElZlcmlmeUNvZGVSZXNwb25zZRILCgNqaWQYASABKAkSDQoFdG9rZW4YAiABKAkSEgoKYWNjb3VudF9pZBgDIAEoCSIXChVDcmVhdGVMaW5rQ29kZVJlcXVlc3QiQgoWQ3JlYXRlTGlua0NvZGVSZXNwb25zZRIMCgRjb2RlGAEgASgJEhoKEmV4cGlyZXNfaW5fc2Vjb25kcxgCIAEoDSJPChFMaW5rRGV2aWNlUmVxdWVzdBIMCgRjb2RlGAEgASgJEhcKD3JlZ2lzdHJhdGlvbl9pZBgCIAEoDRITCgtkZXZpY2VfbmFtZRgDIAEoCSJEChJMaW5rRGV2aWNlUmVzcG9uc2USCwoDamlkGAEgASgJEg0KBXRva2VuGAIgASgJEhIKCmFjY291bnRfaWQYAyABKAkiPwoGUHJlS2V5Eg4KBmtleV9pZBgBIAEoDRISCgpwdWJsaWNfa2V5GAIgASgMEhEKCXNpZ25hdHVyZRgDIAEoDCK7AgoRVXBsb2FkS2V5c1JlcXVlc3QSFAoMaWRlbnRpdHlfa2V5GAEgASgMEj8KDnNpZ25lZF9wcmVfa2V5GAIgASgLMicuc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5QcmVLZXkSQgoRb25lX3RpbWVfcHJlX2tleXMYAyADKAsyJy5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLlByZUtleRI/Cg5reWJlcl9wcmVfa2V5cxgEIAMoCzInLnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuUHJlS2V5EkoKGWxhc3RfcmVzb3J0X2t5YmVyX3ByZV9rZXkYBSABKAsyJy5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLlByZUtleSJRChJVcGxvYWRLZXlzUmVzcG9uc2USHgoWb25lX3RpbWVfcHJlX2tleV9jb3VudBgBIAEoDRIbChNreWJlcl9wcmVfa2V5X2NvdW50GAIgASgNIiYKF0dldFByZUtleUJ1bmRsZXNSZXF1ZXN0EgsKA2ppZBgBIAEoCSKOAgoMUHJlS2V5QnVuZGxlEgsKA2ppZBgBIAEoCRIXCg9yZWdpc3RyYXRpb25faWQYAiABKA0SFAoMaWRlbnRpdHlfa2V5GAMgASgMEj8KDnNpZ25lZF9wcmVfa2V5GAQgASgLMicuc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5QcmVLZXkSQQoQb25lX3RpbWVfcHJlX2tleRgFIAEoCzInLnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuUHJlS2V5Ej4KDWt5YmVyX3ByZV9rZXkYBiABKAsyJy5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLlByZUtleSJuChhHZXRQcmVLZXlCdW5kbGVzUmVzcG9uc2USEgoKYWNjb3VudF9pZBgBIAEoCRI+CgdidW5kbGVzGAIgAygLMi0uc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5QcmVLZXlCdW5kbGUiIAoRTG9va3VwVXNlclJlcXVlc3QSCwoDamlkGAEgASgJInYKEkxvb2t1cFVzZXJSZXNwb25zZRIOCgZleGlzdHMYASABKAgSEgoKYWNjb3VudF9pZBgCIAEoCRI8CgdkZXZpY2VzGAMgAygLMisuc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5EZXZpY2VJbmZvIjIKCkRldmljZUluZm8SCwoDamlkGAEgASgJEhcKD3JlZ2lzdHJhdGlvbl9pZBgCIAEoDSIqChJDcmVhdGVHcm91cFJlcXVlc3QSFAoMcGFydGljaXBhbnRzGAEgAygJIigKE0NyZWF0ZUdyb3VwUmVzcG9uc2USEQoJZ3JvdXBfamlkGAEgASgJIkQKElVwZGF0ZUdyb3VwUmVxdWVzdBIRCglncm91cF9qaWQYASABKAkSCwoDYWRkGAIgAygJEg4KBnJlbW92ZRgDIAMoCSIrChNVcGRhdGVHcm91cFJlc3BvbnNlEhQKDHBhcnRpY2lwYW50cxgBIAMoCSKOAQoLQ2hhdFJlcXVlc3QSPQoEc2VuZBgBIAEoCzItLnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuT3V0Z29pbmdDaGF0SAASNwoDYWNrGAIgASgLMiguc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5DaGF0QWNrSABCBwoFZnJhbWUiiAEKEERldmljZUNpcGhlcnRleHQSCwoDamlkGAEgASgJEhcKD3JlZ2lzdHJhdGlvbl9pZBgCIAEoDRI6CgRraW5kGAMgASgOMiwuc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5NZXNzYWdlS2luZBISCgpjaXBoZXJ0ZXh0GAQgASgMIt4BCgxPdXRnb2luZ0NoYXQSCgoCaWQYASABKAkSCgoCdG8YAiABKAkSRwoMcGFydGljaXBhbnRzGAMgAygLMjEuc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5EZXZpY2VDaXBoZXJ0ZXh0EhgKEGdyb3VwX2NpcGhlcnRleHQYBCABKAwSCQoBdBgFIAEoAxIRCgllcGhlbWVyYWwYBiABKAgSEQoJZm9yd2FyZGVkGAcgASgIEhIKCnJlcG9ydF90YWcYCCABKAwSDgoGdXJnZW50GAkgASgIIhYKB0NoYXRBY2sSCwoDaWRzGAEgAygJIt8CCgxDaGF0UmVzcG9uc2USQAoHbWVzc2FnZRgBIAEoCzItLnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuSW5jb21pbmdDaGF0SAASPAoIc2VuZF9hY2sYAiABKAsyKC5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLlNlbmRBY2tIABJBCgdyZWNlaXB0GAMgASgLMi4uc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5TZXJ2ZXJSZWNlaXB0SAASRgoNcXVldWVfZHJhaW5lZBgEIAEoCzItLnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuUXVldWVEcmFpbmVkSAASOwoFZXJyb3IYBSABKAsyKi5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLkNoYXRFcnJvckgAQgcKBWZyYW1lIocDCgxJbmNvbWluZ0NoYXQSEQoJc2VydmVyX2lkGAEgASgJEgoKAmlkGAIgASgJEgwKBGZyb20YAyABKAkSDQoFZ3JvdXAYBCABKAkSOgoEa2luZBgFIAEoDjIsLnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuTWVzc2FnZUtpbmQSEgoKY2lwaGVydGV4dBgGIAEoDBIJCgF0GAcgASgDEhAKCHNlcnZlcl90GAggASgDEhEKCWVwaGVtZXJhbBgJIAEoCBIRCglmb3J3YXJkZWQYCiABKAgSEgoKcmVwb3J0X3RhZxgLIAEoDBIOCgZ1cmdlbnQYDCABKAgSHgoWc2VuZGVyX3JlZ2lzdHJhdGlvbl9pZBgNIAEoDRIQCghzZXF1ZW5jZRgOIAEoAxIcChR0aGlyZF9wYXJ0eV9wcm92aWRlchgPIAEoCRIXCg9tZXNzYWdlX3JlcXVlc3QYHiABKAgSGwoTc2VydmVyX2ZyYW5raW5nX3RhZxgoIAEoDCKpAQoHU2VuZEFjaxIKCgJpZBgBIAEoCRI+CgZzdGF0dXMYAiABKA4yLi5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLlNlbmRBY2tTdGF0dXMSEQoJc2VydmVyX2lkGAMgASgJEhAKCHNlcnZlcl90GAQgASgDEg8KB21pc3NpbmcYBSADKAkSDQoFZXh0cmEYBiADKAkSDQoFc3RhbGUYByADKAkiRwoNU2VydmVyUmVjZWlwdBIRCglzZXJ2ZXJfaWQYASABKAkSCgoCaWQYAiABKAkSDAoEZnJvbRgDIAEoCRIJCgF0GAQgASgDIg4KDFF1ZXVlRHJhaW5lZCJGCglDaGF0RXJyb3ISCgoCaWQYASABKAkSDAoEY29kZRgCIAEoBRIOCgZyZWFzb24YAyABKAkSDwoHbWVzc2FnZRgEIAEoCSIyCh1TZXRUaGlyZFBhcnR5UmVhY2hhYmxlUmVxdWVzdBIRCglyZWFjaGFibGUYASABKAgiMwoeU2V0VGhpcmRQYXJ0eVJlYWNoYWJsZVJlc3BvbnNlEhEKCXJlYWNoYWJsZRgBIAEoCCIfCh1HZXRUaGlyZFBhcnR5UmVhY2hhYmxlUmVxdWVzdCIzCh5HZXRUaGlyZFBhcnR5UmVhY2hhYmxlUmVzcG9uc2USEQoJcmVhY2hhYmxlGAEgASgIIpABCg5NZXNzYWdlUmVxdWVzdBIMCgRmcm9tGAEgASgJEg0KBWdyb3VwGAIgASgJEj8KCG1lc3NhZ2VzGAMgAygLMi0uc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5JbmNvbWluZ0NoYXQSFQoNbWVzc2FnZV9jb3VudBgEIAEoDRIJCgF0GAUgASgDIhwKGkxpc3RNZXNzYWdlUmVxdWVzdHNSZXF1ZXN0ImAKG0xpc3RNZXNzYWdlUmVxdWVzdHNSZXNwb25zZRJBCghyZXF1ZXN0cxgBIAMoCzIvLnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuTWVzc2FnZVJlcXVlc3QiKgobQWNjZXB0TWVzc2FnZVJlcXVlc3RSZXF1ZXN0EgsKA2ppZBgBIAEoCSIwChxBY2NlcHRNZXNzYWdlUmVxdWVzdFJlc3BvbnNlEhAKCHJlbGVhc2VkGAEgASgNIisKHERlY2xpbmVNZXNzYWdlUmVxdWVzdFJlcXVlc3QSCwoDamlkGAEgASgJIjAKHURlY2xpbmVNZXNzYWdlUmVxdWVzdFJlc3BvbnNlEg8KB2RlbGV0ZWQYASABKA0iHwoQQmxvY2tVc2VyUmVxdWVzdBILCgNqaWQYASABKAkiEwoRQmxvY2tVc2VyUmVzcG9uc2UiIQoSVW5ibG9ja1VzZXJSZXF1ZXN0EgsKA2ppZBgBIAEoCSIVChNVbmJsb2NrVXNlclJlc3BvbnNlIigKGFNldFJlcXVlc3RzUG9saWN5UmVxdWVzdBIMCgRob2xkGAEgASgIIhsKGVNldFJlcXVlc3RzUG9saWN5UmVzcG9uc2UiHQobR2V0U2VuZGVyQ2VydGlmaWNhdGVSZXF1ZXN0Il4KHEdldFNlbmRlckNlcnRpZmljYXRlUmVzcG9uc2USEwoLY2VydGlmaWNhdGUYASABKAwSFQoNZXhwaXJlc19hdF9tcxgCIAEoAxISCgp0cnVzdF9yb290GAMgASgMIlkKHFNldFVuaWRlbnRpZmllZEFjY2Vzc1JlcXVlc3QSEgoKYWNjZXNzX2tleRgBIAEoDBIUCgx1bnJlc3RyaWN0ZWQYAiABKAgSDwoHZGlzYWJsZRgDIAEoCCIfCh1TZXRVbmlkZW50aWZpZWRBY2Nlc3NSZXNwb25zZSJnChFTZW5kU2VhbGVkUmVxdWVzdBI+CgdtZXNzYWdlGAEgASgLMi0uc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5PdXRnb2luZ0NoYXQSEgoKYWNjZXNzX2tleRgCIAEoDCJLChJTZW5kU2VhbGVkUmVzcG9uc2USNQoDYWNrGAEgASgLMiguc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5TZW5kQWNrIs8BChRSZXBvcnRNZXNzYWdlUmVxdWVzdBIRCglzZXJ2ZXJfaWQYASABKAkSDAoEZnJvbRgCIAEoCRIQCghzZXJ2ZXJfdBgDIAEoAxIRCglwbGFpbnRleHQYBCABKAwSFAoMZnJhbmtpbmdfa2V5GAUgASgMEhIKCnJlcG9ydF90YWcYBiABKAwSGwoTc2VydmVyX2ZyYW5raW5nX3RhZxgHIAEoDBIaChJzZW5kZXJfY2VydGlmaWNhdGUYCCABKAwSDgoGcmVhc29uGAkgASgJIioKFVJlcG9ydE1lc3NhZ2VSZXNwb25zZRIRCglyZXBvcnRfaWQYASABKAkqpgEKC01lc3NhZ2VLaW5kEhwKGE1FU1NBR0VfS0lORF9VTlNQRUNJRklFRBAAEhQKEE1FU1NBR0VfS0lORF9NU0cQARIWChJNRVNTQUdFX0tJTkRfUEtNU0cQAhIWChJNRVNTQUdFX0tJTkRfU0tNU0cQAxIXChNNRVNTQUdFX0tJTkRfU0VBTEVEEAQSGgoWTUVTU0FHRV9LSU5EX1BMQUlOVEVYVBAFKowBCg1TZW5kQWNrU3RhdHVzEh8KG1NFTkRfQUNLX1NUQVRVU19VTlNQRUNJRklFRBAAEhYKElNFTkRfQUNLX1NUQVRVU19PSxABEiMKH1NFTkRfQUNLX1NUQVRVU19ERVZJQ0VTX0NIQU5HRUQQAhIdChlTRU5EX0FDS19TVEFUVVNfTk9UX0ZPVU5EEAMy7RYKD1doYXRzQXBwU2VydmljZRJ4CgtSZXF1ZXN0Q29kZRIzLnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuUmVxdWVzdENvZGVSZXF1ZXN0GjQuc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5SZXF1ZXN0Q29kZVJlc3BvbnNlEnUKClZlcmlmeUNvZGUSMi5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLlZlcmlmeUNvZGVSZXF1ZXN0GjMuc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5WZXJpZnlDb2RlUmVzcG9uc2USgQEKDkNyZWF0ZUxpbmtDb2RlEjYuc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5DcmVhdGVMaW5rQ29kZVJlcXVlc3QaNy5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLkNyZWF0ZUxpbmtDb2RlUmVzcG9uc2USdQoKTGlua0RldmljZRIyLnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuTGlua0RldmljZVJlcXVlc3QaMy5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLkxpbmtEZXZpY2VSZXNwb25zZRJ1CgpVcGxvYWRLZXlzEjIuc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5VcGxvYWRLZXlzUmVxdWVzdBozLnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuVXBsb2FkS2V5c1Jlc3BvbnNlEocBChBHZXRQcmVLZXlCdW5kbGVzEjguc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5HZXRQcmVLZXlCdW5kbGVzUmVxdWVzdBo5LnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuR2V0UHJlS2V5QnVuZGxlc1Jlc3BvbnNlEnUKCkxvb2t1cFVzZXISMi5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLkxvb2t1cFVzZXJSZXF1ZXN0GjMuc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5Mb29rdXBVc2VyUmVzcG9uc2USeAoLQ3JlYXRlR3JvdXASMy5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLkNyZWF0ZUdyb3VwUmVxdWVzdBo0LnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuQ3JlYXRlR3JvdXBSZXNwb25zZRJ4CgtVcGRhdGVHcm91cBIzLnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuVXBkYXRlR3JvdXBSZXF1ZXN0GjQuc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5VcGRhdGVHcm91cFJlc3BvbnNlEmcKBENoYXQSLC5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLkNoYXRSZXF1ZXN0Gi0uc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5DaGF0UmVzcG9uc2UoATABEpkBChZTZXRUaGlyZFBhcnR5UmVhY2hhYmxlEj4uc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5TZXRUaGlyZFBhcnR5UmVhY2hhYmxlUmVxdWVzdBo/LnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuU2V0VGhpcmRQYXJ0eVJlYWNoYWJsZVJlc3BvbnNlEpkBChZHZXRUaGlyZFBhcnR5UmVhY2hhYmxlEj4uc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5HZXRUaGlyZFBhcnR5UmVhY2hhYmxlUmVxdWVzdBo/LnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuR2V0VGhpcmRQYXJ0eVJlYWNoYWJsZVJlc3BvbnNlEpABChNMaXN0TWVzc2FnZVJlcXVlc3RzEjsuc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5MaXN0TWVzc2FnZVJlcXVlc3RzUmVxdWVzdBo8LnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuTGlzdE1lc3NhZ2VSZXF1ZXN0c1Jlc3BvbnNlEpMBChRBY2NlcHRNZXNzYWdlUmVxdWVzdBI8LnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuQWNjZXB0TWVzc2FnZVJlcXVlc3RSZXF1ZXN0Gj0uc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5BY2NlcHRNZXNzYWdlUmVxdWVzdFJlc3BvbnNlEpYBChVEZWNsaW5lTWVzc2FnZVJlcXVlc3QSPS5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLkRlY2xpbmVNZXNzYWdlUmVxdWVzdFJlcXVlc3QaPi5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLkRlY2xpbmVNZXNzYWdlUmVxdWVzdFJlc3BvbnNlEnIKCUJsb2NrVXNlchIxLnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuQmxvY2tVc2VyUmVxdWVzdBoyLnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuQmxvY2tVc2VyUmVzcG9uc2USeAoLVW5ibG9ja1VzZXISMy5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLlVuYmxvY2tVc2VyUmVxdWVzdBo0LnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuVW5ibG9ja1VzZXJSZXNwb25zZRKKAQoRU2V0UmVxdWVzdHNQb2xpY3kSOS5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLlNldFJlcXVlc3RzUG9saWN5UmVxdWVzdBo6LnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuU2V0UmVxdWVzdHNQb2xpY3lSZXNwb25zZRKTAQoUR2V0U2VuZGVyQ2VydGlmaWNhdGUSPC5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLkdldFNlbmRlckNlcnRpZmljYXRlUmVxdWVzdBo9LnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuR2V0U2VuZGVyQ2VydGlmaWNhdGVSZXNwb25zZRKWAQoVU2V0VW5pZGVudGlmaWVkQWNjZXNzEj0uc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5TZXRVbmlkZW50aWZpZWRBY2Nlc3NSZXF1ZXN0Gj4uc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5TZXRVbmlkZW50aWZpZWRBY2Nlc3NSZXNwb25zZRJ1CgpTZW5kU2VhbGVkEjIuc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5TZW5kU2VhbGVkUmVxdWVzdBozLnN3aXRjaGJvYXJkLmdhdGV3YXkud2hhdHNhcHAudjEuU2VuZFNlYWxlZFJlc3BvbnNlEn4KDVJlcG9ydE1lc3NhZ2USNS5zd2l0Y2hib2FyZC5nYXRld2F5LndoYXRzYXBwLnYxLlJlcG9ydE1lc3NhZ2VSZXF1ZXN0GjYuc3dpdGNoYm9hcmQuZ2F0ZXdheS53aGF0c2FwcC52MS5SZXBvcnRNZXNzYWdlUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * Request for WhatsAppService.RequestCode.
@@ -101,6 +101,15 @@ export type VerifyCodeRequest = Message<"switchboard.gateway.whatsapp.v1.VerifyC
    * @generated from field: string device_name = 4;
    */
   deviceName: string;
+
+  /**
+   * The app's own age signal: the number belongs to a minor. Minors receive no message and no
+   * group invitation from adults they have not accepted (or messaged first); senders cannot
+   * tell (docs/safety.md). Set again on every verification (a reinstall updates it).
+   *
+   * @generated from field: bool minor = 30;
+   */
+  minor: boolean;
 };
 
 /**
@@ -1005,6 +1014,22 @@ export type IncomingChat = Message<"switchboard.gateway.whatsapp.v1.IncomingChat
    * @generated from field: string third_party_provider = 15;
    */
   thirdPartyProvider: string;
+
+  /**
+   * From a user the caller has not accepted and never messaged: show it as a message request
+   * (Accept / Decline / Block through the request RPCs).
+   *
+   * @generated from field: bool message_request = 30;
+   */
+  messageRequest: boolean;
+
+  /**
+   * Message franking: the server's tag binding report_tag to the sender, the recipient, server_t
+   * and server_id. Keep it with the message to be able to report it (ReportMessage).
+   *
+   * @generated from field: bytes server_franking_tag = 40;
+   */
+  serverFrankingTag: Uint8Array;
 };
 
 /**
@@ -1175,6 +1200,609 @@ export type ChatError = Message<"switchboard.gateway.whatsapp.v1.ChatError"> & {
  */
 export const ChatErrorSchema: GenMessage<ChatError> = /*@__PURE__*/
   messageDesc(file_switchboard_gateway_whatsapp_v1_whatsapp, 30);
+
+/**
+ * Request for WhatsAppService.SetThirdPartyReachable.
+ *
+ * @generated from message switchboard.gateway.whatsapp.v1.SetThirdPartyReachableRequest
+ */
+export type SetThirdPartyReachableRequest = Message<"switchboard.gateway.whatsapp.v1.SetThirdPartyReachableRequest"> & {
+  /**
+   * True: users of third-party providers may find and message the caller's account.
+   *
+   * @generated from field: bool reachable = 1;
+   */
+  reachable: boolean;
+};
+
+/**
+ * Describes the message switchboard.gateway.whatsapp.v1.SetThirdPartyReachableRequest.
+ * Use `create(SetThirdPartyReachableRequestSchema)` to create a new message.
+ */
+export const SetThirdPartyReachableRequestSchema: GenMessage<SetThirdPartyReachableRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_gateway_whatsapp_v1_whatsapp, 31);
+
+/**
+ * Response for WhatsAppService.SetThirdPartyReachable.
+ *
+ * @generated from message switchboard.gateway.whatsapp.v1.SetThirdPartyReachableResponse
+ */
+export type SetThirdPartyReachableResponse = Message<"switchboard.gateway.whatsapp.v1.SetThirdPartyReachableResponse"> & {
+  /**
+   * The stored setting.
+   *
+   * @generated from field: bool reachable = 1;
+   */
+  reachable: boolean;
+};
+
+/**
+ * Describes the message switchboard.gateway.whatsapp.v1.SetThirdPartyReachableResponse.
+ * Use `create(SetThirdPartyReachableResponseSchema)` to create a new message.
+ */
+export const SetThirdPartyReachableResponseSchema: GenMessage<SetThirdPartyReachableResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_gateway_whatsapp_v1_whatsapp, 32);
+
+/**
+ * Request for WhatsAppService.GetThirdPartyReachable.
+ *
+ * @generated from message switchboard.gateway.whatsapp.v1.GetThirdPartyReachableRequest
+ */
+export type GetThirdPartyReachableRequest = Message<"switchboard.gateway.whatsapp.v1.GetThirdPartyReachableRequest"> & {
+};
+
+/**
+ * Describes the message switchboard.gateway.whatsapp.v1.GetThirdPartyReachableRequest.
+ * Use `create(GetThirdPartyReachableRequestSchema)` to create a new message.
+ */
+export const GetThirdPartyReachableRequestSchema: GenMessage<GetThirdPartyReachableRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_gateway_whatsapp_v1_whatsapp, 33);
+
+/**
+ * Response for WhatsAppService.GetThirdPartyReachable.
+ *
+ * @generated from message switchboard.gateway.whatsapp.v1.GetThirdPartyReachableResponse
+ */
+export type GetThirdPartyReachableResponse = Message<"switchboard.gateway.whatsapp.v1.GetThirdPartyReachableResponse"> & {
+  /**
+   * The stored setting (false unless the user opted in).
+   *
+   * @generated from field: bool reachable = 1;
+   */
+  reachable: boolean;
+};
+
+/**
+ * Describes the message switchboard.gateway.whatsapp.v1.GetThirdPartyReachableResponse.
+ * Use `create(GetThirdPartyReachableResponseSchema)` to create a new message.
+ */
+export const GetThirdPartyReachableResponseSchema: GenMessage<GetThirdPartyReachableResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_gateway_whatsapp_v1_whatsapp, 34);
+
+/**
+ * MessageRequest is one pending request: a user's held messages, or a group invitation.
+ *
+ * @generated from message switchboard.gateway.whatsapp.v1.MessageRequest
+ */
+export type MessageRequest = Message<"switchboard.gateway.whatsapp.v1.MessageRequest"> & {
+  /**
+   * The requesting user JID (the sender, or the inviter of a group invitation).
+   *
+   * @generated from field: string from = 1;
+   */
+  from: string;
+
+  /**
+   * For a group invitation: the group JID. Empty otherwise.
+   *
+   * @generated from field: string group = 2;
+   */
+  group: string;
+
+  /**
+   * The caller's held messages from that user, oldest first (at most 50).
+   *
+   * @generated from field: repeated switchboard.gateway.whatsapp.v1.IncomingChat messages = 3;
+   */
+  messages: IncomingChat[];
+
+  /**
+   * How many messages of that user are held for this device.
+   *
+   * @generated from field: uint32 message_count = 4;
+   */
+  messageCount: number;
+
+  /**
+   * When the request arrived (its first message or the invitation), ms since the Unix epoch.
+   *
+   * @generated from field: int64 t = 5;
+   */
+  t: bigint;
+};
+
+/**
+ * Describes the message switchboard.gateway.whatsapp.v1.MessageRequest.
+ * Use `create(MessageRequestSchema)` to create a new message.
+ */
+export const MessageRequestSchema: GenMessage<MessageRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_gateway_whatsapp_v1_whatsapp, 35);
+
+/**
+ * Request for WhatsAppService.ListMessageRequests.
+ *
+ * @generated from message switchboard.gateway.whatsapp.v1.ListMessageRequestsRequest
+ */
+export type ListMessageRequestsRequest = Message<"switchboard.gateway.whatsapp.v1.ListMessageRequestsRequest"> & {
+};
+
+/**
+ * Describes the message switchboard.gateway.whatsapp.v1.ListMessageRequestsRequest.
+ * Use `create(ListMessageRequestsRequestSchema)` to create a new message.
+ */
+export const ListMessageRequestsRequestSchema: GenMessage<ListMessageRequestsRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_gateway_whatsapp_v1_whatsapp, 36);
+
+/**
+ * Response for WhatsAppService.ListMessageRequests.
+ *
+ * @generated from message switchboard.gateway.whatsapp.v1.ListMessageRequestsResponse
+ */
+export type ListMessageRequestsResponse = Message<"switchboard.gateway.whatsapp.v1.ListMessageRequestsResponse"> & {
+  /**
+   * Pending requests, oldest first.
+   *
+   * @generated from field: repeated switchboard.gateway.whatsapp.v1.MessageRequest requests = 1;
+   */
+  requests: MessageRequest[];
+};
+
+/**
+ * Describes the message switchboard.gateway.whatsapp.v1.ListMessageRequestsResponse.
+ * Use `create(ListMessageRequestsResponseSchema)` to create a new message.
+ */
+export const ListMessageRequestsResponseSchema: GenMessage<ListMessageRequestsResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_gateway_whatsapp_v1_whatsapp, 37);
+
+/**
+ * Request for WhatsAppService.AcceptMessageRequest.
+ *
+ * @generated from message switchboard.gateway.whatsapp.v1.AcceptMessageRequestRequest
+ */
+export type AcceptMessageRequestRequest = Message<"switchboard.gateway.whatsapp.v1.AcceptMessageRequestRequest"> & {
+  /**
+   * A user JID (accept its messages) or a group JID (accept the invitation).
+   *
+   * @generated from field: string jid = 1;
+   */
+  jid: string;
+};
+
+/**
+ * Describes the message switchboard.gateway.whatsapp.v1.AcceptMessageRequestRequest.
+ * Use `create(AcceptMessageRequestRequestSchema)` to create a new message.
+ */
+export const AcceptMessageRequestRequestSchema: GenMessage<AcceptMessageRequestRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_gateway_whatsapp_v1_whatsapp, 38);
+
+/**
+ * Response for WhatsAppService.AcceptMessageRequest.
+ *
+ * @generated from message switchboard.gateway.whatsapp.v1.AcceptMessageRequestResponse
+ */
+export type AcceptMessageRequestResponse = Message<"switchboard.gateway.whatsapp.v1.AcceptMessageRequestResponse"> & {
+  /**
+   * Held messages released to the caller's devices (one per device and message).
+   *
+   * @generated from field: uint32 released = 1;
+   */
+  released: number;
+};
+
+/**
+ * Describes the message switchboard.gateway.whatsapp.v1.AcceptMessageRequestResponse.
+ * Use `create(AcceptMessageRequestResponseSchema)` to create a new message.
+ */
+export const AcceptMessageRequestResponseSchema: GenMessage<AcceptMessageRequestResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_gateway_whatsapp_v1_whatsapp, 39);
+
+/**
+ * Request for WhatsAppService.DeclineMessageRequest.
+ *
+ * @generated from message switchboard.gateway.whatsapp.v1.DeclineMessageRequestRequest
+ */
+export type DeclineMessageRequestRequest = Message<"switchboard.gateway.whatsapp.v1.DeclineMessageRequestRequest"> & {
+  /**
+   * A user JID or a group JID.
+   *
+   * @generated from field: string jid = 1;
+   */
+  jid: string;
+};
+
+/**
+ * Describes the message switchboard.gateway.whatsapp.v1.DeclineMessageRequestRequest.
+ * Use `create(DeclineMessageRequestRequestSchema)` to create a new message.
+ */
+export const DeclineMessageRequestRequestSchema: GenMessage<DeclineMessageRequestRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_gateway_whatsapp_v1_whatsapp, 40);
+
+/**
+ * Response for WhatsAppService.DeclineMessageRequest.
+ *
+ * @generated from message switchboard.gateway.whatsapp.v1.DeclineMessageRequestResponse
+ */
+export type DeclineMessageRequestResponse = Message<"switchboard.gateway.whatsapp.v1.DeclineMessageRequestResponse"> & {
+  /**
+   * Held messages deleted (one per device and message).
+   *
+   * @generated from field: uint32 deleted = 1;
+   */
+  deleted: number;
+};
+
+/**
+ * Describes the message switchboard.gateway.whatsapp.v1.DeclineMessageRequestResponse.
+ * Use `create(DeclineMessageRequestResponseSchema)` to create a new message.
+ */
+export const DeclineMessageRequestResponseSchema: GenMessage<DeclineMessageRequestResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_gateway_whatsapp_v1_whatsapp, 41);
+
+/**
+ * Request for WhatsAppService.BlockUser.
+ *
+ * @generated from message switchboard.gateway.whatsapp.v1.BlockUserRequest
+ */
+export type BlockUserRequest = Message<"switchboard.gateway.whatsapp.v1.BlockUserRequest"> & {
+  /**
+   * The user JID to block.
+   *
+   * @generated from field: string jid = 1;
+   */
+  jid: string;
+};
+
+/**
+ * Describes the message switchboard.gateway.whatsapp.v1.BlockUserRequest.
+ * Use `create(BlockUserRequestSchema)` to create a new message.
+ */
+export const BlockUserRequestSchema: GenMessage<BlockUserRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_gateway_whatsapp_v1_whatsapp, 42);
+
+/**
+ * Response for WhatsAppService.BlockUser.
+ *
+ * @generated from message switchboard.gateway.whatsapp.v1.BlockUserResponse
+ */
+export type BlockUserResponse = Message<"switchboard.gateway.whatsapp.v1.BlockUserResponse"> & {
+};
+
+/**
+ * Describes the message switchboard.gateway.whatsapp.v1.BlockUserResponse.
+ * Use `create(BlockUserResponseSchema)` to create a new message.
+ */
+export const BlockUserResponseSchema: GenMessage<BlockUserResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_gateway_whatsapp_v1_whatsapp, 43);
+
+/**
+ * Request for WhatsAppService.UnblockUser.
+ *
+ * @generated from message switchboard.gateway.whatsapp.v1.UnblockUserRequest
+ */
+export type UnblockUserRequest = Message<"switchboard.gateway.whatsapp.v1.UnblockUserRequest"> & {
+  /**
+   * The user JID to unblock.
+   *
+   * @generated from field: string jid = 1;
+   */
+  jid: string;
+};
+
+/**
+ * Describes the message switchboard.gateway.whatsapp.v1.UnblockUserRequest.
+ * Use `create(UnblockUserRequestSchema)` to create a new message.
+ */
+export const UnblockUserRequestSchema: GenMessage<UnblockUserRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_gateway_whatsapp_v1_whatsapp, 44);
+
+/**
+ * Response for WhatsAppService.UnblockUser.
+ *
+ * @generated from message switchboard.gateway.whatsapp.v1.UnblockUserResponse
+ */
+export type UnblockUserResponse = Message<"switchboard.gateway.whatsapp.v1.UnblockUserResponse"> & {
+};
+
+/**
+ * Describes the message switchboard.gateway.whatsapp.v1.UnblockUserResponse.
+ * Use `create(UnblockUserResponseSchema)` to create a new message.
+ */
+export const UnblockUserResponseSchema: GenMessage<UnblockUserResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_gateway_whatsapp_v1_whatsapp, 45);
+
+/**
+ * Request for WhatsAppService.SetRequestsPolicy.
+ *
+ * @generated from message switchboard.gateway.whatsapp.v1.SetRequestsPolicyRequest
+ */
+export type SetRequestsPolicyRequest = Message<"switchboard.gateway.whatsapp.v1.SetRequestsPolicyRequest"> & {
+  /**
+   * True: hold messages from strangers as requests; false: deliver them marked (the default).
+   *
+   * @generated from field: bool hold = 1;
+   */
+  hold: boolean;
+};
+
+/**
+ * Describes the message switchboard.gateway.whatsapp.v1.SetRequestsPolicyRequest.
+ * Use `create(SetRequestsPolicyRequestSchema)` to create a new message.
+ */
+export const SetRequestsPolicyRequestSchema: GenMessage<SetRequestsPolicyRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_gateway_whatsapp_v1_whatsapp, 46);
+
+/**
+ * Response for WhatsAppService.SetRequestsPolicy.
+ *
+ * @generated from message switchboard.gateway.whatsapp.v1.SetRequestsPolicyResponse
+ */
+export type SetRequestsPolicyResponse = Message<"switchboard.gateway.whatsapp.v1.SetRequestsPolicyResponse"> & {
+};
+
+/**
+ * Describes the message switchboard.gateway.whatsapp.v1.SetRequestsPolicyResponse.
+ * Use `create(SetRequestsPolicyResponseSchema)` to create a new message.
+ */
+export const SetRequestsPolicyResponseSchema: GenMessage<SetRequestsPolicyResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_gateway_whatsapp_v1_whatsapp, 47);
+
+/**
+ * Request for WhatsAppService.GetSenderCertificate.
+ *
+ * @generated from message switchboard.gateway.whatsapp.v1.GetSenderCertificateRequest
+ */
+export type GetSenderCertificateRequest = Message<"switchboard.gateway.whatsapp.v1.GetSenderCertificateRequest"> & {
+};
+
+/**
+ * Describes the message switchboard.gateway.whatsapp.v1.GetSenderCertificateRequest.
+ * Use `create(GetSenderCertificateRequestSchema)` to create a new message.
+ */
+export const GetSenderCertificateRequestSchema: GenMessage<GetSenderCertificateRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_gateway_whatsapp_v1_whatsapp, 48);
+
+/**
+ * Response for WhatsAppService.GetSenderCertificate.
+ *
+ * @generated from message switchboard.gateway.whatsapp.v1.GetSenderCertificateResponse
+ */
+export type GetSenderCertificateResponse = Message<"switchboard.gateway.whatsapp.v1.GetSenderCertificateResponse"> & {
+  /**
+   * A libsignal SenderCertificate naming the caller's account (UUID) and device.
+   *
+   * @generated from field: bytes certificate = 1;
+   */
+  certificate: Uint8Array;
+
+  /**
+   * When it expires, milliseconds since the Unix epoch.
+   *
+   * @generated from field: int64 expires_at_ms = 2;
+   */
+  expiresAtMs: bigint;
+
+  /**
+   * The trust root public key (33 bytes) the certificate chains to; pin it where possible.
+   *
+   * @generated from field: bytes trust_root = 3;
+   */
+  trustRoot: Uint8Array;
+};
+
+/**
+ * Describes the message switchboard.gateway.whatsapp.v1.GetSenderCertificateResponse.
+ * Use `create(GetSenderCertificateResponseSchema)` to create a new message.
+ */
+export const GetSenderCertificateResponseSchema: GenMessage<GetSenderCertificateResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_gateway_whatsapp_v1_whatsapp, 49);
+
+/**
+ * Request for WhatsAppService.SetUnidentifiedAccess.
+ *
+ * @generated from message switchboard.gateway.whatsapp.v1.SetUnidentifiedAccessRequest
+ */
+export type SetUnidentifiedAccessRequest = Message<"switchboard.gateway.whatsapp.v1.SetUnidentifiedAccessRequest"> & {
+  /**
+   * The 16-byte access key (derived from the profile key); empty for none.
+   *
+   * @generated from field: bytes access_key = 1;
+   */
+  accessKey: Uint8Array;
+
+  /**
+   * Accept sealed-sender messages from anyone.
+   *
+   * @generated from field: bool unrestricted = 2;
+   */
+  unrestricted: boolean;
+
+  /**
+   * Refuse every sealed-sender message (ignores the other fields).
+   *
+   * @generated from field: bool disable = 3;
+   */
+  disable: boolean;
+};
+
+/**
+ * Describes the message switchboard.gateway.whatsapp.v1.SetUnidentifiedAccessRequest.
+ * Use `create(SetUnidentifiedAccessRequestSchema)` to create a new message.
+ */
+export const SetUnidentifiedAccessRequestSchema: GenMessage<SetUnidentifiedAccessRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_gateway_whatsapp_v1_whatsapp, 50);
+
+/**
+ * Response for WhatsAppService.SetUnidentifiedAccess.
+ *
+ * @generated from message switchboard.gateway.whatsapp.v1.SetUnidentifiedAccessResponse
+ */
+export type SetUnidentifiedAccessResponse = Message<"switchboard.gateway.whatsapp.v1.SetUnidentifiedAccessResponse"> & {
+};
+
+/**
+ * Describes the message switchboard.gateway.whatsapp.v1.SetUnidentifiedAccessResponse.
+ * Use `create(SetUnidentifiedAccessResponseSchema)` to create a new message.
+ */
+export const SetUnidentifiedAccessResponseSchema: GenMessage<SetUnidentifiedAccessResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_gateway_whatsapp_v1_whatsapp, 51);
+
+/**
+ * Request for WhatsAppService.SendSealed.
+ *
+ * @generated from message switchboard.gateway.whatsapp.v1.SendSealedRequest
+ */
+export type SendSealedRequest = Message<"switchboard.gateway.whatsapp.v1.SendSealedRequest"> & {
+  /**
+   * The message: `to` is a user JID, participants have kind MESSAGE_KIND_SEALED.
+   *
+   * @generated from field: switchboard.gateway.whatsapp.v1.OutgoingChat message = 1;
+   */
+  message?: OutgoingChat | undefined;
+
+  /**
+   * The recipient's 16-byte unidentified access key.
+   *
+   * @generated from field: bytes access_key = 2;
+   */
+  accessKey: Uint8Array;
+};
+
+/**
+ * Describes the message switchboard.gateway.whatsapp.v1.SendSealedRequest.
+ * Use `create(SendSealedRequestSchema)` to create a new message.
+ */
+export const SendSealedRequestSchema: GenMessage<SendSealedRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_gateway_whatsapp_v1_whatsapp, 52);
+
+/**
+ * Response for WhatsAppService.SendSealed.
+ *
+ * @generated from message switchboard.gateway.whatsapp.v1.SendSealedResponse
+ */
+export type SendSealedResponse = Message<"switchboard.gateway.whatsapp.v1.SendSealedResponse"> & {
+  /**
+   * The outcome, as for a chat-stream send.
+   *
+   * @generated from field: switchboard.gateway.whatsapp.v1.SendAck ack = 1;
+   */
+  ack?: SendAck | undefined;
+};
+
+/**
+ * Describes the message switchboard.gateway.whatsapp.v1.SendSealedResponse.
+ * Use `create(SendSealedResponseSchema)` to create a new message.
+ */
+export const SendSealedResponseSchema: GenMessage<SendSealedResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_gateway_whatsapp_v1_whatsapp, 53);
+
+/**
+ * Request for WhatsAppService.ReportMessage. Fields come from the IncomingChat and its
+ * decrypted content.
+ *
+ * @generated from message switchboard.gateway.whatsapp.v1.ReportMessageRequest
+ */
+export type ReportMessageRequest = Message<"switchboard.gateway.whatsapp.v1.ReportMessageRequest"> & {
+  /**
+   * IncomingChat.server_id.
+   *
+   * @generated from field: string server_id = 1;
+   */
+  serverId: string;
+
+  /**
+   * IncomingChat.from (a device JID); empty for a sealed-sender message.
+   *
+   * @generated from field: string from = 2;
+   */
+  from: string;
+
+  /**
+   * IncomingChat.server_t.
+   *
+   * @generated from field: int64 server_t = 3;
+   */
+  serverT: bigint;
+
+  /**
+   * The plaintext the commitment covers (the serialized DataMessage, franking key cleared).
+   *
+   * @generated from field: bytes plaintext = 4;
+   */
+  plaintext: Uint8Array;
+
+  /**
+   * The franking key from the decrypted content.
+   *
+   * @generated from field: bytes franking_key = 5;
+   */
+  frankingKey: Uint8Array;
+
+  /**
+   * IncomingChat.report_tag.
+   *
+   * @generated from field: bytes report_tag = 6;
+   */
+  reportTag: Uint8Array;
+
+  /**
+   * IncomingChat.server_franking_tag.
+   *
+   * @generated from field: bytes server_franking_tag = 7;
+   */
+  serverFrankingTag: Uint8Array;
+
+  /**
+   * Sealed sender only: the sender certificate from the decrypted message.
+   *
+   * @generated from field: bytes sender_certificate = 8;
+   */
+  senderCertificate: Uint8Array;
+
+  /**
+   * Free text for the moderator, at most 256 characters.
+   *
+   * @generated from field: string reason = 9;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message switchboard.gateway.whatsapp.v1.ReportMessageRequest.
+ * Use `create(ReportMessageRequestSchema)` to create a new message.
+ */
+export const ReportMessageRequestSchema: GenMessage<ReportMessageRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_gateway_whatsapp_v1_whatsapp, 54);
+
+/**
+ * Response for WhatsAppService.ReportMessage.
+ *
+ * @generated from message switchboard.gateway.whatsapp.v1.ReportMessageResponse
+ */
+export type ReportMessageResponse = Message<"switchboard.gateway.whatsapp.v1.ReportMessageResponse"> & {
+  /**
+   * The recorded report's id.
+   *
+   * @generated from field: string report_id = 1;
+   */
+  reportId: string;
+};
+
+/**
+ * Describes the message switchboard.gateway.whatsapp.v1.ReportMessageResponse.
+ * Use `create(ReportMessageResponseSchema)` to create a new message.
+ */
+export const ReportMessageResponseSchema: GenMessage<ReportMessageResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_gateway_whatsapp_v1_whatsapp, 55);
 
 /**
  * MessageKind mirrors the Envelope type in WhatsApp-style naming.
@@ -1379,6 +2007,143 @@ export const WhatsAppService: GenService<{
     methodKind: "bidi_streaming";
     input: typeof ChatRequestSchema;
     output: typeof ChatResponseSchema;
+  },
+  /**
+   * Sets the caller's privacy setting "reachable from other messaging services": whether users
+   * of third-party providers (JIDs "<user>@<provider>.provider") can look the caller up and
+   * message it. Off by default; while off they see the caller as not existing.
+   *
+   * @generated from rpc switchboard.gateway.whatsapp.v1.WhatsAppService.SetThirdPartyReachable
+   */
+  setThirdPartyReachable: {
+    methodKind: "unary";
+    input: typeof SetThirdPartyReachableRequestSchema;
+    output: typeof SetThirdPartyReachableResponseSchema;
+  },
+  /**
+   * Reads the caller's "reachable from other messaging services" setting.
+   *
+   * @generated from rpc switchboard.gateway.whatsapp.v1.WhatsAppService.GetThirdPartyReachable
+   */
+  getThirdPartyReachable: {
+    methodKind: "unary";
+    input: typeof GetThirdPartyReachableRequestSchema;
+    output: typeof GetThirdPartyReachableResponseSchema;
+  },
+  /**
+   * Lists the caller's message requests: held messages of users it has not accepted (as
+   * IncomingChat, so the client can decrypt a preview) and held group invitations. WhatsApp-style
+   * accounts get messages of strangers at once (IncomingChat.message_request set) unless they
+   * chose to hold them (SetRequestsPolicy); minors always hold (docs/safety.md).
+   *
+   * @generated from rpc switchboard.gateway.whatsapp.v1.WhatsAppService.ListMessageRequests
+   */
+  listMessageRequests: {
+    methodKind: "unary";
+    input: typeof ListMessageRequestsRequestSchema;
+    output: typeof ListMessageRequestsResponseSchema;
+  },
+  /**
+   * Accepts a user (its held messages then arrive on the chat stream, in order) or a group
+   * invitation (the caller joins the group).
+   *
+   * @generated from rpc switchboard.gateway.whatsapp.v1.WhatsAppService.AcceptMessageRequest
+   */
+  acceptMessageRequest: {
+    methodKind: "unary";
+    input: typeof AcceptMessageRequestRequestSchema;
+    output: typeof AcceptMessageRequestResponseSchema;
+  },
+  /**
+   * Declines a user's request (its held messages are deleted, no receipt) or a group invitation.
+   *
+   * @generated from rpc switchboard.gateway.whatsapp.v1.WhatsAppService.DeclineMessageRequest
+   */
+  declineMessageRequest: {
+    methodKind: "unary";
+    input: typeof DeclineMessageRequestRequestSchema;
+    output: typeof DeclineMessageRequestResponseSchema;
+  },
+  /**
+   * Blocks a user: its requests are deleted and its later messages and invitations are dropped
+   * while it keeps seeing them as sent.
+   *
+   * @generated from rpc switchboard.gateway.whatsapp.v1.WhatsAppService.BlockUser
+   */
+  blockUser: {
+    methodKind: "unary";
+    input: typeof BlockUserRequestSchema;
+    output: typeof BlockUserResponseSchema;
+  },
+  /**
+   * Unblocks a user (its next message is a request again).
+   *
+   * @generated from rpc switchboard.gateway.whatsapp.v1.WhatsAppService.UnblockUser
+   */
+  unblockUser: {
+    methodKind: "unary";
+    input: typeof UnblockUserRequestSchema;
+    output: typeof UnblockUserResponseSchema;
+  },
+  /**
+   * Chooses how messages from strangers arrive: held as requests, or delivered marked.
+   *
+   * @generated from rpc switchboard.gateway.whatsapp.v1.WhatsAppService.SetRequestsPolicy
+   */
+  setRequestsPolicy: {
+    methodKind: "unary";
+    input: typeof SetRequestsPolicyRequestSchema;
+    output: typeof SetRequestsPolicyResponseSchema;
+  },
+  /**
+   * Sealed sender (docs/safety.md): a sender certificate for the calling device, valid 24 hours,
+   * and the trust root it chains to. The device must have uploaded its keys
+   * (FAILED_PRECONDITION, NO_IDENTITY_KEY otherwise).
+   *
+   * @generated from rpc switchboard.gateway.whatsapp.v1.WhatsAppService.GetSenderCertificate
+   */
+  getSenderCertificate: {
+    methodKind: "unary";
+    input: typeof GetSenderCertificateRequestSchema;
+    output: typeof GetSenderCertificateResponseSchema;
+  },
+  /**
+   * Sets who may send the caller's account sealed-sender messages: holders of an access key,
+   * anyone (`unrestricted`), or nobody (`disable`). Rotating the key blocks every sender that
+   * only knew the old one.
+   *
+   * @generated from rpc switchboard.gateway.whatsapp.v1.WhatsAppService.SetUnidentifiedAccess
+   */
+  setUnidentifiedAccess: {
+    methodKind: "unary";
+    input: typeof SetUnidentifiedAccessRequestSchema;
+    output: typeof SetUnidentifiedAccessResponseSchema;
+  },
+  /**
+   * Sends a sealed-sender message. OPEN: it carries no `authorization`, only the recipient's
+   * access key; the sender is named only inside the ciphertext (a libsignal sealed-sender
+   * message with the sender certificate). Every participant's kind must be MESSAGE_KIND_SEALED.
+   * A wrong key fails UNAUTHENTICATED (INVALID_ACCESS_KEY), also for unknown users.
+   *
+   * @generated from rpc switchboard.gateway.whatsapp.v1.WhatsAppService.SendSealed
+   */
+  sendSealed: {
+    methodKind: "unary";
+    input: typeof SendSealedRequestSchema;
+    output: typeof SendSealedResponseSchema;
+  },
+  /**
+   * Reports a received message for abuse review with its franking proof: the server verifies
+   * that the plaintext opens the sender's commitment and that it delivered that commitment from
+   * that sender to the caller at that time (INVALID_ARGUMENT COMMITMENT_MISMATCH or
+   * FRANKING_TAG_MISMATCH otherwise), then records it.
+   *
+   * @generated from rpc switchboard.gateway.whatsapp.v1.WhatsAppService.ReportMessage
+   */
+  reportMessage: {
+    methodKind: "unary";
+    input: typeof ReportMessageRequestSchema;
+    output: typeof ReportMessageResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_switchboard_gateway_whatsapp_v1_whatsapp, 0);

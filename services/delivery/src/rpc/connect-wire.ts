@@ -1,0 +1,80 @@
+// Hand-written encoding of the most frequent Connect response, a successful one-to-one send:
+// ConnectResponse { send_result (3): SendResult { correlation_id (1), send (2):
+// SendMessageResponse { sent (1): Sent { message_id (1), server_timestamp_ms (2), duplicate (3) } } } }.
+// Byte for byte what protobuf-es writes (checked by connect-wire.test.ts), without building and
+// reflecting over four message objects per send.
+
+function varintSize(v: bigint | number): number {
+  let n = 1;
+  let x = BigInt(v);
+  while (x >= 0x80n) {
+    x >>= 7n;
+    n++;
+  }
+  return n;
+}
+
+function writeVarint(buf: Buffer, at: number, v: bigint | number): number {
+  if (typeof v === "number" && v < 2 ** 31) {
+    while (v >= 0x80) {
+      buf[at++] = (v & 0x7f) | 0x80;
+      v >>>= 7;
+    }
+    buf[at++] = v;
+    return at;
+  }
+  let x = BigInt.asUintN(64, BigInt(v));
+  while (x >= 0x80n) {
+    buf[at++] = Number(x & 0x7fn) | 0x80;
+    x >>= 7n;
+  }
+  buf[at++] = Number(x);
+  return at;
+}
+
+/** The committed outcome of a one-to-one send, as the send pipeline reports it. */
+export interface SentOutcome {
+  messageId: string;
+  serverTimestampMs: number;
+  duplicate: boolean;
+}
+
+/** Encodes `ConnectResponse.send_result` for a one-to-one send that was stored (`Sent`). */
+export function encodeSentResult(correlationId: bigint, sent: SentOutcome): Buffer {
+  const idBytes = Buffer.byteLength(sent.messageId, "utf8");
+  const ts = BigInt(sent.serverTimestampMs);
+  const sentSize =
+    (idBytes > 0 ? 1 + varintSize(idBytes) + idBytes : 0) +
+    (ts !== 0n ? 1 + varintSize(BigInt.asUintN(64, ts)) : 0) +
+    (sent.duplicate ? 2 : 0);
+  const responseSize = 1 + varintSize(sentSize) + sentSize;
+  const resultSize =
+    (correlationId !== 0n ? 1 + varintSize(correlationId) : 0) + 1 + varintSize(responseSize) + responseSize;
+  const buf = Buffer.allocUnsafe(1 + varintSize(resultSize) + resultSize);
+  let at = 0;
+  buf[at++] = (3 << 3) | 2;
+  at = writeVarint(buf, at, resultSize);
+  if (correlationId !== 0n) {
+    buf[at++] = (1 << 3) | 0;
+    at = writeVarint(buf, at, correlationId);
+  }
+  buf[at++] = (2 << 3) | 2;
+  at = writeVarint(buf, at, responseSize);
+  buf[at++] = (1 << 3) | 2;
+  at = writeVarint(buf, at, sentSize);
+  if (idBytes > 0) {
+    buf[at++] = (1 << 3) | 2;
+    at = writeVarint(buf, at, idBytes);
+    at += buf.write(sent.messageId, at, idBytes, "utf8");
+  }
+  if (ts !== 0n) {
+    buf[at++] = (2 << 3) | 0;
+    at = writeVarint(buf, at, ts);
+  }
+  if (sent.duplicate) {
+    buf[at++] = (3 << 3) | 0;
+    buf[at++] = 1;
+  }
+  if (at !== buf.byteLength) throw new Error(`send result size mismatch: ${at} != ${buf.byteLength}`);
+  return buf;
+}

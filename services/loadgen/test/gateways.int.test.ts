@@ -1,0 +1,291 @@
+// Smoke test of the full path (`--via gateways`): the delivery service and the three gateways as
+// separate processes (as services/e2e starts them), and short load-generator runs through the
+// gateways' native APIs — WhatsApp-style gRPC Chat streams, Messenger-style REST + WebSocket,
+// Instagram-style REST + SSE — asserting correctness only (no timing).
+import { randomBytes } from "node:crypto";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { cloneTemplateDatabase, redisUrl, type DatabaseClone } from "@switchboard/testkit";
+import {
+  freePort,
+  httpReady,
+  startServiceProcess,
+  tcpReady,
+  type ServiceProcess,
+} from "@switchboard/testkit/service-process";
+import pino from "pino";
+import { afterAll, beforeAll, describe, expect, onTestFinished, test } from "vitest";
+import { DEFAULTS, runLoadTest, type LoadgenOptions, type LoadReport } from "../src/index.js";
+
+const log = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
+const serviceDir = (name: string) => fileURLToPath(new URL(`../../${name}/`, import.meta.url));
+const token = (app: string) => `lg-${app}-${randomBytes(12).toString("hex")}`;
+
+interface System {
+  gateways: LoadgenOptions["gateways"];
+  whatsapp: ServiceProcess;
+}
+
+/** Delivery, then the three gateways; everything started is pushed to `owned` (stopped in afterAll). */
+async function startSystem(owned: { processes: ServiceProcess[]; clones: DatabaseClone[] }): Promise<System> {
+  const clone = await cloneTemplateDatabase();
+  owned.clones.push(clone);
+  const ports = {
+    delivery: await freePort(),
+    metrics: await freePort(),
+    whatsapp: await freePort(),
+    whatsappAdmin: await freePort(),
+    messenger: await freePort(),
+    instagram: await freePort(),
+  };
+  const tokens = {
+    whatsapp: token("whatsapp"),
+    messenger: token("messenger"),
+    instagram: token("instagram"),
+  };
+  const common = { DATABASE_URL: clone.url, LOG_LEVEL: "warn", SHUTDOWN_GRACE_MS: "3000" };
+  const started = async (p: Promise<ServiceProcess>) => {
+    const proc = await p;
+    owned.processes.push(proc);
+    return proc;
+  };
+  await started(
+    startServiceProcess({
+      name: "delivery",
+      cwd: serviceDir("delivery"),
+      env: {
+        ...common,
+        REDIS_URL: redisUrl(),
+        APP_TOKENS: Object.entries(tokens)
+          .map(([app, t]) => `${app}=${t}`)
+          .join(","),
+        GRPC_HOST: "127.0.0.1",
+        GRPC_PORT: String(ports.delivery),
+        METRICS_PORT: String(ports.metrics),
+        INSTANCE_ID: "loadgen-gateways",
+      },
+      ready: httpReady(`http://127.0.0.1:${ports.metrics}/healthz`),
+      readyTimeoutMs: 90_000,
+    }),
+  );
+  const gatewayCommon = { ...common, DELIVERY_TARGET: `127.0.0.1:${ports.delivery}`, METRICS_PORT: "0" };
+  const results = await Promise.allSettled([
+    started(
+      startServiceProcess({
+        name: "gateway-whatsapp",
+        cwd: serviceDir("gateway-whatsapp"),
+        env: {
+          ...gatewayCommon,
+          DELIVERY_APP_TOKEN: tokens.whatsapp,
+          GRPC_HOST: "127.0.0.1",
+          GRPC_PORT: String(ports.whatsapp),
+          DEV_ADMIN: "true",
+          ADMIN_PORT: String(ports.whatsappAdmin),
+        },
+        ready: async () => (await tcpReady(ports.whatsapp)()) && (await tcpReady(ports.whatsappAdmin)()),
+        readyTimeoutMs: 90_000,
+      }),
+    ),
+    started(
+      startServiceProcess({
+        name: "gateway-messenger",
+        cwd: serviceDir("gateway-messenger"),
+        env: {
+          ...gatewayCommon,
+          DELIVERY_APP_TOKEN: tokens.messenger,
+          HTTP_HOST: "127.0.0.1",
+          HTTP_PORT: String(ports.messenger),
+        },
+        ready: httpReady(`http://127.0.0.1:${ports.messenger}/healthz`),
+        readyTimeoutMs: 90_000,
+      }),
+    ),
+    started(
+      startServiceProcess({
+        name: "gateway-instagram",
+        cwd: serviceDir("gateway-instagram"),
+        env: {
+          ...gatewayCommon,
+          DELIVERY_APP_TOKEN: tokens.instagram,
+          HTTP_HOST: "127.0.0.1",
+          HTTP_PORT: String(ports.instagram),
+        },
+        ready: httpReady(`http://127.0.0.1:${ports.instagram}/healthz`),
+        readyTimeoutMs: 90_000,
+      }),
+    ),
+  ]);
+  const failed = results.find((r) => r.status === "rejected");
+  if (failed) throw failed.reason;
+  const whatsapp = (results[0] as PromiseFulfilledResult<ServiceProcess>).value;
+  return {
+    gateways: {
+      whatsapp: `127.0.0.1:${ports.whatsapp}`,
+      whatsappAdmin: `http://127.0.0.1:${ports.whatsappAdmin}`,
+      messenger: `http://127.0.0.1:${ports.messenger}`,
+      instagram: `http://127.0.0.1:${ports.instagram}`,
+    },
+    whatsapp,
+  };
+}
+
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "loadgen-gateways-"));
+  onTestFinished(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function options(
+  gateways: LoadgenOptions["gateways"],
+  outDir: string,
+  over: Partial<LoadgenOptions>,
+): LoadgenOptions {
+  return {
+    target: "127.0.0.1:1",
+    appTokens: {},
+    devices: 18,
+    devicesPerAccount: 1,
+    mix: [
+      { app: "whatsapp", weight: 40 },
+      { app: "messenger", weight: 30 },
+      { app: "instagram", weight: 30 },
+    ],
+    groups: 2,
+    groupSize: 5,
+    groupShare: 0.25,
+    sizeBytes: 128,
+    ratePerSecond: 30,
+    closedLoop: false,
+    inflight: DEFAULTS.openLoopInflight,
+    durationSeconds: 2,
+    warmupSeconds: 0.5,
+    mode: "gateways",
+    payload: "random",
+    signalPoolSize: 4,
+    streams: 2,
+    gateways,
+    window: 100,
+    outDir,
+    name: "gateways-smoke",
+    watch: [],
+    populationFile: undefined,
+    registerConcurrency: 6,
+    drainQuietSeconds: 10,
+    drainTimeoutSeconds: 40,
+    sendTimeoutSeconds: 20,
+    seed: 7,
+    intervalMs: 500,
+    ...over,
+  };
+}
+
+function expectClean(report: LoadReport): void {
+  const v = report.verification;
+  expect(v.sends.issued).toBeGreaterThan(0);
+  expect(v.sends.confirmed).toBe(v.sends.issued);
+  expect(v.delivered).toBe(v.expectedDeliveries);
+  expect({
+    lost: v.lost,
+    duplicates: v.duplicates,
+    reordered: v.reordered,
+    misrouted: v.misrouted,
+    unrecognized: v.unrecognized,
+  }).toEqual({ lost: 0, duplicates: 0, reordered: 0, misrouted: 0, unrecognized: 0 });
+  expect(report.errors.byReason).toEqual([]);
+  expect(report.passed).toBe(true);
+}
+
+describe("runLoadTest through the gateways", () => {
+  const owned = { processes: [] as ServiceProcess[], clones: [] as DatabaseClone[] };
+  let sys: System;
+
+  beforeAll(async () => {
+    sys = await startSystem(owned);
+  }, 240_000);
+
+  afterAll(async () => {
+    await Promise.allSettled(owned.processes.map((p) => p.stop("SIGTERM", 5_000)));
+    await Promise.allSettled(owned.clones.map((c) => c.drop()));
+  });
+
+  test("delivers one-to-one and group traffic of all three apps once and in order", async () => {
+    const out = await tempDir();
+    const lines: string[] = [];
+    const { report, files } = await runLoadTest(options(sys.gateways, out, {}), {
+      log,
+      progress: (l) => lines.push(l),
+    });
+    expectClean(report);
+    expect(report.options.mode).toBe("gateways");
+    expect(report.setup.accountsPerApp).toEqual({ whatsapp: 7, messenger: 6, instagram: 5 });
+    expect(report.traffic.totals.groupSends).toBeGreaterThan(0);
+    expect(report.traffic.totals.groupSends).toBeLessThan(report.traffic.totals.issued);
+    // Every one-to-one delivery is acknowledged, so its sender gets a server delivery receipt.
+    expect(report.traffic.totals.receipts).toBeGreaterThan(0);
+    expect(lines.some((l) => l.includes("introduced"))).toBe(true);
+    const json = JSON.parse(await readFile(files!.json, "utf8")) as LoadReport;
+    expect(json.passed).toBe(true);
+  });
+
+  test("carries libsignal ciphertext to multi-device accounts and reuses the population", async () => {
+    const out = await tempDir();
+    const populationFile = join(out, "population.json");
+    const over: Partial<LoadgenOptions> = {
+      payload: "signal",
+      devices: 12,
+      devicesPerAccount: 2,
+      groups: 1,
+      groupSize: 3,
+      sizeBytes: 200,
+      closedLoop: true,
+      inflight: 8,
+      durationSeconds: 1.5,
+      populationFile,
+    };
+    const first = await runLoadTest(options(sys.gateways, join(out, "1"), over), { log, progress: () => {} });
+    expectClean(first.report);
+    expect(first.report.setup.signal?.sessions).toBeGreaterThan(0);
+    expect(first.report.setup.reusedPopulation).toBe(false);
+    const second = await runLoadTest(options(sys.gateways, join(out, "2"), { ...over, seed: 8 }), {
+      log,
+      progress: () => {},
+    });
+    expect(second.report.setup.reusedPopulation).toBe(true);
+    expectClean(second.report);
+  });
+
+  test("retries sends with the same client id across a gateway restart, losing and duplicating nothing", async () => {
+    const out = await tempDir();
+    let traffic!: () => void;
+    const trafficStarted = new Promise<void>((resolve) => (traffic = resolve));
+    const run = runLoadTest(
+      options(sys.gateways, out, {
+        mix: [{ app: "whatsapp", weight: 1 }],
+        devices: 8,
+        groups: 0,
+        groupShare: 0,
+        ratePerSecond: 20,
+        durationSeconds: 4,
+        warmupSeconds: 0,
+        sendTimeoutSeconds: 120,
+        drainQuietSeconds: 90,
+        drainTimeoutSeconds: 150,
+      }),
+      {
+        log,
+        progress: (l) => {
+          if (l.startsWith("traffic:")) traffic();
+        },
+      },
+    );
+    await trafficStarted;
+    // Kill -9: sends and subscriptions in flight fail and are retried against the new process.
+    await sys.whatsapp.stop("SIGKILL");
+    await sys.whatsapp.restart();
+    const { report } = await run;
+    expectClean(report);
+    expect(report.traffic.retries + report.traffic.reconnects).toBeGreaterThan(0);
+  }, 300_000);
+});

@@ -1,0 +1,5 @@
+import { migrateUrl } from "@switchboard/storage";
+import { createGlobalSetup } from "@switchboard/testkit/global-setup";
+
+// The template holds the delivery service's schema; each gateway applies its own tables at start.
+export default createGlobalSetup({ name: "security", migrate: async (url) => void (await migrateUrl(url)) });
