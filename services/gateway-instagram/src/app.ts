@@ -17,6 +17,7 @@ import { keyRoutes } from "./http/routes/keys.js";
 import { blockRoutes, pendingRoutes } from "./http/routes/pending.js";
 import { privacyRoutes } from "./http/routes/privacy.js";
 import { reportRoutes } from "./http/routes/reports.js";
+import { sealedRoutes } from "./http/routes/sealed.js";
 import { problemResponses, sharedSchemas } from "./http/schemas.js";
 import { createEventHub, type EventHub } from "./live/event-hub.js";
 import { createMetrics, instrumentLink, type GatewayMetrics } from "@switchboard/gateway-metrics";
@@ -130,7 +131,10 @@ export function buildApp(deps: {
         { name: "direct", description: "Threads, items, live events" },
         { name: "requests", description: "Message requests" },
         { name: "settings", description: "Reachability from third-party providers (docs/interop.md)" },
-        { name: "safety", description: "Abuse reports with message franking (docs/safety.md)" },
+        {
+          name: "safety",
+          description: "Abuse reports with message franking, sealed sender (docs/safety.md)",
+        },
       ],
     },
     refResolver: {
@@ -147,6 +151,7 @@ export function buildApp(deps: {
     await eventRoutes(scope, ctx);
     await privacyRoutes(scope, ctx);
     await reportRoutes(scope, ctx);
+    await sealedRoutes(scope, ctx);
     scope.get("/openapi.json", { schema: { hide: true } }, async () => http.swagger());
     scope.get("/metrics", { schema: { hide: true } }, async (_request, reply) =>
       reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),

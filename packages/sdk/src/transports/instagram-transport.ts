@@ -339,6 +339,8 @@ export class InstagramTransport implements Transport {
   private credentials: DeviceCredentials | undefined;
   /** `account.device` → access token. */
   private readonly tokens = new Map<string, string>();
+  /** The sealed-sender trust root, as the gateway last returned it with a certificate. */
+  private trustRoot: Uint8Array | undefined;
   /** Peer account id → one-to-one thread id. */
   private readonly threads = new Map<string, string>();
   private readonly streams = new Set<AbortController>();
@@ -588,6 +590,91 @@ export class InstagramTransport implements Transport {
       return { kind: "not_found" };
     }
     throw r.error;
+  }
+
+  /**
+   * POST /v1/sealed/items WITHOUT the access token: only the recipient's access key authorises it,
+   * so the gateway cannot tell who sends (docs/safety.md).
+   */
+  async sendSealedMessage(request: SendMessageRequest, accessKey: Uint8Array): Promise<SendOutcome> {
+    const r = await this.callOutcome<{ server_id: string; server_timestamp_ms: number; duplicate: boolean }>(
+      "POST",
+      "/v1/sealed/items",
+      {
+        recipient: { account_id: request.destinationAccountId },
+        access_key: b64(accessKey),
+        client_context: request.clientMessageId,
+        client_timestamp_ms: Number(request.clientTimestampMs),
+        urgent: request.urgent,
+        forwarded: request.forwarded,
+        ...(request.reportTag.length > 0 ? { report_tag: b64(request.reportTag) } : {}),
+        ciphertexts: request.messages.map((m) => {
+          if (m.type !== EnvelopeType.SEALED_SENDER)
+            throw new AppError(
+              Code.InvalidArgument,
+              "INVALID_ENVELOPE_TYPE",
+              `a sealed send carries only sealed_sender ciphertexts, not type ${m.type}`,
+            );
+          return {
+            device_id: m.deviceId,
+            registration_id: m.registrationId,
+            type: "sealed_sender",
+            body: b64(m.content),
+          };
+        }),
+      },
+      [409],
+      { auth: false },
+    );
+    if (r.ok)
+      return {
+        kind: "sent",
+        messageId: r.body.server_id,
+        serverTimestampMs: r.body.server_timestamp_ms,
+        duplicate: r.body.duplicate,
+      };
+    const p = r.problem;
+    if (p.reason !== "DEVICES_CHANGED") throw r.error;
+    const accountId = p.account_id ?? request.destinationAccountId;
+    if ((p.stale_devices ?? []).length > 0)
+      return { kind: "stale", accountId, staleDevices: p.stale_devices ?? [] };
+    return {
+      kind: "mismatched",
+      accountId,
+      missingDevices: p.missing_devices ?? [],
+      extraDevices: p.extra_devices ?? [],
+    };
+  }
+
+  /** GET /v1/me/sender_certificate (also remembers the trust root it comes with). */
+  async getSenderCertificate(): Promise<{ certificate: Uint8Array; expiresAtMs: number }> {
+    const r = await this.call<{ certificate: string; expires_at_ms: number; trust_root: string }>(
+      "GET",
+      "/v1/me/sender_certificate",
+    );
+    this.trustRoot = unb64(r.trust_root);
+    return { certificate: unb64(r.certificate), expiresAtMs: r.expires_at_ms };
+  }
+
+  async getSealedSenderTrustRoot(): Promise<Uint8Array> {
+    if (this.trustRoot === undefined) await this.getSenderCertificate();
+    return this.trustRoot ?? new Uint8Array(0);
+  }
+
+  /** PUT /v1/me/settings/unidentified_access (`undefined`: disable sealed sender). */
+  async setUnidentifiedAccess(
+    access: { accessKey?: Uint8Array; unrestricted?: boolean } | undefined,
+  ): Promise<void> {
+    await this.call(
+      "PUT",
+      "/v1/me/settings/unidentified_access",
+      access === undefined
+        ? { disabled: true }
+        : {
+            ...(access.accessKey !== undefined ? { access_key: b64(access.accessKey) } : {}),
+            unrestricted: access.unrestricted ?? false,
+          },
+    );
   }
 
   async sendGroupMessage(request: SendGroupMessageRequest): Promise<GroupSendOutcome> {
@@ -843,8 +930,12 @@ export class InstagramTransport implements Transport {
     path: string,
     body: unknown,
     expected: number[],
+    opts: { auth?: boolean } = {},
   ): Promise<{ ok: true; body: T } | { ok: false; problem: Problem; error: AppError }> {
-    const res = await this.fetchAuthorized(method, path, body);
+    const res =
+      opts.auth === false
+        ? await this.fetchRaw(method, path, body)
+        : await this.fetchAuthorized(method, path, body);
     if (res.ok) return { ok: true, body: (await res.json()) as T };
     const p = await problemOf(res);
     if (!expected.includes(res.status)) throw p.error;
