@@ -14,7 +14,7 @@ const PYTHON = "/usr/bin/python3";
 const SCRIPT = fileURLToPath(new URL("./python/interop_client.py", import.meta.url));
 const PROTO_ROOT = fileURLToPath(new URL("../../../proto", import.meta.url));
 const INSTALL_HINT =
-  "apt-get update && apt-get install -y python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc";
+  "apt-get update && apt-get install -y python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc libprotobuf-dev";
 
 interface InteropResult {
   health: string;
@@ -79,9 +79,12 @@ describe("python interop", () => {
         "switchboard.delivery.v1.DirectoryService",
       ]),
     );
+    // Reflection serves the file and its transitive imports.
     expect(result.files).toEqual([
+      "switchboard/common/v1/envelope.proto",
       "switchboard/common/v1/identity.proto",
       "switchboard/delivery/v1/directory.proto",
+      "switchboard/delivery/v1/requests.proto",
     ]);
     expect(result.resolveHandle.found?.account).toMatchObject({
       id: KNOWN_ACCOUNT.id,

@@ -47,7 +47,12 @@ def generate(proto_root, out_dir):
     protoc(
         [proto_root],
         out_dir,
-        ["switchboard/common/v1/identity.proto", "switchboard/delivery/v1/directory.proto"],
+        [
+            "switchboard/common/v1/identity.proto",
+            "switchboard/common/v1/envelope.proto",
+            "switchboard/delivery/v1/requests.proto",
+            "switchboard/delivery/v1/directory.proto",
+        ],
         plugin,
     )
     protoc([vendor] + wkt, out_dir, ["google/rpc/status.proto", "google/rpc/error_details.proto"])
