@@ -1,6 +1,7 @@
 // Services as real OS processes, for end-to-end, compose and fault tests: start one with its
 // environment, wait until it is ready, stop it (gracefully or with SIGKILL) and start it again.
 import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { createServer } from "node:net";
 
 /** How to start a service process. */
@@ -36,6 +37,13 @@ export interface ServiceProcess {
 }
 
 const SOURCE_ARGS = ["--conditions=switchboard-source", "--import", "tsx", "src/main.ts"];
+
+/**
+ * `REDIS_KEY_PREFIX` of every process one test file starts (unless it sets its own): processes of
+ * one file share fan-out channels and rate-limit buckets; other test runs on the same Redis do
+ * not, so buckets keyed by reused handles (fresh databases hand out the same ids) start full.
+ */
+const RUN_REDIS_PREFIX = `test-${randomBytes(4).toString("hex")}:`;
 const MAX_OUTPUT_CHARS = 20_000;
 
 /** A free TCP port on 127.0.0.1 (asks the OS, then releases it). */
@@ -95,7 +103,7 @@ export async function startServiceProcess(opts: ServiceProcessOptions): Promise<
   async function start(): Promise<void> {
     const proc = spawn(opts.command ?? process.execPath, opts.args ?? SOURCE_ARGS, {
       cwd: opts.cwd,
-      env: { ...process.env, ...opts.env },
+      env: { REDIS_KEY_PREFIX: RUN_REDIS_PREFIX, ...process.env, ...opts.env },
       stdio: ["ignore", "pipe", "pipe"],
     });
     child = proc;

@@ -134,7 +134,7 @@ if (app) {
             ACK_BATCH_MAX: "4000",
             INSTANCE_ID: `bench-${n}`,
             // Its own channels: other delivery processes on this Redis do not wake the bench's.
-            FANOUT_KEY_PREFIX: fanoutPrefix,
+            REDIS_KEY_PREFIX: fanoutPrefix,
             LOG_LEVEL: "warn",
           },
         },

@@ -102,11 +102,12 @@ export const deliveryEnv = {
    */
   FANOUT_PUBLISH_MODE: enumOf(["batched", "per-device"], { default: "batched" }),
   /**
-   * Prefix of every fan-out channel. Instances of one deployment share it; separate deployments
-   * (or test runs) on one Redis each need their own, since every instance receives every batch
-   * published on its `events` channel. No `{` or `}`.
+   * Prefix of every Redis key and channel (fan-out channels and rate-limit buckets). Instances of
+   * one deployment share it; separate deployments (or test runs) on one Redis each need their own:
+   * every instance receives every batch published on its `events` channel, and rate-limit buckets
+   * are keyed by handles and devices that another deployment may reuse. No `{` or `}`.
    */
-  FANOUT_KEY_PREFIX: str({ default: "" }),
+  REDIS_KEY_PREFIX: str({ default: "" }),
   /** A live stream re-reads its queue at least this often, in case a wake-up was lost. */
   STREAM_POLL_MS: int({ min: 100, default: 15_000 }),
   /** Devices per account, including the primary. */

@@ -46,16 +46,16 @@ if (config.REDIS_CLUSTER_NODES) {
     const [host, port] = n.trim().split(":");
     return { host: host ?? "127.0.0.1", port: Number(port ?? 6379) };
   });
-  fanout = await createRedisClusterFanout({ nodes, log, keyPrefix: config.FANOUT_KEY_PREFIX });
-  limiter = createRedisRateLimiter({ nodes });
+  fanout = await createRedisClusterFanout({ nodes, log, keyPrefix: config.REDIS_KEY_PREFIX });
+  limiter = createRedisRateLimiter({ nodes, keyPrefix: config.REDIS_KEY_PREFIX });
 } else if (config.REDIS_URL) {
   fanout = await createRedisFanout({
     url: config.REDIS_URL,
     log,
-    keyPrefix: config.FANOUT_KEY_PREFIX,
+    keyPrefix: config.REDIS_KEY_PREFIX,
     publishMode: config.FANOUT_PUBLISH_MODE,
   });
-  limiter = createRedisRateLimiter({ url: config.REDIS_URL });
+  limiter = createRedisRateLimiter({ url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX });
 } else {
   log.warn({}, "REDIS_URL not set: using the in-process fan-out bus and rate limits (single instance only)");
   fanout = createMemoryFanout();
