@@ -12,6 +12,7 @@ import {
   LibSignalErrorBase,
   PreKeySignalMessage,
   ProtocolAddress,
+  ContentHint,
   ScannableFingerprint,
   SenderKeyDistributionMessage,
   SignalMessage,
@@ -21,8 +22,10 @@ import {
   processSenderKeyDistributionMessage,
   PublicKey as SignalPublicKey,
   SenderCertificate,
+  UnidentifiedSenderMessageContent,
   sealedSenderDecryptToUsmc,
   sealedSenderEncryptMessage,
+  sealedSenderMultiRecipientEncrypt,
   signalDecrypt,
   signalDecryptPreKey,
   signalEncrypt,
@@ -48,6 +51,7 @@ import {
   ResolveHandleRequestSchema,
   SendGroupMessageRequestSchema,
   SendMessageRequestSchema,
+  SendMultiRecipientMessageRequestSchema,
   UploadKeysRequestSchema,
   AddressSchema,
   content,
@@ -57,6 +61,7 @@ import type {
   Device,
   Envelope,
   Group,
+  Handle,
   HandleSchema,
   MessageRequest,
   OutgoingMessage,
@@ -88,7 +93,7 @@ import {
   type LocalDevice,
   type PendingContent,
 } from "./store/store-data.js";
-import type { ReceiveSubscription, RequestTarget, Transport } from "./transport.js";
+import type { GroupSendOutcome, ReceiveSubscription, RequestTarget, Transport } from "./transport.js";
 
 /** The optional Transport methods of message requests. */
 type RequestsMethod =
@@ -160,6 +165,18 @@ export interface OutgoingData {
   sealedSender?: { accessKey: Uint8Array };
 }
 
+/**
+ * Sealed sender for a group send: the unidentified access key of every other member account (the
+ * app learns them from the members' profile keys, see `deriveAccessKey`), or "unrestricted" for
+ * members that accept sealed messages from anyone. The server checks their XOR (docs/safety.md).
+ */
+export interface GroupSealedSender {
+  accessKeys: Record<string, Uint8Array | "unrestricted">;
+}
+
+/** A group message body to send; `sealedSender` hides this device from the server. */
+export type OutgoingGroupData = Omit<OutgoingData, "sealedSender"> & { sealedSender?: GroupSealedSender };
+
 /** The result of a one-to-one send. An unknown recipient is an outcome, not an error. */
 export type SendResult =
   | {
@@ -195,6 +212,41 @@ export interface SafetyNumber {
   scannable: Uint8Array;
 }
 
+/** A pending message request with its held messages decrypted (`previewMessageRequests`). */
+export interface MessageRequestPreview {
+  /** The requesting account (the sender, or the inviter of a group invitation). */
+  peerAccountId: string;
+  /** The peer's app-native handle, when the server named it. */
+  peerHandle: Handle | undefined;
+  /** Set for a group invitation (then there are no messages). */
+  groupId: string | undefined;
+  /** Messages of the peer held for this device in all (the server lists at most 50). */
+  messageCount: number;
+  /** When the first held message (or the invitation) arrived, ms since epoch. */
+  firstReceivedAtMs: number;
+  /**
+   * The held chat messages, oldest first, decrypted; each can be passed to `client.report`.
+   * Other held contents (receipts, session resets) are kept but not listed.
+   */
+  messages: { meta: EnvelopeMeta; message: content.DataMessage }[];
+  /** Held envelopes that could not be decrypted (the receive loop tries them again once accepted). */
+  failed: { meta: EnvelopeMeta; error: unknown }[];
+}
+
+/** What `reportMessageRequest` did. */
+export interface MessageRequestReport {
+  /** The franked messages reported now: server message id and report id. */
+  reported: { messageId: string; reportId: string }[];
+  /** Server message ids of messages that had been reported before (ALREADY_REPORTED). */
+  alreadyReported: string[];
+  /** Held chat messages skipped because they carry no franking data (an older client's). */
+  unfranked: number;
+  /** Held envelopes skipped because they could not be decrypted. */
+  undecryptable: number;
+  /** Whether the peer was blocked (its held messages deleted, later ones dropped). */
+  blocked: boolean;
+}
+
 interface SendOptions {
   clientMessageId: string;
   timestampMs: number;
@@ -207,6 +259,8 @@ interface SendOptions {
   reportTag?: Uint8Array;
   /** Sealed sender with the recipient's access key. */
   sealed?: { accessKey: Uint8Array };
+  /** Sealed group send with the members' access keys (multi-recipient sealed sender). */
+  sealedGroup?: GroupSealedSender;
 }
 
 type AccountSendResult =
@@ -229,11 +283,39 @@ const MAX_STORED_ONE_TIME_KEYS = 1000;
 /** A device whose messages fail to decrypt gets a session reset at most this often. */
 const SESSION_RESET_INTERVAL_MS = 60_000;
 const PREKEY_CIPHERTEXT_TYPE: number = CiphertextMessageType.PreKey;
+const SENDER_KEY_CIPHERTEXT_TYPE: number = CiphertextMessageType.SenderKey;
 
 function copyBytes(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(bytes.byteLength);
   out.set(bytes);
   return out;
+}
+
+/** Unidentified access keys are 16 bytes. */
+const SEALED_ACCESS_KEY_BYTES = 16;
+/** The key presented for a member with unrestricted sealed-sender access (any key is accepted). */
+const ZERO_ACCESS_KEY = new Uint8Array(SEALED_ACCESS_KEY_BYTES);
+
+/**
+ * A member's access key for a sealed group send (ZERO_ACCESS_KEY for "unrestricted"). Fails
+ * INVALID_ARGUMENT (MISSING_ACCESS_KEY, INVALID_ACCESS_KEY) for a missing or malformed key.
+ */
+function memberAccessKey(sealed: GroupSealedSender, accountId: string): Uint8Array {
+  const key = sealed.accessKeys[accountId];
+  if (key === undefined)
+    throw new AppError(
+      Code.InvalidArgument,
+      "MISSING_ACCESS_KEY",
+      `no sealed-sender access key for group member ${accountId}`,
+    );
+  if (key === "unrestricted") return ZERO_ACCESS_KEY;
+  if (key.byteLength !== SEALED_ACCESS_KEY_BYTES)
+    throw new AppError(
+      Code.InvalidArgument,
+      "INVALID_ACCESS_KEY",
+      `the access key of group member ${accountId} must be ${SEALED_ACCESS_KEY_BYTES} bytes`,
+    );
+  return key;
 }
 
 function addressOf(accountId: string, deviceId: number): ProtocolAddress {
@@ -274,6 +356,15 @@ function processedRefOf(envelope: Envelope): ProcessedRef {
     serverId: envelope.id,
     senderClientId: `${source.accountId}.${source.deviceId}|${envelope.clientMessageId}`,
   };
+}
+
+/** Whether a received chat message carries everything a franked report needs. */
+function isFranked(event: { meta: EnvelopeMeta; message: content.DataMessage }): boolean {
+  return (
+    event.message.frankingKey.byteLength > 0 &&
+    event.meta.reportTag.byteLength > 0 &&
+    event.meta.serverFrankingTag.byteLength > 0
+  );
 }
 
 /** Reports replaced identity keys to the client while delegating to the store. */
@@ -563,8 +654,9 @@ export class SwitchboardClient {
 
   /**
    * This device's pending message requests (docs/safety.md): per sender, the held envelopes (not
-   * yet decrypted; they arrive again through the receive loop once accepted) and held group
-   * invitations. Fails UNIMPLEMENTED (REQUESTS_UNSUPPORTED) when the transport lacks requests.
+   * decrypted here; they arrive again through the receive loop once accepted) and held group
+   * invitations. `previewMessageRequests` decrypts them. Fails UNIMPLEMENTED
+   * (REQUESTS_UNSUPPORTED) when the transport lacks requests.
    */
   async listMessageRequests(): Promise<MessageRequest[]> {
     return this.requestsApi("listMessageRequests")();
@@ -577,12 +669,15 @@ export class SwitchboardClient {
 
   /** Declines a peer's request (held messages deleted, no receipt) or a group invitation. */
   async declineMessageRequest(target: RequestTarget): Promise<{ deleted: number }> {
-    return { deleted: await this.requestsApi("declineMessageRequest")(target) };
+    const deleted = await this.requestsApi("declineMessageRequest")(target);
+    if ("peerAccountId" in target) await this.forgetPreviews(target.peerAccountId);
+    return { deleted };
   }
 
   /** Blocks an account: its requests are deleted and its later messages dropped (it cannot tell). */
   async block(peerAccountId: string): Promise<void> {
     await this.requestsApi("block")(peerAccountId);
+    await this.forgetPreviews(peerAccountId);
   }
 
   /** Unblocks an account (its next message is a request again). */
@@ -593,6 +688,111 @@ export class SwitchboardClient {
   /** Sets how messages from strangers arrive for this account (HOLD or DELIVER_MARKED). */
   async setRequestsPolicy(policy: RequestsPolicy): Promise<void> {
     await this.requestsApi("setRequestsPolicy")(policy);
+  }
+
+  /**
+   * This device's pending message requests with decrypted previews (docs/safety.md). Each held
+   * envelope is decrypted once and its plaintext kept in the store, so when the request is
+   * accepted the receive loop emits the kept message (exactly once, acknowledged as usual)
+   * instead of decrypting again; previews are not emitted as events before that. Calling it again
+   * reuses the kept previews. Held envelopes that cannot be decrypted are listed under `failed`
+   * and left for the receive loop. Fails like listMessageRequests.
+   */
+  async previewMessageRequests(): Promise<MessageRequestPreview[]> {
+    const requests = await this.requestsApi("listMessageRequests")();
+    const out: MessageRequestPreview[] = [];
+    for (const request of requests) {
+      const preview: MessageRequestPreview = {
+        peerAccountId: request.peerAccountId,
+        peerHandle: request.peerHandle,
+        groupId: request.groupId === "" ? undefined : request.groupId,
+        messageCount: request.messageCount,
+        firstReceivedAtMs: Number(request.firstReceivedAtMs),
+        messages: [],
+        failed: [],
+      };
+      for (const envelope of request.envelopes) {
+        const meta = metaOf(envelope);
+        const r = await this.exclusive(() => this.previewLocked(envelope));
+        if (r.kind === "failed") preview.failed.push({ meta, error: r.error });
+        else if (r.kind === "content" && r.content.body.case === "data")
+          preview.messages.push({ meta, message: r.content.body.value });
+      }
+      out.push(preview);
+    }
+    return out;
+  }
+
+  /**
+   * Reports a stranger's held messages and (unless `block` is false) blocks the stranger, in one
+   * call: previews the peer's held envelopes (see previewMessageRequests), reports every franked
+   * chat message among them (as `report` does; one already reported counts as reported), then
+   * blocks the peer, which deletes its held messages and drops its later ones. Unfranked messages
+   * and undecryptable envelopes are skipped and counted. Nothing is blocked when a report fails
+   * (the error propagates, so the call can be retried). Fails NOT_FOUND (REQUEST_NOT_FOUND) when
+   * the peer has no pending request, UNIMPLEMENTED (REQUESTS_UNSUPPORTED, REPORTS_UNSUPPORTED)
+   * when the transport lacks requests or reports, and with the server's reasons.
+   */
+  async reportMessageRequest(options: {
+    peerAccountId: string;
+    /** Free text for the moderators (the server limits its length). */
+    reason?: string;
+    /** Block the peer after reporting. Default true. */
+    block?: boolean;
+  }): Promise<MessageRequestReport> {
+    const { peerAccountId, reason = "", block = true } = options;
+    if (peerAccountId === "")
+      throw new AppError(Code.InvalidArgument, "PEER_REQUIRED", "peerAccountId is required");
+    const previews = (await this.previewMessageRequests()).filter((p) => p.peerAccountId === peerAccountId);
+    if (previews.length === 0)
+      throw new AppError(
+        Code.NotFound,
+        "REQUEST_NOT_FOUND",
+        `no pending message request from ${peerAccountId}`,
+      );
+    const result: MessageRequestReport = {
+      reported: [],
+      alreadyReported: [],
+      unfranked: 0,
+      undecryptable: 0,
+      blocked: false,
+    };
+    for (const preview of previews) {
+      result.undecryptable += preview.failed.length;
+      for (const held of preview.messages) {
+        if (!isFranked(held)) {
+          result.unfranked++;
+          continue;
+        }
+        try {
+          const { reportId } = await this.report(held, reason);
+          result.reported.push({ messageId: held.meta.id, reportId });
+        } catch (error) {
+          if (!(isAppError(error) && error.reason === "ALREADY_REPORTED")) throw error;
+          result.alreadyReported.push(held.meta.id);
+        }
+      }
+    }
+    if (block) {
+      await this.block(peerAccountId);
+      result.blocked = true;
+    }
+    return result;
+  }
+
+  /** Forgets the kept previews of a peer's held envelopes (declined or blocked: never delivered). */
+  private async forgetPreviews(peerAccountId: string): Promise<void> {
+    await this.exclusive(async () => {
+      const state = this.store.state;
+      let removed = false;
+      for (const held of await state.listHeld()) {
+        const envelope = fromBinary(EnvelopeSchema, fromBase64(held.envelope));
+        if (envelope.source?.accountId !== peerAccountId) continue;
+        await state.removeHeld(held.serverId);
+        removed = true;
+      }
+      if (removed) await this.store.flush();
+    });
   }
 
   private requestsApi<K extends RequestsMethod>(name: K): NonNullable<Transport[K]> {
@@ -781,11 +981,7 @@ export class SwitchboardClient {
     reason = "",
   ): Promise<{ reportId: string }> {
     const { meta, message } = event;
-    if (
-      message.frankingKey.byteLength === 0 ||
-      meta.reportTag.byteLength === 0 ||
-      meta.serverFrankingTag.byteLength === 0
-    )
+    if (!isFranked(event))
       throw new AppError(
         Code.FailedPrecondition,
         "NOT_FRANKED",
@@ -856,11 +1052,23 @@ export class SwitchboardClient {
     };
   }
 
-  /** Sends a typing indicator as an ephemeral message (only connected devices get it). */
+  /**
+   * Sends a typing indicator as an ephemeral message (only connected devices get it, nothing is
+   * stored). `sealedSender` hides this device from the server: the recipient's access key for an
+   * account, the members' access keys for a group (GroupSealedSender).
+   */
   async sendTyping(
     to: { accountId: string } | { groupId: string },
     action: content.TypingAction,
+    options: { sealedSender?: { accessKey: Uint8Array } | GroupSealedSender } = {},
   ): Promise<void> {
+    const sealed = options.sealedSender;
+    if (sealed !== undefined && "groupId" in to !== "accessKeys" in sealed)
+      throw new AppError(
+        Code.InvalidArgument,
+        "INVALID_SEALED_SENDER",
+        "sealed typing takes `accessKey` for an account and `accessKeys` for a group",
+      );
     const timestampMs = this.now();
     const clientMessageId = randomUUID();
     if ("groupId" in to) {
@@ -874,7 +1082,12 @@ export class SwitchboardClient {
                 value: { action, timestampMs: BigInt(timestampMs), groupId: to.groupId },
               },
             }),
-          { clientMessageId, timestampMs, ephemeral: true },
+          {
+            clientMessageId,
+            timestampMs,
+            ephemeral: true,
+            sealedGroup: sealed !== undefined && "accessKeys" in sealed ? sealed : undefined,
+          },
         ),
       );
       return;
@@ -883,7 +1096,12 @@ export class SwitchboardClient {
       body: { case: "typing", value: { action, timestampMs: BigInt(timestampMs) } },
     });
     await this.exclusive(() =>
-      this.sendToAccountLocked(to.accountId, plaintext, { clientMessageId, timestampMs, ephemeral: true }),
+      this.sendToAccountLocked(to.accountId, plaintext, {
+        clientMessageId,
+        timestampMs,
+        ephemeral: true,
+        sealed: sealed !== undefined && "accessKey" in sealed ? sealed : undefined,
+      }),
     );
   }
 
@@ -938,29 +1156,54 @@ export class SwitchboardClient {
    * devices that lack it, then sends one sender-key ciphertext that the server fans out (this
    * account's other devices get it too, as a sync). Mismatched member devices are repaired and
    * the send retried; a removal seen on the way rotates the sender key first.
+   *
+   * With `sealedSender` (the other members' access keys) the server learns neither this account
+   * nor device: sender keys go out as sealed one-to-one messages and the message as one
+   * multi-recipient sealed-sender message (libsignal sealed sender v2), authorised by the XOR of
+   * the keys; this account's other devices get an identified sync copy. Fails INVALID_ARGUMENT
+   * (MISSING_ACCESS_KEY) when a member's key is missing, UNAUTHENTICATED (INVALID_ACCESS_KEY) when
+   * the server refuses the keys, UNIMPLEMENTED when the transport lacks sealed sender.
    */
-  async sendGroupMessage(groupId: string, data: OutgoingData): Promise<GroupSendResult> {
+  async sendGroupMessage(groupId: string, data: OutgoingGroupData): Promise<GroupSendResult> {
     const timestampMs = this.now();
     const clientMessageId = randomUUID();
-    const result = await this.exclusive(() =>
-      this.sendGroupLocked(
+    let sent: content.DataMessage | undefined;
+    const result = await this.exclusive(async () => {
+      const r = await this.sendGroupLocked(
         groupId,
-        (state) =>
-          encodeContent({
-            body: {
-              case: "data",
-              value: {
-                text: data.text ?? "",
-                timestampMs: BigInt(timestampMs),
-                clientMessageId,
-                reaction: data.reaction,
-                group: { groupId, revision: BigInt(state.revision) },
-              },
-            },
-          }),
-        { clientMessageId, timestampMs, urgent: true, forwarded: data.forwarded ?? false },
-      ),
-    );
+        (state) => {
+          sent = create(content.DataMessageSchema, {
+            text: data.text ?? "",
+            timestampMs: BigInt(timestampMs),
+            clientMessageId,
+            reaction: data.reaction,
+            group: { groupId, revision: BigInt(state.revision) },
+          });
+          return encodeContent({ body: { case: "data", value: sent } });
+        },
+        {
+          clientMessageId,
+          timestampMs,
+          urgent: true,
+          forwarded: data.forwarded ?? false,
+          sealedGroup: data.sealedSender,
+        },
+      );
+      // A sealed group send leaves out this account's own devices: they get a sync copy.
+      if (r.kind === "sent" && data.sealedSender !== undefined && sent !== undefined) {
+        try {
+          await this.sendToAccountLocked(
+            this.self().accountId,
+            encodeContent({ body: { case: "sync", value: { sent } } }),
+            { clientMessageId: `${clientMessageId}:sync`, timestampMs },
+          );
+        } catch (error) {
+          // The message itself is delivered; a failed copy must not make the caller resend it.
+          this.queueEvent(() => this.emitter.emit("error", { error, context: "sync copy" }));
+        }
+      }
+      return r;
+    });
     if (result.kind === "not_a_member") return result;
     return {
       kind: "sent",
@@ -1568,7 +1811,11 @@ export class SwitchboardClient {
     }
   }
 
-  private async distributeSenderKeyLocked(groupId: string, state: GroupState): Promise<GroupState> {
+  private async distributeSenderKeyLocked(
+    groupId: string,
+    state: GroupState,
+    sealed?: GroupSealedSender,
+  ): Promise<GroupState> {
     const self = this.self();
     const isSelfDevice = (accountId: string, deviceId: string): boolean =>
       accountId === self.accountId && Number(deviceId) === self.deviceId;
@@ -1596,6 +1843,11 @@ export class SwitchboardClient {
         clientMessageId: randomUUID(),
         timestampMs: this.now(),
         expectedDevices,
+        // Sealed group sends hand out their sender keys sealed too (not to one's own devices).
+        sealed:
+          sealed === undefined || accountId === self.accountId
+            ? undefined
+            : { accessKey: memberAccessKey(sealed, accountId) },
       });
       if (result.kind === "not_found") {
         delete state.members[accountId];
@@ -1625,39 +1877,14 @@ export class SwitchboardClient {
     if (known === undefined) return { kind: "not_a_member" };
     let state: GroupState = known;
     for (let attempt = 1; ; attempt++) {
-      state = await this.distributeSenderKeyLocked(groupId, state);
-      const ciphertext = await groupEncrypt(
-        this.localAddress(),
-        state.distributionId,
-        this.store.senderKey,
-        build(state),
-      );
-      await this.store.flush();
-      const expectedRecipients = Object.entries(state.members)
-        .map(([accountId, devices]) =>
-          create(RecipientDevicesSchema, {
-            accountId,
-            devices: Object.entries(devices)
-              .filter(([d]) => !(accountId === self.accountId && Number(d) === self.deviceId))
-              .map(([d, registrationId]) => ({
-                deviceId: Number(d),
-                registrationId: state.distributedTo[`${accountId}.${d}`] ?? registrationId,
-              })),
-          }),
-        )
-        .filter((r) => r.devices.length > 0);
-      const outcome = await this.transport.sendGroupMessage(
-        create(SendGroupMessageRequestSchema, {
-          groupId,
-          content: ciphertext.serialize(),
-          clientMessageId: options.clientMessageId,
-          clientTimestampMs: BigInt(options.timestampMs),
-          ephemeral: options.ephemeral ?? false,
-          urgent: options.urgent ?? false,
-          forwarded: options.forwarded ?? false,
-          expectedRecipients,
-        }),
-      );
+      if (options.sealedGroup !== undefined)
+        for (const accountId of Object.keys(state.members))
+          if (accountId !== self.accountId) memberAccessKey(options.sealedGroup, accountId);
+      state = await this.distributeSenderKeyLocked(groupId, state, options.sealedGroup);
+      const outcome =
+        options.sealedGroup === undefined
+          ? await this.sendIdentifiedGroupLocked(groupId, state, build(state), options)
+          : await this.sendSealedGroupLocked(groupId, state, build(state), options, options.sealedGroup);
       if (outcome.kind === "sent" || outcome.kind === "not_a_member") return outcome;
       for (const account of outcome.accounts) {
         for (const deviceId of account.staleDevices) {
@@ -1691,10 +1918,133 @@ export class SwitchboardClient {
     }
   }
 
+  /** One sender-key ciphertext through SendGroupMessage: the server fans it out to the group. */
+  private async sendIdentifiedGroupLocked(
+    groupId: string,
+    state: GroupState,
+    plaintext: Uint8Array<ArrayBuffer>,
+    options: SendOptions,
+  ): Promise<GroupSendOutcome> {
+    const self = this.self();
+    const ciphertext = await groupEncrypt(
+      this.localAddress(),
+      state.distributionId,
+      this.store.senderKey,
+      plaintext,
+    );
+    await this.store.flush();
+    const expectedRecipients = Object.entries(state.members)
+      .map(([accountId, devices]) =>
+        create(RecipientDevicesSchema, {
+          accountId,
+          devices: Object.entries(devices)
+            .filter(([d]) => !(accountId === self.accountId && Number(d) === self.deviceId))
+            .map(([d, registrationId]) => ({
+              deviceId: Number(d),
+              registrationId: state.distributedTo[`${accountId}.${d}`] ?? registrationId,
+            })),
+        }),
+      )
+      .filter((r) => r.devices.length > 0);
+    const outcome = await this.transport.sendGroupMessage(
+      create(SendGroupMessageRequestSchema, {
+        groupId,
+        content: ciphertext.serialize(),
+        clientMessageId: options.clientMessageId,
+        clientTimestampMs: BigInt(options.timestampMs),
+        ephemeral: options.ephemeral ?? false,
+        urgent: options.urgent ?? false,
+        forwarded: options.forwarded ?? false,
+        expectedRecipients,
+      }),
+    );
+    return outcome;
+  }
+
+  /**
+   * Multi-recipient sealed-sender messages (libsignal sealed sender v2) to every device of the
+   * other member accounts, in one call: the sender-key ciphertext inside an UnidentifiedSenderMessageContent
+   * that carries this device's certificate and the group id, authorised by the XOR of the
+   * members' access keys. Devices without a usable session are left out and marked for a new
+   * sender-key distribution (the server answers them as missing; the caller retries).
+   */
+  private async sendSealedGroupLocked(
+    groupId: string,
+    state: GroupState,
+    plaintext: Uint8Array<ArrayBuffer>,
+    options: SendOptions,
+    sealed: GroupSealedSender,
+  ): Promise<GroupSendOutcome> {
+    const self = this.self();
+    const recipients: ProtocolAddress[] = [];
+    const combined = new Uint8Array(SEALED_ACCESS_KEY_BYTES);
+    for (const [accountId, devices] of Object.entries(state.members)) {
+      if (accountId === self.accountId) continue;
+      // Unrestricted members count as all-zero keys: the server leaves them out of the XOR.
+      const key = memberAccessKey(sealed, accountId);
+      for (let i = 0; i < combined.byteLength; i++) combined[i] = (combined[i] ?? 0) ^ (key[i] ?? 0);
+      for (const d of Object.keys(devices)) {
+        const address = addressOf(accountId, Number(d));
+        const record = await this.store.session.getSession(address);
+        if (record?.hasCurrentState(new Date(this.now())) === true) recipients.push(address);
+        else delete state.distributedTo[`${accountId}.${d}`];
+      }
+    }
+    if (recipients.length === 0)
+      return { kind: "sent", messageId: "", serverTimestampMs: this.now(), duplicate: false };
+    const ciphertext = await groupEncrypt(
+      this.localAddress(),
+      state.distributionId,
+      this.store.senderKey,
+      plaintext,
+    );
+    const usmc = UnidentifiedSenderMessageContent.new(
+      ciphertext,
+      await this.senderCertificateLocked(),
+      options.ephemeral === true ? ContentHint.Implicit : ContentHint.Default,
+      new Uint8Array(new TextEncoder().encode(groupId)),
+    );
+    // A v2 message seals one payload per account, for one identity key; every device here has its
+    // own, so the k-th device of each account goes into the k-th message.
+    const ranks: ProtocolAddress[][] = [];
+    const seen = new Map<string, number>();
+    for (const address of recipients) {
+      const rank = seen.get(address.name()) ?? 0;
+      seen.set(address.name(), rank + 1);
+      (ranks[rank] ??= []).push(address);
+    }
+    const messages: Uint8Array[] = [];
+    for (const rank of ranks)
+      messages.push(
+        await sealedSenderMultiRecipientEncrypt({
+          content: usmc,
+          recipients: rank,
+          identityStore: this.identity,
+          sessionStore: this.store.session,
+        }),
+      );
+    await this.store.flush();
+    return this.sealedTransport("sendSealedMultiRecipientMessage").sendSealedMultiRecipientMessage(
+      create(SendMultiRecipientMessageRequestSchema, {
+        messages,
+        clientMessageId: options.clientMessageId,
+        clientTimestampMs: BigInt(options.timestampMs),
+        ephemeral: options.ephemeral ?? false,
+        urgent: options.urgent ?? false,
+        forwarded: options.forwarded ?? false,
+      }),
+      combined,
+    );
+  }
+
   // ---- internals: safety --------------------------------------------------------------------
 
   private sealedTransport<
-    K extends "sendSealedMessage" | "getSenderCertificate" | "getSealedSenderTrustRoot",
+    K extends
+      | "sendSealedMessage"
+      | "sendSealedMultiRecipientMessage"
+      | "getSenderCertificate"
+      | "getSealedSenderTrustRoot",
   >(method: K): Required<Pick<Transport, K>> {
     if (this.transport[method] === undefined)
       throw new AppError(
@@ -1733,6 +2083,8 @@ export class SwitchboardClient {
     plaintext: Uint8Array<ArrayBuffer>;
     /** The inner message was a pre-key message (it used up a one-time key). */
     preKey: boolean;
+    /** The group of a sealed group message (a sender-key message inside), from inside the seal. */
+    groupId?: string;
   }> {
     const usmc = await sealedSenderDecryptToUsmc(copyBytes(envelope.content), this.identity);
     const certificate = usmc.senderCertificate();
@@ -1748,6 +2100,15 @@ export class SwitchboardClient {
       throw new AppError(Code.InvalidArgument, "SEALED_FROM_SELF", "a sealed message from this very device");
     const sender = addressOf(source.accountId, source.deviceId);
     const body = usmc.contents();
+    const groupId = usmc.groupId();
+    if (usmc.msgType() === SENDER_KEY_CIPHERTEXT_TYPE)
+      return {
+        source,
+        certificate: certificate.serialize(),
+        plaintext: await groupDecrypt(sender, this.store.senderKey, body),
+        preKey: false,
+        ...(groupId === null ? {} : { groupId: new TextDecoder().decode(groupId) }),
+      };
     const plaintext =
       usmc.msgType() === PREKEY_CIPHERTEXT_TYPE
         ? await signalDecryptPreKey(
@@ -1777,12 +2138,121 @@ export class SwitchboardClient {
 
   // ---- internals: receiving -----------------------------------------------------------------
 
+  /** Decrypts a one-to-one (pre-key or ratchet) message from `sender`, advancing the session. */
+  private async decryptOneToOneLocked(
+    type: EnvelopeType.PREKEY_MESSAGE | EnvelopeType.CIPHERTEXT,
+    body: Uint8Array<ArrayBuffer>,
+    sender: ProtocolAddress,
+  ): Promise<Uint8Array<ArrayBuffer>> {
+    return type === EnvelopeType.PREKEY_MESSAGE
+      ? signalDecryptPreKey(
+          PreKeySignalMessage.deserialize(body),
+          sender,
+          this.localAddress(),
+          this.store.session,
+          this.identity,
+          this.store.preKey,
+          this.store.signedPreKey,
+          this.store.kyberPreKey,
+        )
+      : signalDecrypt(
+          SignalMessage.deserialize(body),
+          sender,
+          this.localAddress(),
+          this.store.session,
+          this.identity,
+        );
+  }
+
+  /**
+   * The kept preview of a held envelope, when this envelope is that one: same server id, sender
+   * device and client message id (a kept entry that does not match is dropped).
+   */
+  private async keptPreviewLocked(envelope: Envelope): Promise<PendingContent | undefined> {
+    const kept = await this.store.state.findHeld(envelope.id);
+    if (kept === undefined) return undefined;
+    const original = fromBinary(EnvelopeSchema, fromBase64(kept.envelope));
+    if (
+      envelope.source !== undefined &&
+      original.source?.accountId === envelope.source.accountId &&
+      original.source.deviceId === envelope.source.deviceId &&
+      original.clientMessageId === envelope.clientMessageId
+    )
+      return kept;
+    await this.store.state.removeHeld(envelope.id);
+    return undefined;
+  }
+
+  /**
+   * Decrypts one held envelope for a preview, once: the plaintext is kept in the store (durable
+   * with the advanced session) until the envelope is delivered again after acceptance. Nothing
+   * is emitted and nothing is marked processed.
+   */
+  private async previewLocked(
+    envelope: Envelope,
+  ): Promise<
+    { kind: "content"; content: content.Content } | { kind: "failed"; error: unknown } | { kind: "done" }
+  > {
+    const state = this.store.state;
+    let kept = await this.keptPreviewLocked(envelope);
+    if (kept === undefined) {
+      // Already delivered (accepted meanwhile): the application has seen it as a message.
+      if (await state.isProcessed(processedRefOf(envelope))) return { kind: "done" };
+      const source = envelope.source;
+      const type = envelope.type;
+      if (
+        source === undefined ||
+        source.accountId === "" ||
+        (type !== EnvelopeType.PREKEY_MESSAGE && type !== EnvelopeType.CIPHERTEXT)
+      )
+        return {
+          kind: "failed",
+          error: new AppError(
+            Code.Unimplemented,
+            "UNSUPPORTED_ENVELOPE_TYPE",
+            `a held envelope of type ${type} cannot be previewed`,
+          ),
+        };
+      let plaintext: Uint8Array<ArrayBuffer>;
+      try {
+        plaintext = await this.decryptOneToOneLocked(
+          type,
+          copyBytes(envelope.content),
+          addressOf(source.accountId, source.deviceId),
+        );
+      } catch (error) {
+        // Left as it is: after acceptance the receive loop tries again and reports the failure.
+        return { kind: "failed", error };
+      }
+      if (type === EnvelopeType.PREKEY_MESSAGE) this.keysDirty = true;
+      const stripped = clone(EnvelopeSchema, envelope);
+      stripped.content = new Uint8Array(0);
+      kept = {
+        serverId: envelope.id,
+        envelope: toBase64(toBinary(EnvelopeSchema, stripped)),
+        content: toBase64(plaintext),
+      };
+      // The spent ratchet step and the only copy of its plaintext become durable together.
+      await state.addHeld(kept);
+      await this.store.flush();
+    }
+    try {
+      return { kind: "content", content: decodeContent(fromBase64(kept.content)) };
+    } catch (error) {
+      return { kind: "failed", error };
+    }
+  }
+
   private async ingestLocked(envelope: Envelope): Promise<{ pending?: PendingContent; preKeyUsed: boolean }> {
     const state = this.store.state;
     const ref = processedRefOf(envelope);
     const meta = metaOf(envelope);
     if (await state.isProcessed(ref)) return { preKeyUsed: false };
+    // A held request this device already decrypted for a preview: its plaintext stands in for a
+    // second decryption, which would fail (the ratchet step is spent).
+    const kept = await this.keptPreviewLocked(envelope);
     const finish = async (): Promise<void> => {
+      if (kept !== undefined) await state.removeHeld(envelope.id);
       await state.markProcessed(ref, this.now());
       await this.store.flush();
     };
@@ -1792,7 +2262,7 @@ export class SwitchboardClient {
       return { preKeyUsed: false };
     }
     const self = this.self();
-    let preKeyUsed = envelope.type === EnvelopeType.PREKEY_MESSAGE;
+    let preKeyUsed = kept === undefined && envelope.type === EnvelopeType.PREKEY_MESSAGE;
     let plaintext: Uint8Array<ArrayBuffer>;
     let decrypted = false;
     let sealed:
@@ -1801,6 +2271,7 @@ export class SwitchboardClient {
           certificate: Uint8Array;
           plaintext: Uint8Array<ArrayBuffer>;
           preKey: boolean;
+          groupId?: string;
         }
       | undefined;
     try {
@@ -1818,42 +2289,28 @@ export class SwitchboardClient {
       }
       const sender = addressOf(source.accountId, source.deviceId);
       const body = copyBytes(envelope.content);
-      switch (envelope.type) {
-        case EnvelopeType.SEALED_SENDER:
-          if (sealed === undefined)
-            throw new AppError(Code.Internal, "SEALED_NOT_OPENED", "sealed envelope not opened");
-          plaintext = sealed.plaintext;
-          break;
-        case EnvelopeType.PREKEY_MESSAGE:
-          plaintext = await signalDecryptPreKey(
-            PreKeySignalMessage.deserialize(body),
-            sender,
-            this.localAddress(),
-            this.store.session,
-            this.identity,
-            this.store.preKey,
-            this.store.signedPreKey,
-            this.store.kyberPreKey,
-          );
-          break;
-        case EnvelopeType.CIPHERTEXT:
-          plaintext = await signalDecrypt(
-            SignalMessage.deserialize(body),
-            sender,
-            this.localAddress(),
-            this.store.session,
-            this.identity,
-          );
-          break;
-        case EnvelopeType.SENDER_KEY_MESSAGE:
-          plaintext = await groupDecrypt(sender, this.store.senderKey, body);
-          break;
-        default:
-          throw new AppError(
-            Code.Unimplemented,
-            "UNSUPPORTED_ENVELOPE_TYPE",
-            `envelope type ${envelope.type} is not supported`,
-          );
+      if (kept !== undefined) plaintext = fromBase64(kept.content);
+      else {
+        switch (envelope.type) {
+          case EnvelopeType.SEALED_SENDER:
+            if (sealed === undefined)
+              throw new AppError(Code.Internal, "SEALED_NOT_OPENED", "sealed envelope not opened");
+            plaintext = sealed.plaintext;
+            break;
+          case EnvelopeType.PREKEY_MESSAGE:
+          case EnvelopeType.CIPHERTEXT:
+            plaintext = await this.decryptOneToOneLocked(envelope.type, body, sender);
+            break;
+          case EnvelopeType.SENDER_KEY_MESSAGE:
+            plaintext = await groupDecrypt(sender, this.store.senderKey, body);
+            break;
+          default:
+            throw new AppError(
+              Code.Unimplemented,
+              "UNSUPPORTED_ENVELOPE_TYPE",
+              `envelope type ${envelope.type} is not supported`,
+            );
+        }
       }
       decrypted = true;
       const decoded = decodeContent(plaintext);
@@ -1896,6 +2353,8 @@ export class SwitchboardClient {
     stripped.content = new Uint8Array(0);
     // A sealed envelope names no sender; locally it gets the one its certificate proved.
     if (sealed) stripped.source = create(AddressSchema, sealed.source);
+    // A sealed group message names its group only inside the seal.
+    if (sealed?.groupId !== undefined) stripped.groupId = sealed.groupId;
     const pending: PendingContent = {
       serverId: envelope.id,
       envelope: toBase64(toBinary(EnvelopeSchema, stripped)),

@@ -42,6 +42,7 @@ import type {
   ResolveHandleResponse,
   SendGroupMessageRequest,
   SendMessageRequest,
+  SendMultiRecipientMessageRequest,
   SendResult,
   UploadKeysRequest,
   UploadKeysResponse,
@@ -260,6 +261,24 @@ export class DeliveryTransport implements Transport {
    * this device's credentials: only the recipient's access key.
    */
   async sendSealedMessage(request: SendMessageRequest, accessKey: Uint8Array): Promise<SendOutcome> {
+    const response = await this.anonymousMessages().sendMessage(request, {
+      metadata: { "unidentified-access-key": Buffer.from(accessKey).toString("base64") },
+    });
+    return sendOutcomeFromProto(response);
+  }
+
+  /** Like {@link sendSealedMessage}, with the recipients' combined access key, on the same channel. */
+  async sendSealedMultiRecipientMessage(
+    request: SendMultiRecipientMessageRequest,
+    combinedAccessKey: Uint8Array,
+  ): Promise<GroupSendOutcome> {
+    const response = await this.anonymousMessages().sendMultiRecipientMessage(request, {
+      metadata: { "unidentified-access-key": Buffer.from(combinedAccessKey).toString("base64") },
+    });
+    return groupSendOutcomeFromProto(response);
+  }
+
+  private anonymousMessages(): ServiceClient<typeof MessageService> {
     if (this.anonymousChannel === undefined) {
       const channel = new grpc.Client(this.target, this.channelCredentials, {
         "grpc.use_local_subchannel_pool": 1,
@@ -269,10 +288,7 @@ export class DeliveryTransport implements Transport {
         messages: createGrpcClient(MessageService, channel, { defaultDeadlineMs: this.timeoutMs }),
       };
     }
-    const response = await this.anonymousChannel.messages.sendMessage(request, {
-      metadata: { "unidentified-access-key": Buffer.from(accessKey).toString("base64") },
-    });
-    return sendOutcomeFromProto(response);
+    return this.anonymousChannel.messages;
   }
 
   setDeviceCredentials(credentials: DeviceCredentials): void {

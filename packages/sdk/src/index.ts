@@ -3,9 +3,13 @@ export { createClient, SwitchboardClient } from "./client.js";
 export type {
   ClientOptions,
   DeviceLinkRequest,
+  GroupSealedSender,
   GroupSendResult,
   KeyMaintenanceReport,
+  MessageRequestPreview,
+  MessageRequestReport,
   OutgoingData,
+  OutgoingGroupData,
   RegisteredDevice,
   SafetyNumber,
   SendResult,

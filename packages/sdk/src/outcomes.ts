@@ -1,6 +1,10 @@
 // Mapping the delivery API's send responses (oneofs) to the Transport's outcome unions.
 import { AppError, Code } from "@switchboard/errors";
-import type { SendGroupMessageResponse, SendMessageResponse } from "@switchboard/proto";
+import type {
+  SendGroupMessageResponse,
+  SendMessageResponse,
+  SendMultiRecipientMessageResponse,
+} from "@switchboard/proto";
 import type { GroupDeviceMismatch, GroupSendOutcome, SendOutcome } from "./transport.js";
 
 /** Maps a SendMessageResponse; fails INTERNAL (INVALID_RESPONSE) when no case is set. */
@@ -31,7 +35,9 @@ export function sendOutcomeFromProto(response: SendMessageResponse): SendOutcome
 }
 
 /** Maps a SendGroupMessageResponse, merging mismatched and stale entries per account. */
-export function groupSendOutcomeFromProto(response: SendGroupMessageResponse): GroupSendOutcome {
+export function groupSendOutcomeFromProto(
+  response: Pick<SendGroupMessageResponse | SendMultiRecipientMessageResponse, "result">,
+): GroupSendOutcome {
   const r = response.result;
   switch (r.case) {
     case "sent":

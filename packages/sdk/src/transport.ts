@@ -26,6 +26,7 @@ import type {
   ResolveHandleResponse,
   SendGroupMessageRequest,
   SendMessageRequest,
+  SendMultiRecipientMessageRequest,
   UploadKeysRequest,
   UploadKeysResponse,
 } from "@switchboard/proto";
@@ -145,6 +146,15 @@ export interface Transport {
    * device's credentials (the server must not learn the sender). Safe to retry.
    */
   sendSealedMessage?(request: SendMessageRequest, accessKey: Uint8Array): Promise<SendOutcome>;
+  /**
+   * Sends a multi-recipient sealed-sender message (MessageService.SendMultiRecipientMessage)
+   * authorised by the recipients' combined (XOR) access key, without this device's credentials.
+   * Outcomes `sent` or `mismatched`. Safe to retry.
+   */
+  sendSealedMultiRecipientMessage?(
+    request: SendMultiRecipientMessageRequest,
+    combinedAccessKey: Uint8Array,
+  ): Promise<GroupSendOutcome>;
 
   // Message requests (RequestService; docs/safety.md). Optional: transports that lack them make
   // the client fail UNIMPLEMENTED (REQUESTS_UNSUPPORTED).

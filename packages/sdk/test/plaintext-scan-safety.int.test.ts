@@ -29,7 +29,7 @@ describe("plaintext on the server, with franking and sealed sender", () => {
     };
     await subscriber.psubscribe(`${redisPrefix}*`);
 
-    const secret = { sealed: marker(), sealedAgain: marker(), franked: marker() };
+    const secret = { sealed: marker(), sealedAgain: marker(), sealedGroup: marker(), franked: marker() };
     const reported = marker();
     const alice = await registerUser(target);
     const bob = await registerUser(target);
@@ -50,7 +50,14 @@ describe("plaintext on the server, with franking and sealed sender", () => {
       text: `second sealed ${secret.sealedAgain}`,
       sealedSender,
     });
-    const received = await until(bob, "message", 3);
+    // A sealed group message: sender keys and the message go out as multi-recipient sealed sends.
+    const group = await alice.client.createGroup([bob.accountId]);
+    await alice.client.sendGroupMessage(group.id, {
+      text: `sealed group ${secret.sealedGroup}`,
+      sealedSender: { accessKeys: { [bob.accountId]: sealedSender.accessKey } },
+    });
+    const received = await until(bob, "message", 4);
+    expect(received.find((m) => m.message.text.includes(secret.sealedGroup))?.meta.groupId).toBe(group.id);
     expect(received.every((m) => m.meta.sealedSender && m.meta.sender.accountId === alice.accountId)).toBe(
       true,
     );
@@ -92,7 +99,8 @@ describe("plaintext on the server, with franking and sealed sender", () => {
       expect.stringMatching(/^public\.reports\[0\]\.plaintext$/),
     ]);
     // The sealed rows queued for bob's offline laptop name nothing of alice.
-    expect(sealedRows).toBeGreaterThanOrEqual(3);
+    // 3 one-to-one, the sender key and the group message.
+    expect(sealedRows).toBeGreaterThanOrEqual(5);
     expect(senderScanner.scanned.values).toBeGreaterThan(0);
     expect(senderScanner.findings).toEqual([]);
   });

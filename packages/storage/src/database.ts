@@ -5,6 +5,8 @@ import * as m0001 from "./migrations/0001-init.js";
 import * as m0002 from "./migrations/0002-providers.js";
 import * as m0003 from "./migrations/0003-relationships.js";
 import * as m0004 from "./migrations/0004-safety.js";
+import * as m0005 from "./migrations/0005-moderation.js";
+import * as m0006 from "./migrations/0006-sealed-multi-recipient.js";
 
 const INT8_OID = 20;
 
@@ -50,6 +52,8 @@ const MIGRATIONS: Record<string, Migration> = {
   "0002-providers": m0002,
   "0003-relationships": m0003,
   "0004-safety": m0004,
+  "0005-moderation": m0005,
+  "0006-sealed-multi-recipient": m0006,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

@@ -17,4 +17,5 @@ export * from "./queue-batch-repository.js";
 export * from "./relationship-repository.js";
 export * from "./provider-repository.js";
 export * from "./safety-repository.js";
+export * from "./report-repository.js";
 export * from "./app-export.js";

@@ -1,6 +1,6 @@
 import { AppError, Code } from "@switchboard/errors";
 import type { Kysely, Selectable } from "kysely";
-import type { Database, ReportTable } from "./schema.js";
+import type { Database, ReportTable, UnidentifiedAccessTable } from "./schema.js";
 import { isUniqueViolation } from "./pg-errors.js";
 
 const bytes = (b: Uint8Array): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
@@ -98,6 +98,11 @@ export interface UnidentifiedAccess {
   app: number;
   /** SHA-256 of the access key, or undefined. */
   accessKeyHash: Uint8Array | undefined;
+  /**
+   * The access key itself (for combined multi-recipient keys), or undefined: none, or set before
+   * migration 0006.
+   */
+  accessKey?: Uint8Array | undefined;
   unrestricted: boolean;
 }
 
@@ -105,6 +110,7 @@ export interface UnidentifiedAccess {
 export async function setUnidentifiedAccess(db: Kysely<Database>, a: UnidentifiedAccess): Promise<void> {
   const values = {
     access_key_hash: a.accessKeyHash ? buf(a.accessKeyHash) : null,
+    access_key: a.accessKey ? buf(a.accessKey) : null,
     unrestricted: a.unrestricted,
     updated_at: new Date(),
   };
@@ -130,13 +136,34 @@ export async function findUnidentifiedAccess(
     .selectAll()
     .where("account_id", "=", accountId)
     .executeTakeFirst();
-  if (!row) return undefined;
-  return {
-    accountId: row.account_id,
-    app: row.app,
-    accessKeyHash: row.access_key_hash ? bytes(row.access_key_hash) : undefined,
-    unrestricted: row.unrestricted,
-  };
+  return row ? unidentifiedAccessOf(row) : undefined;
+}
+
+const unidentifiedAccessOf = (row: Selectable<UnidentifiedAccessTable>): UnidentifiedAccess => ({
+  accountId: row.account_id,
+  app: row.app,
+  accessKeyHash: row.access_key_hash ? bytes(row.access_key_hash) : undefined,
+  accessKey: row.access_key ? bytes(row.access_key) : undefined,
+  unrestricted: row.unrestricted,
+});
+
+/**
+ * The sealed-sender access of several accounts in one query, keyed by account id; accounts
+ * without a row (sealed sender disabled, or unknown) are absent.
+ */
+export async function findUnidentifiedAccessMany(
+  db: Kysely<Database>,
+  accountIds: readonly string[],
+): Promise<Map<string, UnidentifiedAccess>> {
+  const out = new Map<string, UnidentifiedAccess>();
+  if (accountIds.length === 0) return out;
+  const rows = await db
+    .selectFrom("unidentified_access")
+    .selectAll()
+    .where("account_id", "in", [...accountIds])
+    .execute();
+  for (const row of rows) out.set(row.account_id, unidentifiedAccessOf(row));
+  return out;
 }
 
 /** A device's uploaded identity public key, or undefined (no such device, or no keys uploaded yet). */

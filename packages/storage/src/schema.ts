@@ -188,6 +188,14 @@ export interface ReportTable {
   plaintext: Uint8Array;
   reason: Generated<string>;
   created_at: Timestamp;
+  /** Moderation (migration 0005): 1 dismissed, 2 actioned; null while the report is open. */
+  decision: number | null;
+  /** The moderator's note; set with `decision`. */
+  resolution_note: string | null;
+  /** The name of the moderator who decided; set with `decision`. */
+  resolved_by: string | null;
+  /** When the report was resolved; null while open. */
+  resolved_at: Date | null;
 }
 
 /** Who may send sealed-sender messages to an account (migration 0004). Only a hash of the key. */
@@ -196,6 +204,11 @@ export interface UnidentifiedAccessTable {
   app: number;
   /** SHA-256 of the 16-byte unidentified access key; null when only `unrestricted` applies. */
   access_key_hash: Uint8Array | null;
+  /**
+   * The 16-byte access key itself (migration 0006), needed to check the combined (XOR) key of
+   * multi-recipient sealed sends; null when only `unrestricted` applies or set before 0006.
+   */
+  access_key: Uint8Array | null;
   unrestricted: Generated<boolean>;
   updated_at: Timestamp;
 }

@@ -7,6 +7,7 @@ import {
   GroupService,
   KeyService,
   MessageService,
+  ModerationService,
   ReportService,
   RequestService,
   SealedSenderService,
@@ -14,6 +15,7 @@ import {
 import { sweepExpired, type Database } from "@switchboard/storage";
 import { sql, type Kysely } from "kysely";
 import type { Logger } from "pino";
+import { createModeratorGate } from "./auth/moderator.js";
 import { createAuthenticator } from "./auth/principal.js";
 import type { DeliveryConfig } from "./config.js";
 import { createMemoryRateLimiter, type RateLimiter } from "@switchboard/ratelimit";
@@ -27,6 +29,7 @@ import { createDirectoryService } from "./rpc/directory-service.js";
 import { createGroupService } from "./rpc/group-service.js";
 import { createKeyService } from "./rpc/key-service.js";
 import { createMessageService } from "./rpc/message-service.js";
+import { createModerationService } from "./rpc/moderation-service.js";
 import { createReportService } from "./rpc/report-service.js";
 import { createRequestService } from "./rpc/request-service.js";
 import { createSealedSenderService } from "./rpc/sealed-sender-service.js";
@@ -60,6 +63,7 @@ export type AppConfig = Pick<
       | "RATE_NEW_CONVERSATIONS_PER_HOUR"
       | "RATE_FORWARDED_CHATS_BURST"
       | "RATE_FORWARDED_CHATS_PER_HOUR"
+      | "MODERATOR_TOKEN"
     >
   > &
   ServerKeyOverrides & {
@@ -213,6 +217,10 @@ export function buildApp(deps: {
     }),
   );
   grpc.add(ReportService, createReportService({ db, auth, franker, authority, log }));
+  grpc.add(
+    ModerationService,
+    createModerationService({ db, gate: createModeratorGate({ token: config.MODERATOR_TOKEN, auth }) }),
+  );
   grpc.add(SealedSenderService, createSealedSenderService({ db, auth, authority }));
   grpc.add(
     RequestService,

@@ -1,5 +1,6 @@
 import {
   bool,
+  ConfigError,
   databaseEnv,
   enumOf,
   int,
@@ -66,6 +67,13 @@ const appTokens: EnvVar<AppCredential[]> = {
     if (out.length === 0) return { ok: false, problem: "expected at least one app=token pair" };
     return { ok: true, value: out };
   },
+};
+
+/** `MODERATOR_TOKEN`: optional; when set, a secret of at least 16 characters (never echoed). */
+const moderatorToken: EnvVar<string | undefined> = {
+  fallback: { value: undefined },
+  parse: (raw) =>
+    raw.length < 16 ? { ok: false, problem: "must be at least 16 characters" } : { ok: true, value: raw },
 };
 
 /** The delivery service's environment, parsed once. Every variable is listed in `.env.example`. */
@@ -141,12 +149,26 @@ export const deliveryEnv = {
   SEALED_SENDER_TRUST_ROOT_KEY: str({ optional: true }),
   /** Sealed-sender server certificate private key (base64 libsignal PrivateKey). Unset: generated as above. */
   SEALED_SENDER_SERVER_KEY: str({ optional: true }),
+  /**
+   * The operator's moderator credential (issue 9): `Bearer <token>` on ModerationService calls.
+   * A secret, at least 16 characters, no default; unset, the moderation API admits nobody. Only
+   * its SHA-256 is kept in memory; it is never stored.
+   */
+  MODERATOR_TOKEN: moderatorToken,
   /** Apply database migrations at start (compose runs them once in a dedicated job instead). */
   MIGRATE_ON_START: bool({ default: true }),
 };
 
 /** Parses the delivery environment; throws ConfigError listing every problem. */
-export const loadConfig = (env?: EnvSource) => parseEnv(deliveryEnv, env);
+export const loadConfig = (env?: EnvSource) => {
+  const config = parseEnv(deliveryEnv, env);
+  if (
+    config.MODERATOR_TOKEN !== undefined &&
+    config.APP_TOKENS.some((c) => c.token === config.MODERATOR_TOKEN)
+  )
+    throw new ConfigError(["MODERATOR_TOKEN: must differ from every APP_TOKENS token"]);
+  return config;
+};
 
 /** The delivery service's parsed configuration. */
 export type DeliveryConfig = ReturnType<typeof loadConfig>;

@@ -2,12 +2,15 @@
 // database and Redis: what a device credential may not do to another device, what an app token
 // may not do for another app's accounts (every app token × every other app's account × every RPC
 // that acts for an account, with the same-app call as the control), prekey draining, wrong and
-// revoked credentials, and a removed device losing access at once (also its open stream).
+// revoked credentials, a removed device losing access at once (also its open stream), and the
+// moderation API (issue 9) refusing everyone but the operator's moderator credential.
 // The matrix is printed as a table.
 import { randomBytes, randomUUID } from "node:crypto";
 import { codeName, isAppError } from "@switchboard/errors";
-import { EnvelopeType } from "@switchboard/proto";
-import { afterAll, describe, expect, test } from "vitest";
+import { createClient } from "@switchboard/grpc";
+import { EnvelopeType, ModerationService, ReportDecision } from "@switchboard/proto";
+import { afterAll, describe, expect, onTestFinished, test } from "vitest";
+import { addProvider } from "../src/providers/provider-admin.js";
 import type { TOKENS } from "./harness.js";
 import {
   appAuth,
@@ -299,6 +302,39 @@ describe("authorisation matrix", () => {
           await outcome(() => c.directory.removeDevice({ accountId: x.accountId, deviceId: 5 })),
         );
       }
+    }
+  });
+
+  test("only the moderator credential reaches the moderation API", async () => {
+    const backend = await createBackend();
+    const moderatorToken = "moderator-token-0123456789abcdef";
+    const inst = await startInstance(backend, { config: { MODERATOR_TOKEN: moderatorToken } });
+    const alice = await registerAccount(inst.target);
+    const { token: providerToken } = await addProvider(backend.db, { id: "acme", displayName: "Acme" });
+    const actors: [string, string, string][] = [
+      ["moderator token", `Bearer ${moderatorToken}`, "authorised"],
+      ["device alice.1", alice.auth, "PERMISSION_DENIED/NOT_A_MODERATOR"],
+      ...APPS.map((app): [string, string, string] => [
+        `${app} token`,
+        appAuth(app),
+        "PERMISSION_DENIED/NOT_A_MODERATOR",
+      ]),
+      ["provider acme token", `Bearer ${providerToken}`, "PERMISSION_DENIED/NOT_A_MODERATOR"],
+    ];
+    for (const [actor, auth, expected] of actors) {
+      const c = createClient(ModerationService, inst.target, { metadata: () => ({ authorization: auth }) });
+      onTestFinished(() => c.close());
+      const calls: [string, () => Promise<unknown>][] = [
+        ["ListReports", () => c.listReports({})],
+        ["GetReport", () => c.getReport({ reportId: randomUUID() })],
+        [
+          "ResolveReport",
+          () =>
+            c.resolveReport({ reportId: randomUUID(), decision: ReportDecision.DISMISSED, moderator: "m" }),
+        ],
+        ["GetReportSummary", () => c.getReportSummary({ senderAccountId: alice.accountId })],
+      ];
+      for (const [rpc, call] of calls) row(actor, rpc, "reports", expected, await outcome(call));
     }
   });
 

@@ -1,7 +1,24 @@
 // Message franking and sealed sender through the delivery API (docs/safety.md cites these tests).
 import { createHmac, randomBytes, randomUUID } from "node:crypto";
 import { Writable } from "node:stream";
-import { PrivateKey, PublicKey, SenderCertificate } from "@signalapp/libsignal-client";
+import {
+  ContentHint,
+  IdentityChange,
+  IdentityKeyPair,
+  IdentityKeyStore,
+  KEMKeyPair,
+  PreKeyBundle,
+  PrivateKey,
+  ProtocolAddress,
+  PublicKey,
+  SenderCertificate,
+  SessionStore,
+  UnidentifiedSenderMessageContent,
+  processPreKeyBundle,
+  sealedSenderMultiRecipientEncrypt,
+  signalEncrypt,
+} from "@signalapp/libsignal-client";
+import type { SessionRecord } from "@signalapp/libsignal-client";
 import { Code, isAppError } from "@switchboard/errors";
 import { createClient } from "@switchboard/grpc";
 import { createRedisFanout } from "@switchboard/fanout";
@@ -22,6 +39,7 @@ import {
   clientsFor,
   connectDevice,
   createBackend,
+  linkDevice,
   startInstance,
   registerAccount,
   testConfig,
@@ -465,3 +483,303 @@ describe("sealed sender", () => {
     expect(stored[0]?.sealed_sender).toBe(true);
   });
 });
+
+/** A sender's libsignal state, in memory: sessions with made-up recipient devices. */
+class MemorySessions extends SessionStore {
+  readonly sessions = new Map<string, SessionRecord>();
+  async saveSession(name: ProtocolAddress, record: SessionRecord) {
+    this.sessions.set(name.toString(), record);
+  }
+  async getSession(name: ProtocolAddress) {
+    return this.sessions.get(name.toString()) ?? null;
+  }
+  async getExistingSessions(addresses: ProtocolAddress[]) {
+    return addresses.map((a) => {
+      const s = this.sessions.get(a.toString());
+      if (!s) throw new Error(`no session with ${a.toString()}`);
+      return s;
+    });
+  }
+}
+
+class MemoryIdentities extends IdentityKeyStore {
+  readonly own = IdentityKeyPair.generate();
+  readonly known = new Map<string, PublicKey>();
+  async getIdentityKey() {
+    return this.own.privateKey;
+  }
+  async getLocalRegistrationId() {
+    return 1;
+  }
+  async saveIdentity(name: ProtocolAddress, key: PublicKey) {
+    this.known.set(name.toString(), key);
+    return IdentityChange.NewOrUnchanged;
+  }
+  async isTrustedIdentity() {
+    return true;
+  }
+  async getIdentity(name: ProtocolAddress) {
+    return this.known.get(name.toString()) ?? null;
+  }
+}
+
+/**
+ * Builds what an SDK sends for a sealed group message: libsignal multi-recipient sealed-sender
+ * messages, the k-th device of every account in the k-th one (each device has its own identity).
+ * Sessions are started from made-up bundles carrying the devices' real registration ids.
+ */
+async function multiRecipientMessages(sender: TestDevice, certificate: Uint8Array, devices: TestDevice[]) {
+  const sessions = new MemorySessions();
+  const identities = new MemoryIdentities();
+  const local = ProtocolAddress.new(sender.accountId, sender.deviceId);
+  const ranks: ProtocolAddress[][] = [];
+  const seen = new Map<string, number>();
+  for (const d of devices) {
+    const identity = IdentityKeyPair.generate();
+    const signed = PrivateKey.generate().getPublicKey();
+    const kyber = KEMKeyPair.generate().getPublicKey();
+    const address = ProtocolAddress.new(d.accountId, d.deviceId);
+    await processPreKeyBundle(
+      PreKeyBundle.new(
+        d.registrationId,
+        d.deviceId,
+        null,
+        null,
+        1,
+        signed,
+        identity.privateKey.sign(signed.serialize()),
+        identity.publicKey,
+        1,
+        kyber,
+        identity.privateKey.sign(kyber.serialize()),
+      ),
+      address,
+      local,
+      sessions,
+      identities,
+    );
+    const rank = seen.get(d.accountId) ?? 0;
+    seen.set(d.accountId, rank + 1);
+    (ranks[rank] ??= []).push(address);
+  }
+  const first = ranks[0]?.[0];
+  if (!first) throw new Error("no recipients");
+  const inner = await signalEncrypt(new Uint8Array(randomBytes(32)), first, local, sessions, identities);
+  const content = UnidentifiedSenderMessageContent.new(
+    inner,
+    SenderCertificate.deserialize(new Uint8Array(certificate)),
+    ContentHint.Default,
+    new Uint8Array(Buffer.from(randomUUID())),
+  );
+  const out: Uint8Array[] = [];
+  for (const recipients of ranks)
+    out.push(
+      await sealedSenderMultiRecipientEncrypt({
+        content,
+        recipients,
+        identityStore: identities,
+        sessionStore: sessions,
+      }),
+    );
+  return out;
+}
+
+const xor = (...keys: Uint8Array[]) => {
+  const out = new Uint8Array(16);
+  for (const k of keys) for (let i = 0; i < 16; i++) out[i] = (out[i] ?? 0) ^ (k[i] ?? 0);
+  return out;
+};
+
+describe("sealed sender to several recipients (sealed group messages)", () => {
+  async function setup(config: Parameters<typeof startInstance>[1] = {}) {
+    const backend = await createBackend();
+    const inst = await startInstance(backend, config);
+    const alice = await registerAccount(inst.target);
+    const bob = await registerAccount(inst.target, "messenger");
+    const bobLaptop = await linkDevice(inst.target, bob, "messenger");
+    const carol = await registerAccount(inst.target, "instagram");
+    const dave = await registerAccount(inst.target);
+    await uploadIdentity(inst.target, alice);
+    const keys = { bob: randomBytes(16), carol: randomBytes(16) };
+    await sealedService(inst.target, bob.auth).setUnidentifiedAccess({ accessKey: keys.bob });
+    await sealedService(inst.target, carol.auth).setUnidentifiedAccess({ accessKey: keys.carol });
+    // Dave takes sealed messages from anyone: his key does not count in the combined key.
+    await sealedService(inst.target, dave.auth).setUnidentifiedAccess({ unrestricted: true });
+    const cert = await sealedService(inst.target, alice.auth).getSenderCertificate({});
+    const combined = xor(keys.bob, keys.carol);
+    const messages = await multiRecipientMessages(alice, cert.certificate, [bob, bobLaptop, carol, dave]);
+    const send = (key: Uint8Array, over: Record<string, unknown> = {}) =>
+      anonymous(inst.target, key).sendMultiRecipientMessage({
+        messages,
+        clientMessageId: randomUUID(),
+        clientTimestampMs: BigInt(Date.now()),
+        urgent: true,
+        ...over,
+      });
+    const count = async (table: "queued_messages" | "send_log") =>
+      Number(
+        (
+          await backend.db
+            .selectFrom(table)
+            .select((eb) => eb.fn.countAll().as("n"))
+            .executeTakeFirstOrThrow()
+        ).n,
+      );
+    return { backend, inst, alice, bob, bobLaptop, carol, dave, keys, combined, messages, send, count };
+  }
+
+  test("queues one sealed row per member device naming no sender; a retry is answered from the first send", async () => {
+    const { backend, inst, alice, bob, bobLaptop, carol, dave, combined, messages, send, count } =
+      await setup();
+    expect(messages.length).toBe(2);
+    const id = randomUUID();
+    const first = await send(combined, { clientMessageId: id });
+    expect(first.result.case).toBe("sent");
+    const again = await send(combined, { clientMessageId: id });
+    expect(again.result.case === "sent" && first.result.case === "sent").toBe(true);
+    if (again.result.case === "sent" && first.result.case === "sent") {
+      expect(again.result.value.duplicate).toBe(true);
+      expect(again.result.value.messageId).toBe(first.result.value.messageId);
+    }
+    // Still the first send's answer after dave added a device (the device lists are not rechecked).
+    await linkDevice(inst.target, dave);
+    const late = await send(combined, { clientMessageId: id });
+    expect(late.result.case === "sent" && late.result.value.duplicate).toBe(true);
+    const rows = await backend.db.selectFrom("queued_messages").selectAll().execute();
+    expect(rows.map((r) => `${r.account_id}.${r.device_id}`).sort()).toEqual(
+      [bob, bobLaptop, carol, dave].map((d) => `${d.accountId}.${d.deviceId}`).sort(),
+    );
+    const log = await sql<Record<string, unknown>>`SELECT * FROM send_log`.execute(backend.db);
+    expect(JSON.stringify([...rows, ...log.rows])).not.toContain(alice.accountId);
+    for (const row of rows) {
+      expect(row.type).toBe(EnvelopeType.SEALED_SENDER);
+      expect(row.source_account_id).toBeNull();
+      expect(row.source_device_id).toBeNull();
+      expect(row.group_id).toBeNull();
+    }
+    // Bob's two devices got different payloads (each sealed to its own identity key).
+    const bobRows = rows.filter((r) => r.account_id === bob.accountId);
+    expect(Buffer.from(bobRows[0]?.content ?? []).equals(Buffer.from(bobRows[1]?.content ?? []))).toBe(false);
+    expect(await count("send_log")).toBe(3);
+
+    const env = await receiveOne(inst.target, carol);
+    expect(env.type).toBe(EnvelopeType.SEALED_SENDER);
+    expect(env.source).toBeUndefined();
+    expect(env.urgent).toBe(true);
+  });
+
+  test("a wrong combined key, or a member without sealed sender, is refused without naming anyone and stores nothing", async () => {
+    const { inst, bob, keys, combined, send, count } = await setup();
+    // Every single key but the combined one is wrong, and so is a combination missing one member.
+    for (const key of [keys.bob, keys.carol, randomBytes(16), new Uint8Array(16), randomBytes(5)]) {
+      const err = await send(key).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(isAppError(err) && [err.code, err.reason, err.message.includes(bob.accountId)]).toEqual([
+        Code.Unauthenticated,
+        "INVALID_ACCESS_KEY",
+        false,
+      ]);
+    }
+    // Bob turns sealed sender off: the combined key no longer authorises the send.
+    await sealedService(inst.target, bob.auth).disableUnidentifiedAccess({});
+    await expectRejected(send(combined), Code.Unauthenticated, "INVALID_ACCESS_KEY");
+    expect(await count("queued_messages")).toBe(0);
+    expect(await count("send_log")).toBe(0);
+    await expectRejected(
+      send(combined, { messages: [randomBytes(80)] }),
+      Code.InvalidArgument,
+      "INVALID_MULTI_RECIPIENT_MESSAGE",
+    );
+  });
+
+  test("device-list differences are answered per account, as for group sends", async () => {
+    const { inst, bob, carol, dave, alice, combined, count, messages } = await setup();
+    const carolTablet = await linkDevice(inst.target, carol, "instagram");
+    const r = await anonymous(inst.target, combined).sendMultiRecipientMessage({
+      messages,
+      clientMessageId: randomUUID(),
+    });
+    expect(r.result.case).toBe("mismatchedDevices");
+    if (r.result.case === "mismatchedDevices")
+      expect(r.result.value.mismatched).toMatchObject([
+        { accountId: carol.accountId, missingDevices: [carolTablet.deviceId], extraDevices: [] },
+      ]);
+    // Only the first device of each account: bob's laptop is missing too.
+    const cert = await sealedService(inst.target, alice.auth).getSenderCertificate({});
+    const partial = await multiRecipientMessages(alice, cert.certificate, [
+      bob,
+      { ...carol, registrationId: carol.registrationId + 1 },
+      carolTablet,
+      dave,
+    ]);
+    const r2 = await anonymous(inst.target, combined).sendMultiRecipientMessage({
+      messages: partial,
+      clientMessageId: randomUUID(),
+    });
+    expect(r2.result.case).toBe("mismatchedDevices");
+    if (r2.result.case === "mismatchedDevices") {
+      expect(r2.result.value.mismatched.map((m) => [m.accountId, m.missingDevices])).toEqual([
+        [bob.accountId, [2]],
+      ]);
+      expect(r2.result.value.stale.map((s) => [s.accountId, s.staleDevices])).toEqual([
+        [carol.accountId, [1]],
+      ]);
+    }
+    expect(await count("queued_messages")).toBe(0);
+  });
+
+  test("takes a token from every member's sealed-sender bucket", async () => {
+    const { combined, send } = await setup({ config: { RATE_PAIR_PER_SECOND: 1 } });
+    let limited: unknown;
+    for (let i = 0; i < 20 && !limited; i++)
+      limited = await send(combined).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(isAppError(limited) && [limited.code, limited.reason]).toEqual([
+      Code.ResourceExhausted,
+      "RATE_LIMITED",
+    ]);
+  });
+
+  test("ephemeral (typing): reaches a connected device, never stored, same key check", async () => {
+    const { inst, carol, keys, combined, send, count } = await setup();
+    const online = connectDevice(inst.target, carol);
+    await online.until(() => online.queueEmpty);
+    await expectRejected(
+      send(randomBytes(16), { ephemeral: true }),
+      Code.Unauthenticated,
+      "INVALID_ACCESS_KEY",
+    );
+    expect((await send(combined, { ephemeral: true })).result.case).toBe("sent");
+    // And one-to-one sealed typing.
+    const one = await sealedSend1(inst.target, keys.carol, carol, { ephemeral: true });
+    expect(one.result.case).toBe("sent");
+    await online.until(() => online.received.length >= 2);
+    for (const env of online.received) {
+      expect(env.type).toBe(EnvelopeType.SEALED_SENDER);
+      expect(env.ephemeral).toBe(true);
+      expect(env.source).toBeUndefined();
+    }
+    expect(await count("queued_messages")).toBe(0);
+    expect(await count("send_log")).toBe(0);
+  });
+});
+
+const sealedSend1 = (target: string, key: Uint8Array, to: TestDevice, over: Record<string, unknown> = {}) =>
+  anonymous(target, key).sendMessage({
+    destinationAccountId: to.accountId,
+    messages: [
+      {
+        deviceId: to.deviceId,
+        registrationId: to.registrationId,
+        type: EnvelopeType.SEALED_SENDER,
+        content: randomBytes(64),
+      },
+    ],
+    clientMessageId: randomUUID(),
+    clientTimestampMs: BigInt(Date.now()),
+    ...over,
+  });

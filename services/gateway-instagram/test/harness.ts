@@ -56,13 +56,14 @@ export interface Stack {
   restartDelivery(): Promise<void>;
 }
 
-export async function startStack(): Promise<Stack> {
+/** Starts the stack; `opts.delivery` overrides the delivery service's configuration (e.g. its RATE_* limits). */
+export async function startStack(opts: { delivery?: Partial<DeliveryConfig> } = {}): Promise<Stack> {
   const clone = await cloneTemplateDatabase();
   const db = createDatabase({ url: clone.url, poolSize: 10 });
   const fanout = await createRedisFanout({ url: redisUrl(), keyPrefix: redisTestPrefix() });
   const newDelivery = () =>
     buildDelivery({
-      config: deliveryConfig,
+      config: { ...deliveryConfig, ...opts.delivery },
       db,
       fanout,
       log: testLog,

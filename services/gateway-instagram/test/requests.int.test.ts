@@ -1,5 +1,9 @@
 import { randomUUID } from "node:crypto";
-import { describe, expect, it } from "vitest";
+import { App } from "@switchboard/proto";
+import { createClient, createInstagramTransport, createMemoryStore } from "@switchboard/sdk";
+import { listReportsAgainst, type Database } from "@switchboard/storage";
+import type { Kysely } from "kysely";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { api, b64, openEvents, signUp, sleep, startStack, type IgUser } from "./harness.js";
 
 async function openThread(base: string, from: IgUser, to: IgUser): Promise<string> {
@@ -102,5 +106,106 @@ describe("blocks and minors (Instagram-style)", () => {
     const pending = await pendingUntil(gateway.url, minor, (p) => p.threads.length >= 1);
     expect(pending.threads.map((t) => t.sender.account_id)).toEqual([otherMinor.accountId]);
     expect(events.events.filter((e) => e.event === "item")).toHaveLength(0);
+  });
+});
+
+/** An SDK client signed up on the gateway and receiving, recording messages and failures. */
+async function sdkUser(baseUrl: string) {
+  const transport = createInstagramTransport({ baseUrl });
+  const store = createMemoryStore();
+  const client = await createClient({ transport, store, preKeyBatchSize: 10 });
+  const texts: string[] = [];
+  const ids: string[] = [];
+  const failures: unknown[] = [];
+  let drained = false;
+  client.on("message", (e) => {
+    texts.push(e.message.text);
+    ids.push(e.meta.id);
+  });
+  client.on("decryptionFailed", (e) => void failures.push(e.error));
+  client.on("queueEmpty", () => {
+    drained = true;
+  });
+  onTestFinished(async () => {
+    await client.close();
+    await transport.close();
+  });
+  const { accountId } = await client.registerAccount({
+    handle: { app: App.INSTAGRAM, value: `rq_${randomUUID().slice(0, 8)}` },
+    appToken: "unused",
+  });
+  client.start();
+  await waitFor(() => drained);
+  return { client, store, texts, ids, failures, accountId };
+}
+
+async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const started = Date.now();
+  while (!(await check())) {
+    if (Date.now() - started > timeoutMs) throw new Error("condition not met in time");
+    await sleep(50);
+  }
+}
+
+describe("message request previews and reports through the SDK (Instagram-style)", () => {
+  it("previews a pending item without accepting, emits it once after acceptance, reports and blocks another sender", async () => {
+    const stack = await startStack();
+    const delivery = stack.db as unknown as Kysely<Database>;
+    const alice = await sdkUser(stack.gateway.url);
+    const carol = await sdkUser(stack.gateway.url);
+    const bob = await sdkUser(stack.gateway.url);
+    await alice.client.sendMessage(bob.accountId, { text: "hello from a stranger" });
+    await carol.client.sendMessage(bob.accountId, { text: "click this link" });
+    await waitFor(async () => (await bob.client.listMessageRequests()).length === 2);
+
+    const listed = await bob.client.listMessageRequests();
+    for (const q of listed) {
+      expect(q.envelopes).toHaveLength(1);
+      expect(q.envelopes[0]?.serverFrankingTag.byteLength).toBe(32);
+    }
+    const previews = await bob.client.previewMessageRequests();
+    const fromAlice = previews.find((p) => p.peerAccountId === alice.accountId);
+    expect(fromAlice?.messages.map((m) => m.message.text)).toEqual(["hello from a stranger"]);
+    expect(fromAlice?.failed).toEqual([]);
+    expect(bob.texts).toEqual([]);
+
+    await bob.client.acceptMessageRequest({ peerAccountId: alice.accountId });
+    await waitFor(() => bob.texts.length > 0);
+    await sleep(300);
+    expect(bob.texts).toEqual(["hello from a stranger"]);
+    expect(bob.ids).toEqual([fromAlice?.messages[0]?.meta.id]);
+    expect(bob.failures).toEqual([]);
+
+    const r = await bob.client.reportMessageRequest({ peerAccountId: carol.accountId, reason: "phishing" });
+    expect(r).toMatchObject({ unfranked: 0, undecryptable: 0, blocked: true });
+    expect(r.reported).toHaveLength(1);
+    const stored = await listReportsAgainst(delivery, carol.accountId);
+    expect(stored.map((row) => row.id)).toEqual([r.reported[0]?.reportId]);
+    expect(stored[0]?.reporter_account_id).toBe(bob.accountId);
+    expect(Buffer.from(stored[0]?.plaintext ?? []).toString()).toContain("click this link");
+    const held = await stack.db
+      .selectFrom("ig_requests")
+      .select("server_id")
+      .where("owner_account_id", "=", bob.accountId)
+      .where("peer_account_id", "=", carol.accountId)
+      .execute();
+    expect(held).toEqual([]);
+    expect(await bob.client.listMessageRequests()).toEqual([]);
+
+    // The blocked sender's next message never arrives; alice's, sent after it, does.
+    expect((await carol.client.sendMessage(bob.accountId, { text: "still there?" })).kind).toBe("sent");
+    await alice.client.sendMessage(bob.accountId, { text: "marker" });
+    await waitFor(() => bob.texts.length > 1);
+    await sleep(300);
+    expect(bob.texts).toEqual(["hello from a stranger", "marker"]);
+    expect(await bob.client.listMessageRequests()).toEqual([]);
+  });
+
+  it("answers 404 REQUEST_NOT_FOUND for the items of a thread that is not a pending request", async () => {
+    const stack = await startStack();
+    const bob = await signUp(stack.gateway.url);
+    const r = await api(stack.gateway.url, "GET", "/v1/direct/pending/12345/items", { token: bob.token });
+    expect(r.status).toBe(404);
+    expect(r.body).toMatchObject({ reason: "REQUEST_NOT_FOUND" });
   });
 });

@@ -58,11 +58,14 @@ export async function createBackend() {
 
 export type Backend = Awaited<ReturnType<typeof createBackend>>;
 
-/** Starts a delivery instance (on `port`, or any free one); stopped when the test finishes. */
-export async function startDelivery(backend: Backend, port = 0) {
+/**
+ * Starts a delivery instance (on `port`, or any free one); stopped when the test finishes.
+ * `config` overrides the delivery service's configuration (e.g. its RATE_* limits).
+ */
+export async function startDelivery(backend: Backend, port = 0, config: Partial<DeliveryConfig> = {}) {
   const fanout = await createRedisFanout({ url: redisUrl(), keyPrefix: backend.prefix });
   const app = buildDelivery({
-    config: deliveryConfig,
+    config: { ...deliveryConfig, ...config },
     db: backend.deliveryDb,
     fanout,
     log: testLog,
@@ -120,10 +123,10 @@ export async function startGateway(
   return { app, link, url: address, close };
 }
 
-/** A full backend: delivery and one gateway. */
-export async function startStack() {
+/** A full backend: delivery (with `opts.delivery` overriding its configuration) and one gateway. */
+export async function startStack(opts: { delivery?: Partial<DeliveryConfig> } = {}) {
   const backend = await createBackend();
-  const delivery = await startDelivery(backend);
+  const delivery = await startDelivery(backend, 0, opts.delivery);
   const gateway = await startGateway(delivery.target, backend.gatewayDb);
   return { backend, delivery, gateway };
 }

@@ -1,5 +1,8 @@
 import { randomUUID } from "node:crypto";
-import { describe, expect, test } from "vitest";
+import { App, RequestsPolicy } from "@switchboard/proto";
+import { createClient, createMemoryStore, createMessengerTransport } from "@switchboard/sdk";
+import { listReportsAgainst } from "@switchboard/storage";
+import { describe, expect, onTestFinished, test } from "vitest";
 import {
   api,
   fakeBody,
@@ -143,5 +146,94 @@ describe("message requests (Messenger-style)", () => {
     expect(g.body.members.map((m) => m.user.account_id).sort()).toEqual(
       [stranger.accountId, adult.accountId].sort(),
     );
+  });
+});
+
+/** An SDK client signed up on the gateway, recording messages and decryption failures. */
+async function sdkUser(gw: Gateway) {
+  const transport = createMessengerTransport({ baseUrl: gw.url });
+  const store = createMemoryStore();
+  const client = await createClient({ transport, store, preKeyBatchSize: 10 });
+  const texts: string[] = [];
+  const ids: string[] = [];
+  const failures: unknown[] = [];
+  client.on("message", (e) => {
+    texts.push(e.message.text);
+    ids.push(e.meta.id);
+  });
+  client.on("decryptionFailed", (e) => void failures.push(e.error));
+  onTestFinished(async () => {
+    await client.close();
+    await transport.close();
+  });
+  const { accountId } = await client.registerAccount({
+    handle: { app: App.MESSENGER, value: "" },
+    appToken: "",
+  });
+  return { client, store, texts, ids, failures, accountId };
+}
+
+async function waitFor(check: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const started = Date.now();
+  while (!check()) {
+    if (Date.now() - started > timeoutMs) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe("message request previews and reports through the SDK (Messenger-style)", () => {
+  test("lists held requests with envelopes, previews one, emits it once after acceptance, reports and blocks another", async () => {
+    const { backend, gateway } = await startStack();
+    const alice = await sdkUser(gateway);
+    const carol = await sdkUser(gateway);
+    const bob = await sdkUser(gateway);
+    await bob.client.setRequestsPolicy(RequestsPolicy.HOLD);
+    bob.client.start();
+    await alice.client.sendMessage(bob.accountId, { text: "hello from a stranger" });
+    await carol.client.sendMessage(bob.accountId, { text: "click this link" });
+
+    const listed = await bob.client.listMessageRequests();
+    expect(listed.map((q) => q.peerAccountId).sort()).toEqual([alice.accountId, carol.accountId].sort());
+    for (const q of listed) {
+      expect(q.peerHandle?.app).toBe(App.MESSENGER);
+      expect(q.envelopes).toHaveLength(1);
+      expect(q.envelopes[0]?.serverFrankingTag.byteLength).toBe(32);
+      expect(q.envelopes[0]?.source?.accountId).toBe(q.peerAccountId);
+    }
+    const previews = await bob.client.previewMessageRequests();
+    const fromAlice = previews.find((p) => p.peerAccountId === alice.accountId);
+    expect(fromAlice?.messages.map((m) => m.message.text)).toEqual(["hello from a stranger"]);
+    expect(fromAlice?.failed).toEqual([]);
+    expect(bob.texts).toEqual([]);
+
+    await bob.client.acceptMessageRequest({ peerAccountId: alice.accountId });
+    await waitFor(() => bob.texts.length > 0);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(bob.texts).toEqual(["hello from a stranger"]);
+    expect(bob.ids).toEqual([fromAlice?.messages[0]?.meta.id]);
+    expect(bob.failures).toEqual([]);
+
+    const r = await bob.client.reportMessageRequest({ peerAccountId: carol.accountId, reason: "phishing" });
+    expect(r).toMatchObject({ unfranked: 0, undecryptable: 0, blocked: true });
+    expect(r.reported).toHaveLength(1);
+    const stored = await listReportsAgainst(backend.deliveryDb, carol.accountId);
+    expect(stored.map((row) => row.id)).toEqual([r.reported[0]?.reportId]);
+    expect(stored[0]?.reporter_account_id).toBe(bob.accountId);
+    expect(Buffer.from(stored[0]?.plaintext ?? []).toString()).toContain("click this link");
+    const held = await backend.deliveryDb
+      .selectFrom("queued_messages")
+      .select("message_id")
+      .where("account_id", "=", bob.accountId)
+      .where("source_account_id", "=", carol.accountId)
+      .execute();
+    expect(held).toEqual([]);
+    expect(await bob.client.listMessageRequests()).toEqual([]);
+
+    // The blocked sender's next message never arrives; alice's, sent after it, does.
+    expect((await carol.client.sendMessage(bob.accountId, { text: "still there?" })).kind).toBe("sent");
+    await alice.client.sendMessage(bob.accountId, { text: "marker" });
+    await waitFor(() => bob.texts.length > 1);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(bob.texts).toEqual(["hello from a stranger", "marker"]);
   });
 });

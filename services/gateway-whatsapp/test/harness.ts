@@ -66,15 +66,20 @@ export interface Stack {
   addGateway(): Promise<{ target: string; gateway: GatewayApp; close(): Promise<void> }>;
 }
 
-/** Starts delivery and the gateway over a fresh database clone. */
-export async function startStack(opts: { limits?: Partial<GatewayLimits> } = {}): Promise<Stack> {
+/**
+ * Starts delivery and the gateway over a fresh database clone. `delivery` overrides the delivery
+ * service's configuration (e.g. its RATE_* limits).
+ */
+export async function startStack(
+  opts: { limits?: Partial<GatewayLimits>; delivery?: Partial<AppConfig> } = {},
+): Promise<Stack> {
   const clone = await cloneTemplateDatabase();
   const deliveryDb = createDatabase({ url: clone.url, poolSize: 10 });
   const prefix = redisTestPrefix();
   const startDelivery = async (port: number) => {
     const fanout = await createRedisFanout({ url: redisUrl(), keyPrefix: prefix });
     const app = buildDelivery({
-      config: deliveryConfig,
+      config: { ...deliveryConfig, ...opts.delivery },
       db: deliveryDb,
       fanout,
       log: testLog,

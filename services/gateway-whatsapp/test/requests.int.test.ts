@@ -1,6 +1,7 @@
 import { Code } from "@switchboard/errors";
 import { App, RequestsPolicy, whatsapp } from "@switchboard/proto";
-import { createClient, createMemoryStore, createWhatsAppTransport } from "@switchboard/sdk";
+import { createClient, createMemoryStore, createWhatsAppTransport, type ClientStore } from "@switchboard/sdk";
+import { createDatabase, listReportsAgainst } from "@switchboard/storage";
 import { describe, expect, onTestFinished, test } from "vitest";
 import {
   fetchCode,
@@ -170,5 +171,94 @@ describe("message requests through the SDK on the WhatsApp-style app", () => {
     await bob.client.acceptMessageRequest({ peerAccountId: alice.accountId });
     for (let i = 0; i < 200 && bob.texts.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
     expect(bob.texts).toEqual(["hello from a stranger"]);
+  });
+});
+
+/** An SDK client registered on the WhatsApp-style gateway, recording messages and decryption failures. */
+async function openSdkUser(stack: Stack) {
+  const phone = newPhone();
+  const transport = createWhatsAppTransport({
+    target: stack.target,
+    verificationCode: (p) => fetchCode(stack, p),
+  });
+  const store: ClientStore = createMemoryStore();
+  const client = await createClient({ transport, store });
+  const texts: string[] = [];
+  const ids: string[] = [];
+  const failures: unknown[] = [];
+  client.on("message", (e) => {
+    texts.push(e.message.text);
+    ids.push(e.meta.id);
+  });
+  client.on("decryptionFailed", (e) => void failures.push(e.error));
+  onTestFinished(async () => {
+    await client.close();
+    await transport.close();
+  });
+  const r = await client.registerAccount({ handle: { app: App.WHATSAPP, value: phone }, appToken: "" });
+  return { client, store, texts, ids, failures, accountId: r.accountId, phone };
+}
+
+async function waitFor(check: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const started = Date.now();
+  while (!check()) {
+    if (Date.now() - started > timeoutMs) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe("message request previews and reports through the SDK on the WhatsApp-style app", () => {
+  test("previews a held request, emits it exactly once after acceptance, and reports and blocks another", async () => {
+    const stack = await startStack();
+    const db = createDatabase({ url: stack.databaseUrl });
+    onTestFinished(() => db.destroy());
+    const alice = await openSdkUser(stack);
+    const carol = await openSdkUser(stack);
+    const bob = await openSdkUser(stack);
+    await bob.client.setRequestsPolicy(RequestsPolicy.HOLD);
+    bob.client.start();
+    for (const sender of [alice, carol])
+      await sender.client.resolveHandle({ app: App.WHATSAPP, value: bob.phone });
+    await alice.client.sendMessage(bob.accountId, { text: "hello from a stranger" });
+    await carol.client.sendMessage(bob.accountId, { text: "click this link" });
+
+    const previews = await bob.client.previewMessageRequests();
+    const fromAlice = previews.find((p) => p.peerAccountId === alice.accountId);
+    expect(fromAlice?.messages.map((m) => m.message.text)).toEqual(["hello from a stranger"]);
+    expect(fromAlice?.failed).toEqual([]);
+    expect(bob.texts).toEqual([]);
+
+    await bob.client.acceptMessageRequest({ peerAccountId: alice.accountId });
+    await waitFor(() => bob.texts.length > 0);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(bob.texts).toEqual(["hello from a stranger"]);
+    expect(bob.ids).toEqual([fromAlice?.messages[0]?.meta.id]);
+    expect(bob.failures).toEqual([]);
+
+    const r = await bob.client.reportMessageRequest({ peerAccountId: carol.accountId, reason: "phishing" });
+    expect(r).toMatchObject({ unfranked: 0, undecryptable: 0, blocked: true });
+    expect(r.reported).toHaveLength(1);
+    const stored = await listReportsAgainst(db, carol.accountId);
+    expect(stored.map((row) => row.id)).toEqual([r.reported[0]?.reportId]);
+    expect(stored[0]?.reporter_account_id).toBe(bob.accountId);
+    expect(stored[0]?.reason).toBe("phishing");
+    expect(Buffer.from(stored[0]?.plaintext ?? []).toString()).toContain("click this link");
+    const held = await db
+      .selectFrom("queued_messages")
+      .select("message_id")
+      .where("account_id", "=", bob.accountId)
+      .where("source_account_id", "=", carol.accountId)
+      .execute();
+    expect(held).toEqual([]);
+    expect(await bob.client.listMessageRequests()).toEqual([]);
+    expect(await bob.store.state.listHeld()).toEqual([]);
+
+    // The blocked sender's next message never arrives; alice's, sent after it, does.
+    expect((await carol.client.sendMessage(bob.accountId, { text: "still there?" })).kind).toBe("sent");
+    await alice.client.sendMessage(bob.accountId, { text: "marker" });
+    await waitFor(() => bob.texts.length > 1);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(bob.texts).toEqual(["hello from a stranger", "marker"]);
+    expect(await bob.client.listMessageRequests()).toEqual([]);
   });
 });

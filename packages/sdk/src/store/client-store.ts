@@ -87,6 +87,18 @@ export interface ClientStateStore {
   addPending(item: PendingContent): Promise<void>;
   /** Removes the pending item whose envelope has this server id. */
   removePending(serverId: string): Promise<void>;
+  /**
+   * Decrypted previews of held message requests, oldest first. A held envelope is decrypted once
+   * (its ratchet step is spent); the kept plaintext stands in for it when it is delivered again
+   * after acceptance.
+   */
+  listHeld(): Promise<PendingContent[]>;
+  /** The kept preview of the held envelope with this server id, if any. */
+  findHeld(serverId: string): Promise<PendingContent | undefined>;
+  /** Keeps a preview (replacing one with the same server id); the oldest are pruned beyond capacity. */
+  addHeld(item: PendingContent): Promise<void>;
+  /** Removes the kept preview with this server id (no-op when there is none). */
+  removeHeld(serverId: string): Promise<void>;
 }
 
 /**
@@ -113,6 +125,11 @@ export interface StoreOptions {
 
 const DEFAULT_MAX_PROCESSED = 20_000;
 const MAX_USED_LAST_RESORT = 10_000;
+/**
+ * Kept previews of held requests. The delivery service lists at most 100 senders with 50
+ * envelopes each; beyond this the oldest go (their envelopes then fail to decrypt if accepted).
+ */
+const MAX_HELD = 5_000;
 
 /** `<accountId>.<deviceId>`: the key of per-device records. */
 export function addressKey(address: ProtocolAddress): string {
@@ -364,6 +381,19 @@ class DataStateStore implements ClientStateStore {
   async removePending(serverId: string): Promise<void> {
     this.d.pending = this.d.pending.filter((p) => p.serverId !== serverId);
   }
+  async listHeld(): Promise<PendingContent[]> {
+    return this.d.held.map((p) => ({ ...p }));
+  }
+  async findHeld(serverId: string): Promise<PendingContent | undefined> {
+    const found = this.d.held.find((p) => p.serverId === serverId);
+    return found === undefined ? undefined : { ...found };
+  }
+  async addHeld(item: PendingContent): Promise<void> {
+    this.d.held = [...this.d.held.filter((p) => p.serverId !== item.serverId), { ...item }].slice(-MAX_HELD);
+  }
+  async removeHeld(serverId: string): Promise<void> {
+    this.d.held = this.d.held.filter((p) => p.serverId !== serverId);
+  }
 }
 
 /**
@@ -413,7 +443,10 @@ export class DataStore implements ClientStore {
  */
 export function createMemoryStore(options: StoreOptions & { data?: StoreData } = {}): DataStore {
   return new DataStore(
-    options.data === undefined ? createEmptyStoreData() : structuredClone(options.data),
+    // Sections added after a snapshot was taken start empty.
+    options.data === undefined
+      ? createEmptyStoreData()
+      : { ...createEmptyStoreData(), ...structuredClone(options.data) },
     async () => {},
     options,
   );

@@ -35,6 +35,30 @@ describe("createFileStore", () => {
     expect(await reopened.state.isProcessed({ serverId: "m2", senderClientId: "a.1|c2" })).toBe(false);
   });
 
+  it("keeps request previews across reopen, and opens a file written before previews existed", async () => {
+    const path = join(dir, "held.json");
+    const store = await createFileStore(path);
+    await store.state.addHeld({ serverId: "m1", envelope: "ZW52", content: "Y29udGVudA==" });
+    await store.state.addHeld({ serverId: "m2", envelope: "ZW52", content: "c2Vjb25k" });
+    await store.state.removeHeld("m2");
+    await store.close();
+    const reopened = await createFileStore(path);
+    expect(await reopened.state.findHeld("m1")).toEqual({
+      serverId: "m1",
+      envelope: "ZW52",
+      content: "Y29udGVudA==",
+    });
+    expect(await reopened.state.findHeld("m2")).toBeUndefined();
+
+    const old = join(dir, "old.json");
+    const { held: _held, ...before } = reopened.snapshot();
+    await writeFile(old, JSON.stringify(before));
+    const upgraded = await createFileStore(old);
+    expect(await upgraded.state.listHeld()).toEqual([]);
+    await upgraded.state.addHeld({ serverId: "m3", envelope: "", content: "" });
+    expect((await upgraded.state.listHeld()).map((h) => h.serverId)).toEqual(["m3"]);
+  });
+
   it("prunes the oldest de-duplication entries beyond its capacity", async () => {
     const store = await createFileStore(join(dir, "d.json"), { maxProcessedEntries: 2 });
     for (let i = 1; i <= 3; i++) await store.state.markProcessed({ serverId: `m${i}` }, i);

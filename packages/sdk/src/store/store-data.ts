@@ -71,6 +71,12 @@ export interface StoreData {
   groups: Record<string, GroupState>;
   ownDeviceIds: number[];
   pending: PendingContent[];
+  /**
+   * Decrypted previews of held message requests (docs/safety.md), oldest first: decrypted once
+   * by `previewMessageRequests`, handed to the application when the envelope (same server id)
+   * arrives again after acceptance.
+   */
+  held: PendingContent[];
 }
 
 /** A fresh, empty state. */
@@ -91,6 +97,7 @@ export function createEmptyStoreData(): StoreData {
     groups: {},
     ownDeviceIds: [],
     pending: [],
+    held: [],
   };
 }
 

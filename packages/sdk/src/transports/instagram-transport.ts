@@ -11,6 +11,7 @@ import {
   GetPreKeyBundlesResponseSchema,
   GetPreKeyCountResponseSchema,
   GroupSchema,
+  MessageRequestSchema,
   RegisterAccountResponseSchema,
   RegisterDeviceResponseSchema,
   ReportMessageResponseSchema,
@@ -27,6 +28,7 @@ import {
   type GetPreKeyCountRequest,
   type GetPreKeyCountResponse,
   type Group,
+  type MessageRequest,
   type RegisterAccountRequest,
   type RegisterAccountResponse,
   type RegisterDeviceRequest,
@@ -50,6 +52,7 @@ import type {
   ReceiveEvent,
   ReceiveOptions,
   ReceiveSubscription,
+  RequestTarget,
   SendOutcome,
   Transport,
 } from "../transport.js";
@@ -130,6 +133,14 @@ interface JsonItem {
   client_timestamp_ms: number;
   server_timestamp_ms: number;
   seq: number;
+}
+
+/** A thread of `GET /v1/direct/pending` (a message request). */
+interface JsonPendingThread {
+  thread_id: string;
+  sender: { account_id: string; ref?: string };
+  item_count: number;
+  first_item_at_ms: number;
 }
 
 interface Problem {
@@ -483,6 +494,82 @@ export class InstagramTransport implements Transport {
       third_party_reachable: reachable,
     });
     return r.third_party_reachable;
+  }
+
+  /**
+   * The requests folder (`GET /v1/direct/pending`), each request with this device's held items
+   * (`GET /v1/direct/pending/{thread_id}/items`) as envelopes, so the client can preview and
+   * report them without accepting. Requests appear once a device of the account has drained its
+   * queue (connected to the event stream) since they were sent. No group invitations.
+   */
+  async listMessageRequests(): Promise<MessageRequest[]> {
+    const out: MessageRequest[] = [];
+    for (const t of await this.pendingThreads()) {
+      const r = await this.call<{ items: JsonItem[] }>(
+        "GET",
+        `/v1/direct/pending/${encodeURIComponent(t.thread_id)}/items`,
+      );
+      out.push(
+        create(MessageRequestSchema, {
+          peerAccountId: t.sender.account_id,
+          groupId: "",
+          envelopes: r.items.map(envelopeOfItem),
+          messageCount: t.item_count,
+          firstReceivedAtMs: BigInt(t.first_item_at_ms),
+        }),
+      );
+    }
+    return out;
+  }
+
+  /** Accepts a peer's request (its thread in the requests folder); resolves with its held item count. */
+  async acceptMessageRequest(target: RequestTarget): Promise<number> {
+    const t = await this.requireRequestThread(target);
+    await this.call("POST", `/v1/direct/pending/${encodeURIComponent(t.thread_id)}/accept`);
+    return t.item_count;
+  }
+
+  /** Declines a peer's request: its held items are deleted; resolves with their count. */
+  async declineMessageRequest(target: RequestTarget): Promise<number> {
+    const t = await this.requireRequestThread(target);
+    const r = await this.call<{ deleted_items: number }>(
+      "POST",
+      `/v1/direct/pending/${encodeURIComponent(t.thread_id)}/decline`,
+    );
+    return r.deleted_items;
+  }
+
+  /** Blocks an account: through its pending request if it has one (deleting the held items), else by id. */
+  async block(peerAccountId: string): Promise<void> {
+    const t = (await this.pendingThreads()).find((p) => p.sender.account_id === peerAccountId);
+    if (t !== undefined)
+      await this.call("POST", `/v1/direct/pending/${encodeURIComponent(t.thread_id)}/block`);
+    else await this.call("PUT", `/v1/blocks/${encodeURIComponent(peerAccountId)}`);
+  }
+
+  async unblock(peerAccountId: string): Promise<void> {
+    await this.call("DELETE", `/v1/blocks/${encodeURIComponent(peerAccountId)}`);
+  }
+
+  private async pendingThreads(): Promise<JsonPendingThread[]> {
+    return (await this.call<{ threads: JsonPendingThread[] }>("GET", "/v1/direct/pending")).threads;
+  }
+
+  private async requireRequestThread(target: RequestTarget): Promise<JsonPendingThread> {
+    if ("groupId" in target)
+      throw new AppError(
+        Code.Unimplemented,
+        "REQUESTS_UNSUPPORTED",
+        "the Instagram-style app has no group invitations to accept or decline",
+      );
+    const t = (await this.pendingThreads()).find((p) => p.sender.account_id === target.peerAccountId);
+    if (t === undefined)
+      throw new AppError(
+        Code.NotFound,
+        "REQUEST_NOT_FOUND",
+        `no pending request from ${target.peerAccountId}`,
+      );
+    return t;
   }
 
   async getThirdPartyReachable(): Promise<boolean> {

@@ -13,6 +13,7 @@ import {
   GetGroupRequestSchema,
   GetPreKeyCountResponseSchema,
   GroupSchema,
+  MessageRequestSchema,
   RegisterAccountResponseSchema,
   RegisterDeviceResponseSchema,
   ReportMessageResponseSchema,
@@ -32,6 +33,7 @@ import {
   type GetPreKeyCountResponse,
   type Group,
   type HandleSchema,
+  type MessageRequest,
   type RegisterAccountRequest,
   type RegisterAccountResponse,
   type RegisterDeviceRequest,
@@ -144,6 +146,15 @@ export interface MessengerEnvelopeEvent {
   body?: string;
   timestamp?: number;
   delivery?: { mids: string[]; watermark: number };
+}
+
+/** One entry of `GET /v1/me/requests`. */
+interface JsonRequest {
+  sender: MessengerUser;
+  group_id?: string;
+  message_count: number;
+  first_received_at: number;
+  messages: MessengerEnvelopeEvent[];
 }
 
 interface Problem {
@@ -470,6 +481,26 @@ export class MessengerTransport implements Transport {
       reachable,
     });
     return r.reachable;
+  }
+
+  /**
+   * GET /v1/me/requests: this device's held requests, each with its held messages rebuilt as
+   * envelopes (ciphertext and franking tags), and held group invitations.
+   */
+  async listMessageRequests(): Promise<MessageRequest[]> {
+    const device = this.requireDevice();
+    const r = await this.call<{ requests: JsonRequest[] }>("GET", "/v1/me/requests");
+    return r.requests.map((q) => {
+      const handle = handleOf(q.sender);
+      return create(MessageRequestSchema, {
+        peerAccountId: q.sender.account_id,
+        peerHandle: handle.app === App.UNSPECIFIED ? undefined : handle,
+        groupId: q.group_id ?? "",
+        envelopes: q.messages.map((m) => messengerEventToEnvelope(m, device)),
+        messageCount: q.message_count,
+        firstReceivedAtMs: BigInt(q.first_received_at),
+      });
+    });
   }
 
   async acceptMessageRequest(target: RequestTarget): Promise<number> {

@@ -435,6 +435,7 @@ class ChatConnection {
           known ? e.code : Code.Unknown,
           e.reason || "UNKNOWN",
           e.message || "chat frame failed",
+          e.retryAfterMs > 0n ? { retryAfterMs: Number(e.retryAfterMs) } : {},
         );
         if (e.id !== "") this.settle(e.id, (w) => w.reject(err));
         return;

@@ -14,6 +14,7 @@ import {
   type SendGroupMessageResponseSchema,
   type SendMessageRequest,
   type SendMessageResponseSchema,
+  type SendMultiRecipientMessageResponseSchema,
 } from "@switchboard/proto";
 import {
   findDeviceCredential,
@@ -204,6 +205,15 @@ export function groupOutcomeToProto(o: SendOutcome): GroupResponse {
   }
 }
 
+/** Maps a pipeline outcome of a multi-recipient sealed send to the wire response. */
+export function multiOutcomeToProto(
+  o: SendOutcome,
+): MessageInitShape<typeof SendMultiRecipientMessageResponseSchema> {
+  const r = groupOutcomeToProto(o).result;
+  if (r?.case === "sent" || r?.case === "mismatchedDevices") return { result: r };
+  throw new AppError(Code.Internal, "INTERNAL", "internal error");
+}
+
 /** The MessageService handlers (unary, server-streaming and the multiplexed Connect stream). */
 export function createMessageService(deps: MessageServiceDeps): ServiceImpl<typeof MessageService> {
   const { auth } = deps;
@@ -356,6 +366,13 @@ export function createMessageService(deps: MessageServiceDeps): ServiceImpl<type
       const principal = await auth.authenticate(ctx.metadata);
       const run = await prepareDirect(principal, req);
       return directOutcomeToProto(await run());
+    },
+
+    async sendMultiRecipientMessage(req, ctx) {
+      // Sealed only: an `authorization` header is not looked at, a missing key is refused.
+      if (!deps.sealed)
+        throw new AppError(Code.Unimplemented, "SEALED_SENDER_UNSUPPORTED", "sealed sender is not enabled");
+      return multiOutcomeToProto(await deps.sealed.sendMultiRecipient(req, ctx.metadata));
     },
 
     async sendGroupMessage(req, ctx) {

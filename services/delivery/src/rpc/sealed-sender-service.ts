@@ -53,6 +53,7 @@ export function createSealedSenderService(deps: {
         accountId: device.accountId,
         app: device.app,
         accessKeyHash: req.accessKey.byteLength === 0 ? undefined : accessKeyHash(req.accessKey),
+        accessKey: req.accessKey.byteLength === 0 ? undefined : req.accessKey,
         unrestricted: req.unrestricted,
       });
       return {};

@@ -1,5 +1,5 @@
 // RFC 9457 problem details: the one error handler of the HTTP API.
-import { AppError, codeName, httpStatusOf, isAppError, type Code } from "@switchboard/errors";
+import { AppError, Code, codeName, httpStatusOf, isAppError } from "@switchboard/errors";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 
 /** An AppError with extra problem members (e.g. the device lists of DEVICES_CHANGED). */
@@ -56,8 +56,9 @@ interface ValidationIssue {
 }
 
 /**
- * Installs the error and not-found handlers: AppError → its status and reason; schema failures →
- * 400 INVALID_ARGUMENT with `errors`; anything else → 500 INTERNAL with the details logged only.
+ * Installs the error and not-found handlers: AppError → its status and reason (429 and 503 with
+ * `Retry-After`, in whole seconds); schema failures → 400 INVALID_ARGUMENT with `errors`; anything
+ * else → 500 INTERNAL with the details logged only.
  */
 export function registerProblemHandler(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError | AppError | Error, request, reply) => {
@@ -65,8 +66,13 @@ export function registerProblemHandler(app: FastifyInstance): void {
       const status = httpStatusOf(err.code);
       const log = status >= 500 ? request.log.error.bind(request.log) : request.log.info.bind(request.log);
       log({ err, reason: err.reason }, "request failed");
-      if (err.retryAfterMs !== undefined)
-        void reply.header("retry-after", Math.ceil(err.retryAfterMs / 1000));
+      // 429 and 503 always tell the client when to retry (at least a second): the delivery
+      // service's hint (RATE_LIMITED's RetryInfo) when there is one, else one second.
+      const retryAfterMs =
+        err.retryAfterMs ??
+        (err.code === Code.ResourceExhausted || err.code === Code.Unavailable ? 1000 : undefined);
+      if (retryAfterMs !== undefined)
+        void reply.header("retry-after", Math.max(1, Math.ceil(retryAfterMs / 1000)));
       return send(reply, request, status, {
         ...err.metadata,
         ...(err instanceof ProblemError ? err.extensions : {}),

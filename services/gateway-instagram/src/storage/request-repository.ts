@@ -195,6 +195,26 @@ export async function listPendingRequests(
   }));
 }
 
+/** One device's held items of a request thread, in queue order (at most `limit`). */
+export async function listHeldItems(
+  db: Kysely<IgDatabase>,
+  ownerAccountId: string,
+  deviceId: number,
+  threadId: string,
+  limit: number,
+): Promise<IgRequestRow[]> {
+  return db
+    .selectFrom("ig_requests")
+    .selectAll()
+    .where("owner_account_id", "=", ownerAccountId)
+    .where("device_id", "=", deviceId)
+    .where("thread_id", "=", threadId)
+    .where("state", "=", "held")
+    .orderBy("sequence")
+    .limit(limit)
+    .execute();
+}
+
 /** Released items of one device in queue order after `afterSequence` (`undeliveredOnly`: not yet streamed). */
 export async function listReleased(
   db: Kysely<IgDatabase>,

@@ -10,6 +10,7 @@ import {
   whatsapp,
   type Handle,
 } from "@switchboard/proto";
+import { AppError, Code } from "@switchboard/errors";
 import fc from "fast-check";
 import { describe, expect, test } from "vitest";
 import {
@@ -27,6 +28,7 @@ import {
 import { formatGroupJid, formatUserJid, handleKey } from "./jid.js";
 import {
   envelopeToChatFrame,
+  chatErrorOf,
   groupSendResponseToAck,
   incomingChatToEnvelope,
   outgoingChatToSend,
@@ -292,6 +294,32 @@ describe("sendResponseToAck", () => {
       status: whatsapp.SendAckStatus.DEVICES_CHANGED,
       missing: ["15551230002:2@s.whatsapp.net"],
       stale: ["100004:1@messenger"],
+    });
+  });
+});
+
+describe("chatErrorOf", () => {
+  test("keeps a rate limit's code, reason and retry hint", () => {
+    const err = new AppError(Code.ResourceExhausted, "RATE_LIMITED", "newconv rate limit exceeded", {
+      retryAfterMs: 1799.2,
+    });
+    expect(chatErrorOf("m-1", err)).toMatchObject({
+      id: "m-1",
+      code: Code.ResourceExhausted,
+      reason: "RATE_LIMITED",
+      retryAfterMs: 1800n,
+    });
+  });
+
+  test("gives no retry hint without one, and hides anything that is not an AppError", () => {
+    expect(
+      chatErrorOf("m-2", new AppError(Code.InvalidArgument, "INVALID_JID", "bad jid")).retryAfterMs,
+    ).toBe(0n);
+    expect(chatErrorOf("m-3", new Error("secret detail"))).toMatchObject({
+      code: Code.Internal,
+      reason: "INTERNAL",
+      message: "internal error",
+      retryAfterMs: 0n,
     });
   });
 });

@@ -384,12 +384,19 @@ export function groupSendResponseToAck(
 }
 
 /**
- * A failure as a ChatError frame. AppErrors keep their code, reason and message; anything else
- * becomes INTERNAL "internal error" (the caller logs it).
+ * A failure as a ChatError frame. AppErrors keep their code, reason, message and retry hint
+ * (`retry_after_ms`, e.g. RESOURCE_EXHAUSTED RATE_LIMITED from the delivery service's limits);
+ * anything else becomes INTERNAL "internal error" (the caller logs it).
  */
 export function chatErrorOf(id: string, err: unknown): whatsapp.ChatError {
   if (isAppError(err))
-    return create(whatsapp.ChatErrorSchema, { id, code: err.code, reason: err.reason, message: err.message });
+    return create(whatsapp.ChatErrorSchema, {
+      id,
+      code: err.code,
+      reason: err.reason,
+      message: err.message,
+      retryAfterMs: BigInt(Math.max(0, Math.ceil(err.retryAfterMs ?? 0))),
+    });
   return create(whatsapp.ChatErrorSchema, {
     id,
     code: Code.Internal,

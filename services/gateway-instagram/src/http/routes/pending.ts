@@ -1,15 +1,22 @@
 // Message requests: first one-to-one messages from users you have not accepted.
+import { fromBinary } from "@bufbuild/protobuf";
 import { AppError, Code } from "@switchboard/errors";
+import { EnvelopeSchema } from "@switchboard/proto";
 import type { FastifyInstance } from "fastify";
 import { isDirectThreadId } from "../../domain/thread-id.js";
+import { envelopeToItem } from "../../domain/translate.js";
 import {
   declineRequest,
   findRelationshipByThread,
+  listHeldItems,
   listPendingRequests,
 } from "../../storage/request-repository.js";
 import type { RouteContext } from "../context.js";
 import { bearer, problemResponses, ref, schemaParts } from "../schemas.js";
 import { privateThreadJson } from "../views.js";
+
+/** Most held items one GET /v1/direct/pending/{thread_id}/items returns. */
+export const MAX_HELD_ITEMS_LISTED = 50;
 
 const threadIdParam = {
   type: "object",
@@ -97,6 +104,49 @@ export async function pendingRoutes(app: FastifyInstance, ctx: RouteContext): Pr
         }),
       );
       return { threads };
+    },
+  );
+
+  app.get<{ Params: { thread_id: string } }>(
+    "/v1/direct/pending/:thread_id/items",
+    {
+      schema: {
+        tags: ["requests"],
+        summary: "The calling device's held items of a request, to decrypt a preview or report one",
+        description:
+          `At most ${MAX_HELD_ITEMS_LISTED}, oldest first, as they would arrive on /v1/direct/events (ciphertext, ` +
+          "report_tag, server_franking_tag). Reading neither accepts nor acknowledges anything: after accepting, " +
+          "the same items (same server_id) are streamed to each device.",
+        security: bearer,
+        params: threadIdParam,
+        response: {
+          200: {
+            type: "object",
+            properties: { thread_id: { type: "string" }, items: { type: "array", items: ref("ThreadItem") } },
+            required: ["thread_id", "items"],
+          },
+          ...problemResponses,
+        },
+      },
+    },
+    async (request) => {
+      const me = await auth.authenticate(request);
+      await pendingPeer(me.accountId, request.params.thread_id);
+      const rows = await listHeldItems(
+        db,
+        me.accountId,
+        me.deviceId,
+        request.params.thread_id,
+        MAX_HELD_ITEMS_LISTED,
+      );
+      return {
+        thread_id: request.params.thread_id,
+        items: rows.map((row) =>
+          envelopeToItem(fromBinary(EnvelopeSchema, new Uint8Array(row.envelope)), (id) =>
+            directory.cachedRef(id),
+          ),
+        ),
+      };
     },
   );
 

@@ -27,7 +27,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchboard/delivery/v1/messages.proto.
  */
 export const file_switchboard_delivery_v1_messages: GenFile = /*@__PURE__*/
-  fileDesc("CiZzd2l0Y2hib2FyZC9kZWxpdmVyeS92MS9tZXNzYWdlcy5wcm90bxIXc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEigQEKD091dGdvaW5nTWVzc2FnZRIRCglkZXZpY2VfaWQYASABKA0SFwoPcmVnaXN0cmF0aW9uX2lkGAIgASgNEjEKBHR5cGUYAyABKA4yIy5zd2l0Y2hib2FyZC5jb21tb24udjEuRW52ZWxvcGVUeXBlEg8KB2NvbnRlbnQYBCABKAwiogIKElNlbmRNZXNzYWdlUmVxdWVzdBIuCgZzZW5kZXIYASABKAsyHi5zd2l0Y2hib2FyZC5jb21tb24udjEuQWRkcmVzcxIeChZkZXN0aW5hdGlvbl9hY2NvdW50X2lkGAIgASgJEjoKCG1lc3NhZ2VzGAMgAygLMiguc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuT3V0Z29pbmdNZXNzYWdlEhkKEWNsaWVudF9tZXNzYWdlX2lkGAQgASgJEhsKE2NsaWVudF90aW1lc3RhbXBfbXMYBSABKAMSEQoJZXBoZW1lcmFsGAYgASgIEg4KBnVyZ2VudBgHIAEoCBIRCglmb3J3YXJkZWQYCCABKAgSEgoKcmVwb3J0X3RhZxgJIAEoDCJKCgRTZW50EhIKCm1lc3NhZ2VfaWQYASABKAkSGwoTc2VydmVyX3RpbWVzdGFtcF9tcxgCIAEoAxIRCglkdXBsaWNhdGUYAyABKAgiVwoRTWlzbWF0Y2hlZERldmljZXMSEgoKYWNjb3VudF9pZBgBIAEoCRIXCg9taXNzaW5nX2RldmljZXMYAiADKA0SFQoNZXh0cmFfZGV2aWNlcxgDIAMoDSI5CgxTdGFsZURldmljZXMSEgoKYWNjb3VudF9pZBgBIAEoCRIVCg1zdGFsZV9kZXZpY2VzGAIgAygNIhMKEVJlY2lwaWVudE5vdEZvdW5kIqMCChNTZW5kTWVzc2FnZVJlc3BvbnNlEi0KBHNlbnQYASABKAsyHS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW50SAASSAoSbWlzbWF0Y2hlZF9kZXZpY2VzGAIgASgLMiouc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuTWlzbWF0Y2hlZERldmljZXNIABI+Cg1zdGFsZV9kZXZpY2VzGAMgASgLMiUuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuU3RhbGVEZXZpY2VzSAASSQoTcmVjaXBpZW50X25vdF9mb3VuZBgEIAEoCzIqLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlY2lwaWVudE5vdEZvdW5kSABCCAoGcmVzdWx0IrYCChdTZW5kR3JvdXBNZXNzYWdlUmVxdWVzdBIuCgZzZW5kZXIYASABKAsyHi5zd2l0Y2hib2FyZC5jb21tb24udjEuQWRkcmVzcxIQCghncm91cF9pZBgCIAEoCRIPCgdjb250ZW50GAMgASgMEhkKEWNsaWVudF9tZXNzYWdlX2lkGAQgASgJEhsKE2NsaWVudF90aW1lc3RhbXBfbXMYBSABKAMSEQoJZXBoZW1lcmFsGAYgASgIEg4KBnVyZ2VudBgHIAEoCBIRCglmb3J3YXJkZWQYCCABKAgSEgoKcmVwb3J0X3RhZxgJIAEoDBJGChNleHBlY3RlZF9yZWNpcGllbnRzGAogAygLMikuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuUmVjaXBpZW50RGV2aWNlcyJWChBSZWNpcGllbnREZXZpY2VzEhIKCmFjY291bnRfaWQYASABKAkSLgoHZGV2aWNlcxgCIAMoCzIdLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5EZXZpY2UijgEKFkdyb3VwTWlzbWF0Y2hlZERldmljZXMSPgoKbWlzbWF0Y2hlZBgBIAMoCzIqLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLk1pc21hdGNoZWREZXZpY2VzEjQKBXN0YWxlGAIgAygLMiUuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuU3RhbGVEZXZpY2VzIhEKD05vdEFHcm91cE1lbWJlciLkAQoYU2VuZEdyb3VwTWVzc2FnZVJlc3BvbnNlEi0KBHNlbnQYASABKAsyHS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW50SAASTQoSbWlzbWF0Y2hlZF9kZXZpY2VzGAIgASgLMi8uc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuR3JvdXBNaXNtYXRjaGVkRGV2aWNlc0gAEkAKDG5vdF9hX21lbWJlchgDIAEoCzIoLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLk5vdEFHcm91cE1lbWJlckgAQggKBnJlc3VsdCJYChZSZWNlaXZlTWVzc2FnZXNSZXF1ZXN0Ei4KBmRldmljZRgBIAEoCzIeLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5BZGRyZXNzEg4KBndpbmRvdxgCIAEoDSI8CgpRdWV1ZUVtcHR5Ei4KBmRldmljZRgBIAEoCzIeLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5BZGRyZXNzIpMBChdSZWNlaXZlTWVzc2FnZXNSZXNwb25zZRIzCghlbnZlbG9wZRgBIAEoCzIfLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5FbnZlbG9wZUgAEjoKC3F1ZXVlX2VtcHR5GAIgASgLMiMuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuUXVldWVFbXB0eUgAQgcKBWZyYW1lIlkKEkFja01lc3NhZ2VzUmVxdWVzdBIuCgZkZXZpY2UYASABKAsyHi5zd2l0Y2hib2FyZC5jb21tb24udjEuQWRkcmVzcxITCgttZXNzYWdlX2lkcxgCIAMoCSIrChNBY2tNZXNzYWdlc1Jlc3BvbnNlEhQKDGFja25vd2xlZGdlZBgBIAEoDSK0AgoOQ29ubmVjdFJlcXVlc3QSNwoJc3Vic2NyaWJlGAEgASgLMiIuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuU3Vic2NyaWJlSAASOwoLdW5zdWJzY3JpYmUYAiABKAsyJC5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5VbnN1YnNjcmliZUgAEjIKBHNlbmQYAyABKAsyIi5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW5kRnJhbWVIABI9CgpzZW5kX2dyb3VwGAQgASgLMicuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuU2VuZEdyb3VwRnJhbWVIABIwCgNhY2sYBSABKAsyIS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5BY2tGcmFtZUgAQgcKBWZyYW1lIksKCVN1YnNjcmliZRIuCgZkZXZpY2UYASABKAsyHi5zd2l0Y2hib2FyZC5jb21tb24udjEuQWRkcmVzcxIOCgZ3aW5kb3cYAiABKA0iPQoLVW5zdWJzY3JpYmUSLgoGZGV2aWNlGAEgASgLMh4uc3dpdGNoYm9hcmQuY29tbW9uLnYxLkFkZHJlc3MiYQoJU2VuZEZyYW1lEhYKDmNvcnJlbGF0aW9uX2lkGAEgASgEEjwKB3JlcXVlc3QYAiABKAsyKy5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW5kTWVzc2FnZVJlcXVlc3QiawoOU2VuZEdyb3VwRnJhbWUSFgoOY29ycmVsYXRpb25faWQYASABKAQSQQoHcmVxdWVzdBgCIAEoCzIwLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlNlbmRHcm91cE1lc3NhZ2VSZXF1ZXN0Ik8KCEFja0ZyYW1lEi4KBmRldmljZRgBIAEoCzIeLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5BZGRyZXNzEhMKC21lc3NhZ2VfaWRzGAIgAygJIlQKC0Vycm9yU3RhdHVzEgwKBGNvZGUYASABKAUSDgoGcmVhc29uGAIgASgJEg8KB21lc3NhZ2UYAyABKAkSFgoOcmV0cnlfYWZ0ZXJfbXMYBCABKA0ivAIKD0Nvbm5lY3RSZXNwb25zZRIzCghkZWxpdmVyeRgBIAEoCzIfLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5FbnZlbG9wZUgAEjoKC3F1ZXVlX2VtcHR5GAIgASgLMiMuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuUXVldWVFbXB0eUgAEjoKC3NlbmRfcmVzdWx0GAMgASgLMiMuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuU2VuZFJlc3VsdEgAEjcKCWRpc3BsYWNlZBgEIAEoCzIiLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLkRpc3BsYWNlZEgAEjoKC2ZyYW1lX2Vycm9yGAUgASgLMiMuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuRnJhbWVFcnJvckgAQgcKBWZyYW1lIuwBCgpTZW5kUmVzdWx0EhYKDmNvcnJlbGF0aW9uX2lkGAEgASgEEjwKBHNlbmQYAiABKAsyLC5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW5kTWVzc2FnZVJlc3BvbnNlSAASRwoKc2VuZF9ncm91cBgDIAEoCzIxLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlNlbmRHcm91cE1lc3NhZ2VSZXNwb25zZUgAEjUKBWVycm9yGAQgASgLMiQuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuRXJyb3JTdGF0dXNIAEIICgZyZXN1bHQiOwoJRGlzcGxhY2VkEi4KBmRldmljZRgBIAEoCzIeLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5BZGRyZXNzInEKCkZyYW1lRXJyb3ISLgoGZGV2aWNlGAEgASgLMh4uc3dpdGNoYm9hcmQuY29tbW9uLnYxLkFkZHJlc3MSMwoFZXJyb3IYAiABKAsyJC5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5FcnJvclN0YXR1czK3BAoOTWVzc2FnZVNlcnZpY2USaAoLU2VuZE1lc3NhZ2USKy5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW5kTWVzc2FnZVJlcXVlc3QaLC5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW5kTWVzc2FnZVJlc3BvbnNlEncKEFNlbmRHcm91cE1lc3NhZ2USMC5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW5kR3JvdXBNZXNzYWdlUmVxdWVzdBoxLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlNlbmRHcm91cE1lc3NhZ2VSZXNwb25zZRJ2Cg9SZWNlaXZlTWVzc2FnZXMSLy5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5SZWNlaXZlTWVzc2FnZXNSZXF1ZXN0GjAuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuUmVjZWl2ZU1lc3NhZ2VzUmVzcG9uc2UwARJoCgtBY2tNZXNzYWdlcxIrLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLkFja01lc3NhZ2VzUmVxdWVzdBosLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLkFja01lc3NhZ2VzUmVzcG9uc2USYAoHQ29ubmVjdBInLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLkNvbm5lY3RSZXF1ZXN0Giguc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuQ29ubmVjdFJlc3BvbnNlKAEwAWIGcHJvdG8z", [file_switchboard_common_v1_envelope, file_switchboard_common_v1_identity]);
+  fileDesc("CiZzd2l0Y2hib2FyZC9kZWxpdmVyeS92MS9tZXNzYWdlcy5wcm90bxIXc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEigQEKD091dGdvaW5nTWVzc2FnZRIRCglkZXZpY2VfaWQYASABKA0SFwoPcmVnaXN0cmF0aW9uX2lkGAIgASgNEjEKBHR5cGUYAyABKA4yIy5zd2l0Y2hib2FyZC5jb21tb24udjEuRW52ZWxvcGVUeXBlEg8KB2NvbnRlbnQYBCABKAwiogIKElNlbmRNZXNzYWdlUmVxdWVzdBIuCgZzZW5kZXIYASABKAsyHi5zd2l0Y2hib2FyZC5jb21tb24udjEuQWRkcmVzcxIeChZkZXN0aW5hdGlvbl9hY2NvdW50X2lkGAIgASgJEjoKCG1lc3NhZ2VzGAMgAygLMiguc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuT3V0Z29pbmdNZXNzYWdlEhkKEWNsaWVudF9tZXNzYWdlX2lkGAQgASgJEhsKE2NsaWVudF90aW1lc3RhbXBfbXMYBSABKAMSEQoJZXBoZW1lcmFsGAYgASgIEg4KBnVyZ2VudBgHIAEoCBIRCglmb3J3YXJkZWQYCCABKAgSEgoKcmVwb3J0X3RhZxgJIAEoDCJKCgRTZW50EhIKCm1lc3NhZ2VfaWQYASABKAkSGwoTc2VydmVyX3RpbWVzdGFtcF9tcxgCIAEoAxIRCglkdXBsaWNhdGUYAyABKAgiVwoRTWlzbWF0Y2hlZERldmljZXMSEgoKYWNjb3VudF9pZBgBIAEoCRIXCg9taXNzaW5nX2RldmljZXMYAiADKA0SFQoNZXh0cmFfZGV2aWNlcxgDIAMoDSI5CgxTdGFsZURldmljZXMSEgoKYWNjb3VudF9pZBgBIAEoCRIVCg1zdGFsZV9kZXZpY2VzGAIgAygNIhMKEVJlY2lwaWVudE5vdEZvdW5kIqMCChNTZW5kTWVzc2FnZVJlc3BvbnNlEi0KBHNlbnQYASABKAsyHS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW50SAASSAoSbWlzbWF0Y2hlZF9kZXZpY2VzGAIgASgLMiouc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuTWlzbWF0Y2hlZERldmljZXNIABI+Cg1zdGFsZV9kZXZpY2VzGAMgASgLMiUuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuU3RhbGVEZXZpY2VzSAASSQoTcmVjaXBpZW50X25vdF9mb3VuZBgEIAEoCzIqLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlY2lwaWVudE5vdEZvdW5kSABCCAoGcmVzdWx0IrYCChdTZW5kR3JvdXBNZXNzYWdlUmVxdWVzdBIuCgZzZW5kZXIYASABKAsyHi5zd2l0Y2hib2FyZC5jb21tb24udjEuQWRkcmVzcxIQCghncm91cF9pZBgCIAEoCRIPCgdjb250ZW50GAMgASgMEhkKEWNsaWVudF9tZXNzYWdlX2lkGAQgASgJEhsKE2NsaWVudF90aW1lc3RhbXBfbXMYBSABKAMSEQoJZXBoZW1lcmFsGAYgASgIEg4KBnVyZ2VudBgHIAEoCBIRCglmb3J3YXJkZWQYCCABKAgSEgoKcmVwb3J0X3RhZxgJIAEoDBJGChNleHBlY3RlZF9yZWNpcGllbnRzGAogAygLMikuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuUmVjaXBpZW50RGV2aWNlcyJWChBSZWNpcGllbnREZXZpY2VzEhIKCmFjY291bnRfaWQYASABKAkSLgoHZGV2aWNlcxgCIAMoCzIdLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5EZXZpY2UijgEKFkdyb3VwTWlzbWF0Y2hlZERldmljZXMSPgoKbWlzbWF0Y2hlZBgBIAMoCzIqLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLk1pc21hdGNoZWREZXZpY2VzEjQKBXN0YWxlGAIgAygLMiUuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuU3RhbGVEZXZpY2VzIhEKD05vdEFHcm91cE1lbWJlciLkAQoYU2VuZEdyb3VwTWVzc2FnZVJlc3BvbnNlEi0KBHNlbnQYASABKAsyHS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW50SAASTQoSbWlzbWF0Y2hlZF9kZXZpY2VzGAIgASgLMi8uc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuR3JvdXBNaXNtYXRjaGVkRGV2aWNlc0gAEkAKDG5vdF9hX21lbWJlchgDIAEoCzIoLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLk5vdEFHcm91cE1lbWJlckgAQggKBnJlc3VsdCKiAQogU2VuZE11bHRpUmVjaXBpZW50TWVzc2FnZVJlcXVlc3QSEAoIbWVzc2FnZXMYASADKAwSGQoRY2xpZW50X21lc3NhZ2VfaWQYAiABKAkSGwoTY2xpZW50X3RpbWVzdGFtcF9tcxgDIAEoAxIRCgllcGhlbWVyYWwYBCABKAgSDgoGdXJnZW50GAUgASgIEhEKCWZvcndhcmRlZBgGIAEoCCKrAQohU2VuZE11bHRpUmVjaXBpZW50TWVzc2FnZVJlc3BvbnNlEi0KBHNlbnQYASABKAsyHS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW50SAASTQoSbWlzbWF0Y2hlZF9kZXZpY2VzGAIgASgLMi8uc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuR3JvdXBNaXNtYXRjaGVkRGV2aWNlc0gAQggKBnJlc3VsdCJYChZSZWNlaXZlTWVzc2FnZXNSZXF1ZXN0Ei4KBmRldmljZRgBIAEoCzIeLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5BZGRyZXNzEg4KBndpbmRvdxgCIAEoDSI8CgpRdWV1ZUVtcHR5Ei4KBmRldmljZRgBIAEoCzIeLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5BZGRyZXNzIpMBChdSZWNlaXZlTWVzc2FnZXNSZXNwb25zZRIzCghlbnZlbG9wZRgBIAEoCzIfLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5FbnZlbG9wZUgAEjoKC3F1ZXVlX2VtcHR5GAIgASgLMiMuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuUXVldWVFbXB0eUgAQgcKBWZyYW1lIlkKEkFja01lc3NhZ2VzUmVxdWVzdBIuCgZkZXZpY2UYASABKAsyHi5zd2l0Y2hib2FyZC5jb21tb24udjEuQWRkcmVzcxITCgttZXNzYWdlX2lkcxgCIAMoCSIrChNBY2tNZXNzYWdlc1Jlc3BvbnNlEhQKDGFja25vd2xlZGdlZBgBIAEoDSK0AgoOQ29ubmVjdFJlcXVlc3QSNwoJc3Vic2NyaWJlGAEgASgLMiIuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuU3Vic2NyaWJlSAASOwoLdW5zdWJzY3JpYmUYAiABKAsyJC5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5VbnN1YnNjcmliZUgAEjIKBHNlbmQYAyABKAsyIi5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW5kRnJhbWVIABI9CgpzZW5kX2dyb3VwGAQgASgLMicuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuU2VuZEdyb3VwRnJhbWVIABIwCgNhY2sYBSABKAsyIS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5BY2tGcmFtZUgAQgcKBWZyYW1lIksKCVN1YnNjcmliZRIuCgZkZXZpY2UYASABKAsyHi5zd2l0Y2hib2FyZC5jb21tb24udjEuQWRkcmVzcxIOCgZ3aW5kb3cYAiABKA0iPQoLVW5zdWJzY3JpYmUSLgoGZGV2aWNlGAEgASgLMh4uc3dpdGNoYm9hcmQuY29tbW9uLnYxLkFkZHJlc3MiYQoJU2VuZEZyYW1lEhYKDmNvcnJlbGF0aW9uX2lkGAEgASgEEjwKB3JlcXVlc3QYAiABKAsyKy5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW5kTWVzc2FnZVJlcXVlc3QiawoOU2VuZEdyb3VwRnJhbWUSFgoOY29ycmVsYXRpb25faWQYASABKAQSQQoHcmVxdWVzdBgCIAEoCzIwLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlNlbmRHcm91cE1lc3NhZ2VSZXF1ZXN0Ik8KCEFja0ZyYW1lEi4KBmRldmljZRgBIAEoCzIeLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5BZGRyZXNzEhMKC21lc3NhZ2VfaWRzGAIgAygJIlQKC0Vycm9yU3RhdHVzEgwKBGNvZGUYASABKAUSDgoGcmVhc29uGAIgASgJEg8KB21lc3NhZ2UYAyABKAkSFgoOcmV0cnlfYWZ0ZXJfbXMYBCABKA0ivAIKD0Nvbm5lY3RSZXNwb25zZRIzCghkZWxpdmVyeRgBIAEoCzIfLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5FbnZlbG9wZUgAEjoKC3F1ZXVlX2VtcHR5GAIgASgLMiMuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuUXVldWVFbXB0eUgAEjoKC3NlbmRfcmVzdWx0GAMgASgLMiMuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuU2VuZFJlc3VsdEgAEjcKCWRpc3BsYWNlZBgEIAEoCzIiLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLkRpc3BsYWNlZEgAEjoKC2ZyYW1lX2Vycm9yGAUgASgLMiMuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuRnJhbWVFcnJvckgAQgcKBWZyYW1lIuwBCgpTZW5kUmVzdWx0EhYKDmNvcnJlbGF0aW9uX2lkGAEgASgEEjwKBHNlbmQYAiABKAsyLC5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW5kTWVzc2FnZVJlc3BvbnNlSAASRwoKc2VuZF9ncm91cBgDIAEoCzIxLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlNlbmRHcm91cE1lc3NhZ2VSZXNwb25zZUgAEjUKBWVycm9yGAQgASgLMiQuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuRXJyb3JTdGF0dXNIAEIICgZyZXN1bHQiOwoJRGlzcGxhY2VkEi4KBmRldmljZRgBIAEoCzIeLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5BZGRyZXNzInEKCkZyYW1lRXJyb3ISLgoGZGV2aWNlGAEgASgLMh4uc3dpdGNoYm9hcmQuY29tbW9uLnYxLkFkZHJlc3MSMwoFZXJyb3IYAiABKAsyJC5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5FcnJvclN0YXR1czLMBQoOTWVzc2FnZVNlcnZpY2USaAoLU2VuZE1lc3NhZ2USKy5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW5kTWVzc2FnZVJlcXVlc3QaLC5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW5kTWVzc2FnZVJlc3BvbnNlEncKEFNlbmRHcm91cE1lc3NhZ2USMC5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW5kR3JvdXBNZXNzYWdlUmVxdWVzdBoxLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlNlbmRHcm91cE1lc3NhZ2VSZXNwb25zZRKSAQoZU2VuZE11bHRpUmVjaXBpZW50TWVzc2FnZRI5LnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlNlbmRNdWx0aVJlY2lwaWVudE1lc3NhZ2VSZXF1ZXN0Gjouc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuU2VuZE11bHRpUmVjaXBpZW50TWVzc2FnZVJlc3BvbnNlEnYKD1JlY2VpdmVNZXNzYWdlcxIvLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlY2VpdmVNZXNzYWdlc1JlcXVlc3QaMC5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5SZWNlaXZlTWVzc2FnZXNSZXNwb25zZTABEmgKC0Fja01lc3NhZ2VzEisuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuQWNrTWVzc2FnZXNSZXF1ZXN0Giwuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuQWNrTWVzc2FnZXNSZXNwb25zZRJgCgdDb25uZWN0Eicuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuQ29ubmVjdFJlcXVlc3QaKC5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5Db25uZWN0UmVzcG9uc2UoATABYgZwcm90bzM", [file_switchboard_common_v1_envelope, file_switchboard_common_v1_identity]);
 
 /**
  * OutgoingMessage is the ciphertext for one recipient device.
@@ -521,6 +521,106 @@ export const SendGroupMessageResponseSchema: GenMessage<SendGroupMessageResponse
   messageDesc(file_switchboard_delivery_v1_messages, 11);
 
 /**
+ * Request for MessageService.SendMultiRecipientMessage.
+ *
+ * @generated from message switchboard.delivery.v1.SendMultiRecipientMessageRequest
+ */
+export type SendMultiRecipientMessageRequest = Message<"switchboard.delivery.v1.SendMultiRecipientMessageRequest"> & {
+  /**
+   * libsignal SealedSenderMultiRecipientMessages (sealed sender v2), each at most 256 KiB per
+   * recipient payload; 1..100 of them. Recipients are ACI service ids (account UUIDs). Together
+   * they must list every device of every recipient account exactly once, with the registration id
+   * the sender's session holds. More than one is needed because each device here has its own
+   * identity key while a v2 message seals one payload per account for all its devices: the
+   * sender puts the first device of every account in the first message, the second in the
+   * second, and so on (Signal's one message per send assumes one identity key per account).
+   *
+   * @generated from field: repeated bytes messages = 1;
+   */
+  messages: Uint8Array[];
+
+  /**
+   * The sender's idempotency key, 1-64 bytes; a retry with the same key is answered with the
+   * original result (`Sent.duplicate`) for recipients that already have it.
+   *
+   * @generated from field: string client_message_id = 2;
+   */
+  clientMessageId: string;
+
+  /**
+   * The sender's clock, milliseconds since the Unix epoch.
+   *
+   * @generated from field: int64 client_timestamp_ms = 3;
+   */
+  clientTimestampMs: bigint;
+
+  /**
+   * Deliver only to connected devices, never store (typing indicators); no idempotency entry.
+   *
+   * @generated from field: bool ephemeral = 4;
+   */
+  ephemeral: boolean;
+
+  /**
+   * Wake the recipients (push).
+   *
+   * @generated from field: bool urgent = 5;
+   */
+  urgent: boolean;
+
+  /**
+   * The content is marked as forwarded.
+   *
+   * @generated from field: bool forwarded = 6;
+   */
+  forwarded: boolean;
+};
+
+/**
+ * Describes the message switchboard.delivery.v1.SendMultiRecipientMessageRequest.
+ * Use `create(SendMultiRecipientMessageRequestSchema)` to create a new message.
+ */
+export const SendMultiRecipientMessageRequestSchema: GenMessage<SendMultiRecipientMessageRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_delivery_v1_messages, 12);
+
+/**
+ * Response for MessageService.SendMultiRecipientMessage.
+ *
+ * @generated from message switchboard.delivery.v1.SendMultiRecipientMessageResponse
+ */
+export type SendMultiRecipientMessageResponse = Message<"switchboard.delivery.v1.SendMultiRecipientMessageResponse"> & {
+  /**
+   * Exactly one is set.
+   *
+   * @generated from oneof switchboard.delivery.v1.SendMultiRecipientMessageResponse.result
+   */
+  result: {
+    /**
+     * Durably queued for every recipient device (ephemeral: handed to the connected ones).
+     *
+     * @generated from field: switchboard.delivery.v1.Sent sent = 1;
+     */
+    value: Sent;
+    case: "sent";
+  } | {
+    /**
+     * Some recipient account's devices differ (missing, extra or stale); nothing stored.
+     *
+     * @generated from field: switchboard.delivery.v1.GroupMismatchedDevices mismatched_devices = 2;
+     */
+    value: GroupMismatchedDevices;
+    case: "mismatchedDevices";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message switchboard.delivery.v1.SendMultiRecipientMessageResponse.
+ * Use `create(SendMultiRecipientMessageResponseSchema)` to create a new message.
+ */
+export const SendMultiRecipientMessageResponseSchema: GenMessage<SendMultiRecipientMessageResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_delivery_v1_messages, 13);
+
+/**
  * Request for MessageService.ReceiveMessages.
  *
  * @generated from message switchboard.delivery.v1.ReceiveMessagesRequest
@@ -546,7 +646,7 @@ export type ReceiveMessagesRequest = Message<"switchboard.delivery.v1.ReceiveMes
  * Use `create(ReceiveMessagesRequestSchema)` to create a new message.
  */
 export const ReceiveMessagesRequestSchema: GenMessage<ReceiveMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_delivery_v1_messages, 12);
+  messageDesc(file_switchboard_delivery_v1_messages, 14);
 
 /**
  * QueueEmpty marks the end of the stored backlog: everything queued before the stream started
@@ -568,7 +668,7 @@ export type QueueEmpty = Message<"switchboard.delivery.v1.QueueEmpty"> & {
  * Use `create(QueueEmptySchema)` to create a new message.
  */
 export const QueueEmptySchema: GenMessage<QueueEmpty> = /*@__PURE__*/
-  messageDesc(file_switchboard_delivery_v1_messages, 13);
+  messageDesc(file_switchboard_delivery_v1_messages, 15);
 
 /**
  * Response for MessageService.ReceiveMessages.
@@ -605,7 +705,7 @@ export type ReceiveMessagesResponse = Message<"switchboard.delivery.v1.ReceiveMe
  * Use `create(ReceiveMessagesResponseSchema)` to create a new message.
  */
 export const ReceiveMessagesResponseSchema: GenMessage<ReceiveMessagesResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_delivery_v1_messages, 14);
+  messageDesc(file_switchboard_delivery_v1_messages, 16);
 
 /**
  * Request for MessageService.AckMessages.
@@ -633,7 +733,7 @@ export type AckMessagesRequest = Message<"switchboard.delivery.v1.AckMessagesReq
  * Use `create(AckMessagesRequestSchema)` to create a new message.
  */
 export const AckMessagesRequestSchema: GenMessage<AckMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_delivery_v1_messages, 15);
+  messageDesc(file_switchboard_delivery_v1_messages, 17);
 
 /**
  * Response for MessageService.AckMessages.
@@ -654,7 +754,7 @@ export type AckMessagesResponse = Message<"switchboard.delivery.v1.AckMessagesRe
  * Use `create(AckMessagesResponseSchema)` to create a new message.
  */
 export const AckMessagesResponseSchema: GenMessage<AckMessagesResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_delivery_v1_messages, 16);
+  messageDesc(file_switchboard_delivery_v1_messages, 18);
 
 /**
  * ConnectRequest is one client-to-server frame of a Connect stream.
@@ -715,7 +815,7 @@ export type ConnectRequest = Message<"switchboard.delivery.v1.ConnectRequest"> &
  * Use `create(ConnectRequestSchema)` to create a new message.
  */
 export const ConnectRequestSchema: GenMessage<ConnectRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_delivery_v1_messages, 17);
+  messageDesc(file_switchboard_delivery_v1_messages, 19);
 
 /**
  * Subscribe starts delivery for one device over the stream.
@@ -744,7 +844,7 @@ export type Subscribe = Message<"switchboard.delivery.v1.Subscribe"> & {
  * Use `create(SubscribeSchema)` to create a new message.
  */
 export const SubscribeSchema: GenMessage<Subscribe> = /*@__PURE__*/
-  messageDesc(file_switchboard_delivery_v1_messages, 18);
+  messageDesc(file_switchboard_delivery_v1_messages, 20);
 
 /**
  * Unsubscribe stops delivery for one device; its unacknowledged messages stay queued.
@@ -765,7 +865,7 @@ export type Unsubscribe = Message<"switchboard.delivery.v1.Unsubscribe"> & {
  * Use `create(UnsubscribeSchema)` to create a new message.
  */
 export const UnsubscribeSchema: GenMessage<Unsubscribe> = /*@__PURE__*/
-  messageDesc(file_switchboard_delivery_v1_messages, 19);
+  messageDesc(file_switchboard_delivery_v1_messages, 21);
 
 /**
  * SendFrame carries a SendMessage call.
@@ -793,7 +893,7 @@ export type SendFrame = Message<"switchboard.delivery.v1.SendFrame"> & {
  * Use `create(SendFrameSchema)` to create a new message.
  */
 export const SendFrameSchema: GenMessage<SendFrame> = /*@__PURE__*/
-  messageDesc(file_switchboard_delivery_v1_messages, 20);
+  messageDesc(file_switchboard_delivery_v1_messages, 22);
 
 /**
  * SendGroupFrame carries a SendGroupMessage call.
@@ -821,7 +921,7 @@ export type SendGroupFrame = Message<"switchboard.delivery.v1.SendGroupFrame"> &
  * Use `create(SendGroupFrameSchema)` to create a new message.
  */
 export const SendGroupFrameSchema: GenMessage<SendGroupFrame> = /*@__PURE__*/
-  messageDesc(file_switchboard_delivery_v1_messages, 21);
+  messageDesc(file_switchboard_delivery_v1_messages, 23);
 
 /**
  * AckFrame acknowledges messages of one device.
@@ -849,7 +949,7 @@ export type AckFrame = Message<"switchboard.delivery.v1.AckFrame"> & {
  * Use `create(AckFrameSchema)` to create a new message.
  */
 export const AckFrameSchema: GenMessage<AckFrame> = /*@__PURE__*/
-  messageDesc(file_switchboard_delivery_v1_messages, 22);
+  messageDesc(file_switchboard_delivery_v1_messages, 24);
 
 /**
  * ErrorStatus is a failed call inside a stream: a gRPC status code, a stable reason and a message.
@@ -891,7 +991,7 @@ export type ErrorStatus = Message<"switchboard.delivery.v1.ErrorStatus"> & {
  * Use `create(ErrorStatusSchema)` to create a new message.
  */
 export const ErrorStatusSchema: GenMessage<ErrorStatus> = /*@__PURE__*/
-  messageDesc(file_switchboard_delivery_v1_messages, 23);
+  messageDesc(file_switchboard_delivery_v1_messages, 25);
 
 /**
  * ConnectResponse is one server-to-client frame of a Connect stream.
@@ -952,7 +1052,7 @@ export type ConnectResponse = Message<"switchboard.delivery.v1.ConnectResponse">
  * Use `create(ConnectResponseSchema)` to create a new message.
  */
 export const ConnectResponseSchema: GenMessage<ConnectResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_delivery_v1_messages, 24);
+  messageDesc(file_switchboard_delivery_v1_messages, 26);
 
 /**
  * SendResult answers one SendFrame or SendGroupFrame.
@@ -1004,7 +1104,7 @@ export type SendResult = Message<"switchboard.delivery.v1.SendResult"> & {
  * Use `create(SendResultSchema)` to create a new message.
  */
 export const SendResultSchema: GenMessage<SendResult> = /*@__PURE__*/
-  messageDesc(file_switchboard_delivery_v1_messages, 25);
+  messageDesc(file_switchboard_delivery_v1_messages, 27);
 
 /**
  * Displaced tells that a device's subscription moved to another stream.
@@ -1025,7 +1125,7 @@ export type Displaced = Message<"switchboard.delivery.v1.Displaced"> & {
  * Use `create(DisplacedSchema)` to create a new message.
  */
 export const DisplacedSchema: GenMessage<Displaced> = /*@__PURE__*/
-  messageDesc(file_switchboard_delivery_v1_messages, 26);
+  messageDesc(file_switchboard_delivery_v1_messages, 28);
 
 /**
  * FrameError reports a failed subscribe, unsubscribe or ack frame.
@@ -1053,7 +1153,7 @@ export type FrameError = Message<"switchboard.delivery.v1.FrameError"> & {
  * Use `create(FrameErrorSchema)` to create a new message.
  */
 export const FrameErrorSchema: GenMessage<FrameError> = /*@__PURE__*/
-  messageDesc(file_switchboard_delivery_v1_messages, 27);
+  messageDesc(file_switchboard_delivery_v1_messages, 29);
 
 /**
  * MessageService moves envelopes between devices. `Connect` is the high-throughput path used by
@@ -1069,7 +1169,8 @@ export const MessageService: GenService<{
    * nothing is stored for them. Idempotent on (sender device, client_message_id).
    * Sealed sender: with metadata `unidentified-access-key` (base64 of the recipient's access key)
    * the call is authorised by that key instead of `authorization`; see sealed_sender.proto. Such
-   * a send is idempotent on (recipient account, client_message_id).
+   * a send is idempotent on (recipient account, client_message_id); an ephemeral one is only
+   * handed to the recipient's connected devices.
    *
    * @generated from rpc switchboard.delivery.v1.MessageService.SendMessage
    */
@@ -1088,6 +1189,28 @@ export const MessageService: GenService<{
     methodKind: "unary";
     input: typeof SendGroupMessageRequestSchema;
     output: typeof SendGroupMessageResponseSchema;
+  },
+  /**
+   * Sealed sender to several accounts in one call (a sealed group message or typing indicator),
+   * Signal's multi-recipient sealed sender: each of `messages` is one libsignal
+   * SealedSenderMultiRecipientMessage (sealedSenderMultiRecipientEncrypt), which the server splits
+   * into one sealed payload per recipient account. Not authenticated: the call carries metadata
+   * `unidentified-access-key` with the base64 of the COMBINED access key, the XOR of the 16-byte
+   * access keys of every recipient account except those with `unrestricted` access (all zeros if
+   * every recipient is unrestricted). A wrong combined key, a recipient with sealed sender disabled
+   * or an unknown account fail UNAUTHENTICATED (INVALID_ACCESS_KEY) without saying which
+   * recipient; nothing is stored. The server queues one row per recipient device with no sender
+   * (as SendMessage's sealed sends), idempotent per (recipient account, client_message_id), and
+   * rate limits per recipient as sealed one-to-one sends. Device lists are checked per account as
+   * for SendGroupMessage (the sending account must not be a recipient: sync own devices apart).
+   * See sealed_sender.proto.
+   *
+   * @generated from rpc switchboard.delivery.v1.MessageService.SendMultiRecipientMessage
+   */
+  sendMultiRecipientMessage: {
+    methodKind: "unary";
+    input: typeof SendMultiRecipientMessageRequestSchema;
+    output: typeof SendMultiRecipientMessageResponseSchema;
   },
   /**
    * Streams one device's queue: first the stored backlog in order, then a QueueEmpty marker, then

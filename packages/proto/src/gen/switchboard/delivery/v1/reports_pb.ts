@@ -13,9 +13,9 @@
 // cannot read the content; a recipient who reports reveals plaintext and franking key, and the
 // server checks both the commitment and its own tag before recording the report.
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Address } from "../../common/v1/identity_pb.js";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Address, App } from "../../common/v1/identity_pb.js";
 import { file_switchboard_common_v1_identity } from "../../common/v1/identity_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -23,7 +23,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchboard/delivery/v1/reports.proto.
  */
 export const file_switchboard_delivery_v1_reports: GenFile = /*@__PURE__*/
-  fileDesc("CiVzd2l0Y2hib2FyZC9kZWxpdmVyeS92MS9yZXBvcnRzLnByb3RvEhdzd2l0Y2hib2FyZC5kZWxpdmVyeS52MSKvAgoUUmVwb3J0TWVzc2FnZVJlcXVlc3QSMAoIcmVwb3J0ZXIYASABKAsyHi5zd2l0Y2hib2FyZC5jb21tb24udjEuQWRkcmVzcxISCgptZXNzYWdlX2lkGAIgASgJEi4KBnNlbmRlchgDIAEoCzIeLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5BZGRyZXNzEhsKE3NlcnZlcl90aW1lc3RhbXBfbXMYBCABKAMSEQoJcGxhaW50ZXh0GAUgASgMEhQKDGZyYW5raW5nX2tleRgGIAEoDBISCgpyZXBvcnRfdGFnGAcgASgMEhsKE3NlcnZlcl9mcmFua2luZ190YWcYCCABKAwSGgoSc2VuZGVyX2NlcnRpZmljYXRlGAkgASgMEg4KBnJlYXNvbhgKIAEoCSJaChVSZXBvcnRNZXNzYWdlUmVzcG9uc2USEQoJcmVwb3J0X2lkGAEgASgJEi4KBnNlbmRlchgCIAEoCzIeLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5BZGRyZXNzMn8KDVJlcG9ydFNlcnZpY2USbgoNUmVwb3J0TWVzc2FnZRItLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlcG9ydE1lc3NhZ2VSZXF1ZXN0Gi4uc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuUmVwb3J0TWVzc2FnZVJlc3BvbnNlYgZwcm90bzM", [file_switchboard_common_v1_identity]);
+  fileDesc("CiVzd2l0Y2hib2FyZC9kZWxpdmVyeS92MS9yZXBvcnRzLnByb3RvEhdzd2l0Y2hib2FyZC5kZWxpdmVyeS52MSKvAgoUUmVwb3J0TWVzc2FnZVJlcXVlc3QSMAoIcmVwb3J0ZXIYASABKAsyHi5zd2l0Y2hib2FyZC5jb21tb24udjEuQWRkcmVzcxISCgptZXNzYWdlX2lkGAIgASgJEi4KBnNlbmRlchgDIAEoCzIeLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5BZGRyZXNzEhsKE3NlcnZlcl90aW1lc3RhbXBfbXMYBCABKAMSEQoJcGxhaW50ZXh0GAUgASgMEhQKDGZyYW5raW5nX2tleRgGIAEoDBISCgpyZXBvcnRfdGFnGAcgASgMEhsKE3NlcnZlcl9mcmFua2luZ190YWcYCCABKAwSGgoSc2VuZGVyX2NlcnRpZmljYXRlGAkgASgMEg4KBnJlYXNvbhgKIAEoCSJaChVSZXBvcnRNZXNzYWdlUmVzcG9uc2USEQoJcmVwb3J0X2lkGAEgASgJEi4KBnNlbmRlchgCIAEoCzIeLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5BZGRyZXNzIpgDCgZSZXBvcnQSCgoCaWQYASABKAkSJwoDYXBwGAIgASgOMhouc3dpdGNoYm9hcmQuY29tbW9uLnYxLkFwcBIwCghyZXBvcnRlchgDIAEoCzIeLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5BZGRyZXNzEi4KBnNlbmRlchgEIAEoCzIeLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5BZGRyZXNzEhIKCm1lc3NhZ2VfaWQYBSABKAkSFQoNc2VhbGVkX3NlbmRlchgGIAEoCBIbChNzZXJ2ZXJfdGltZXN0YW1wX21zGAcgASgDEhEKCXBsYWludGV4dBgIIAEoDBIOCgZyZWFzb24YCSABKAkSFgoOcmVwb3J0ZWRfYXRfbXMYCiABKAMSNQoGc3RhdHVzGAsgASgOMiUuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuUmVwb3J0U3RhdHVzEj0KCnJlc29sdXRpb24YDCABKAsyKS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5SZXBvcnRSZXNvbHV0aW9uIoYBChBSZXBvcnRSZXNvbHV0aW9uEjkKCGRlY2lzaW9uGAEgASgOMicuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuUmVwb3J0RGVjaXNpb24SDAoEbm90ZRgCIAEoCRIRCgltb2RlcmF0b3IYAyABKAkSFgoOcmVzb2x2ZWRfYXRfbXMYBCABKAMijQEKEkxpc3RSZXBvcnRzUmVxdWVzdBI1CgZzdGF0dXMYASABKA4yJS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5SZXBvcnRTdGF0dXMSGQoRc2VuZGVyX2FjY291bnRfaWQYAiABKAkSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkiYAoTTGlzdFJlcG9ydHNSZXNwb25zZRIwCgdyZXBvcnRzGAEgAygLMh8uc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuUmVwb3J0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIlChBHZXRSZXBvcnRSZXF1ZXN0EhEKCXJlcG9ydF9pZBgBIAEoCSJEChFHZXRSZXBvcnRSZXNwb25zZRIvCgZyZXBvcnQYASABKAsyHy5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5SZXBvcnQihQEKFFJlc29sdmVSZXBvcnRSZXF1ZXN0EhEKCXJlcG9ydF9pZBgBIAEoCRI5CghkZWNpc2lvbhgCIAEoDjInLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlcG9ydERlY2lzaW9uEgwKBG5vdGUYAyABKAkSEQoJbW9kZXJhdG9yGAQgASgJImIKFVJlc29sdmVSZXBvcnRSZXNwb25zZRIvCgZyZXBvcnQYASABKAsyHy5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5SZXBvcnQSGAoQYWxyZWFkeV9yZXNvbHZlZBgCIAEoCCI0ChdHZXRSZXBvcnRTdW1tYXJ5UmVxdWVzdBIZChFzZW5kZXJfYWNjb3VudF9pZBgBIAEoCSLNAQoYR2V0UmVwb3J0U3VtbWFyeVJlc3BvbnNlEhkKEXNlbmRlcl9hY2NvdW50X2lkGAEgASgJEg8KB3JlcG9ydHMYAiABKA0SFAoMb3Blbl9yZXBvcnRzGAMgASgNEhoKEmRpc3RpbmN0X3JlcG9ydGVycxgEIAEoDRIYChBhY3Rpb25lZF9yZXBvcnRzGAUgASgNEhwKFGZpcnN0X3JlcG9ydGVkX2F0X21zGAYgASgDEhsKE2xhc3RfcmVwb3J0ZWRfYXRfbXMYByABKAMqYQoMUmVwb3J0U3RhdHVzEh0KGVJFUE9SVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIWChJSRVBPUlRfU1RBVFVTX09QRU4QARIaChZSRVBPUlRfU1RBVFVTX1JFU09MVkVEEAIqbgoOUmVwb3J0RGVjaXNpb24SHwobUkVQT1JUX0RFQ0lTSU9OX1VOU1BFQ0lGSUVEEAASHQoZUkVQT1JUX0RFQ0lTSU9OX0RJU01JU1NFRBABEhwKGFJFUE9SVF9ERUNJU0lPTl9BQ1RJT05FRBACMn8KDVJlcG9ydFNlcnZpY2USbgoNUmVwb3J0TWVzc2FnZRItLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlcG9ydE1lc3NhZ2VSZXF1ZXN0Gi4uc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuUmVwb3J0TWVzc2FnZVJlc3BvbnNlMsoDChFNb2RlcmF0aW9uU2VydmljZRJoCgtMaXN0UmVwb3J0cxIrLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLkxpc3RSZXBvcnRzUmVxdWVzdBosLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLkxpc3RSZXBvcnRzUmVzcG9uc2USYgoJR2V0UmVwb3J0Eikuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuR2V0UmVwb3J0UmVxdWVzdBoqLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLkdldFJlcG9ydFJlc3BvbnNlEm4KDVJlc29sdmVSZXBvcnQSLS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5SZXNvbHZlUmVwb3J0UmVxdWVzdBouLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlc29sdmVSZXBvcnRSZXNwb25zZRJ3ChBHZXRSZXBvcnRTdW1tYXJ5EjAuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuR2V0UmVwb3J0U3VtbWFyeVJlcXVlc3QaMS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5HZXRSZXBvcnRTdW1tYXJ5UmVzcG9uc2ViBnByb3RvMw", [file_switchboard_common_v1_identity]);
 
 /**
  * Request for ReportService.ReportMessage. All fields except `reporter`, `reason` and
@@ -142,6 +142,481 @@ export const ReportMessageResponseSchema: GenMessage<ReportMessageResponse> = /*
   messageDesc(file_switchboard_delivery_v1_reports, 1);
 
 /**
+ * Report is a verified abuse report as moderators see it.
+ *
+ * @generated from message switchboard.delivery.v1.Report
+ */
+export type Report = Message<"switchboard.delivery.v1.Report"> & {
+  /**
+   * The report id (UUID).
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The reporter's app.
+   *
+   * @generated from field: switchboard.common.v1.App app = 2;
+   */
+  app: App;
+
+  /**
+   * The reporting device (the message's recipient).
+   *
+   * @generated from field: switchboard.common.v1.Address reporter = 3;
+   */
+  reporter?: Address | undefined;
+
+  /**
+   * The proven sender (for a sealed-sender message, as its sender certificate names it).
+   *
+   * @generated from field: switchboard.common.v1.Address sender = 4;
+   */
+  sender?: Address | undefined;
+
+  /**
+   * Envelope.id of the reported message.
+   *
+   * @generated from field: string message_id = 5;
+   */
+  messageId: string;
+
+  /**
+   * Whether the message was sent with sealed sender.
+   *
+   * @generated from field: bool sealed_sender = 6;
+   */
+  sealedSender: boolean;
+
+  /**
+   * When the server committed the message, milliseconds since the Unix epoch.
+   *
+   * @generated from field: int64 server_timestamp_ms = 7;
+   */
+  serverTimestampMs: bigint;
+
+  /**
+   * The plaintext the reporter revealed (the serialized content.v1.DataMessage with
+   * franking_key cleared), verified against the sender's commitment.
+   *
+   * @generated from field: bytes plaintext = 8;
+   */
+  plaintext: Uint8Array;
+
+  /**
+   * The reporter's free-text reason.
+   *
+   * @generated from field: string reason = 9;
+   */
+  reason: string;
+
+  /**
+   * When the report was recorded, milliseconds since the Unix epoch.
+   *
+   * @generated from field: int64 reported_at_ms = 10;
+   */
+  reportedAtMs: bigint;
+
+  /**
+   * OPEN or RESOLVED.
+   *
+   * @generated from field: switchboard.delivery.v1.ReportStatus status = 11;
+   */
+  status: ReportStatus;
+
+  /**
+   * The moderator's decision; set only when `status` is RESOLVED.
+   *
+   * @generated from field: switchboard.delivery.v1.ReportResolution resolution = 12;
+   */
+  resolution?: ReportResolution | undefined;
+};
+
+/**
+ * Describes the message switchboard.delivery.v1.Report.
+ * Use `create(ReportSchema)` to create a new message.
+ */
+export const ReportSchema: GenMessage<Report> = /*@__PURE__*/
+  messageDesc(file_switchboard_delivery_v1_reports, 2);
+
+/**
+ * ReportResolution is a moderator's recorded decision.
+ *
+ * @generated from message switchboard.delivery.v1.ReportResolution
+ */
+export type ReportResolution = Message<"switchboard.delivery.v1.ReportResolution"> & {
+  /**
+   * DISMISSED or ACTIONED.
+   *
+   * @generated from field: switchboard.delivery.v1.ReportDecision decision = 1;
+   */
+  decision: ReportDecision;
+
+  /**
+   * The moderator's note (why, what was done).
+   *
+   * @generated from field: string note = 2;
+   */
+  note: string;
+
+  /**
+   * Who decided: the name the moderator gave.
+   *
+   * @generated from field: string moderator = 3;
+   */
+  moderator: string;
+
+  /**
+   * When, milliseconds since the Unix epoch (server time).
+   *
+   * @generated from field: int64 resolved_at_ms = 4;
+   */
+  resolvedAtMs: bigint;
+};
+
+/**
+ * Describes the message switchboard.delivery.v1.ReportResolution.
+ * Use `create(ReportResolutionSchema)` to create a new message.
+ */
+export const ReportResolutionSchema: GenMessage<ReportResolution> = /*@__PURE__*/
+  messageDesc(file_switchboard_delivery_v1_reports, 3);
+
+/**
+ * Request for ModerationService.ListReports.
+ *
+ * @generated from message switchboard.delivery.v1.ListReportsRequest
+ */
+export type ListReportsRequest = Message<"switchboard.delivery.v1.ListReportsRequest"> & {
+  /**
+   * Only reports with this status; UNSPECIFIED lists every report.
+   *
+   * @generated from field: switchboard.delivery.v1.ReportStatus status = 1;
+   */
+  status: ReportStatus;
+
+  /**
+   * Only reports against this sender account (UUID); empty for any sender.
+   *
+   * @generated from field: string sender_account_id = 2;
+   */
+  senderAccountId: string;
+
+  /**
+   * Most reports per page, 1..200; 0 means 50. Larger fails INVALID_ARGUMENT (PAGE_SIZE_TOO_LARGE).
+   *
+   * @generated from field: uint32 page_size = 3;
+   */
+  pageSize: number;
+
+  /**
+   * `next_page_token` of the previous page (with the same filters); empty for the first page.
+   *
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message switchboard.delivery.v1.ListReportsRequest.
+ * Use `create(ListReportsRequestSchema)` to create a new message.
+ */
+export const ListReportsRequestSchema: GenMessage<ListReportsRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_delivery_v1_reports, 4);
+
+/**
+ * Response for ModerationService.ListReports.
+ *
+ * @generated from message switchboard.delivery.v1.ListReportsResponse
+ */
+export type ListReportsResponse = Message<"switchboard.delivery.v1.ListReportsResponse"> & {
+  /**
+   * Newest first (by reported_at_ms, then id).
+   *
+   * @generated from field: repeated switchboard.delivery.v1.Report reports = 1;
+   */
+  reports: Report[];
+
+  /**
+   * Pass as `page_token` for the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message switchboard.delivery.v1.ListReportsResponse.
+ * Use `create(ListReportsResponseSchema)` to create a new message.
+ */
+export const ListReportsResponseSchema: GenMessage<ListReportsResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_delivery_v1_reports, 5);
+
+/**
+ * Request for ModerationService.GetReport.
+ *
+ * @generated from message switchboard.delivery.v1.GetReportRequest
+ */
+export type GetReportRequest = Message<"switchboard.delivery.v1.GetReportRequest"> & {
+  /**
+   * The report id (UUID).
+   *
+   * @generated from field: string report_id = 1;
+   */
+  reportId: string;
+};
+
+/**
+ * Describes the message switchboard.delivery.v1.GetReportRequest.
+ * Use `create(GetReportRequestSchema)` to create a new message.
+ */
+export const GetReportRequestSchema: GenMessage<GetReportRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_delivery_v1_reports, 6);
+
+/**
+ * Response for ModerationService.GetReport.
+ *
+ * @generated from message switchboard.delivery.v1.GetReportResponse
+ */
+export type GetReportResponse = Message<"switchboard.delivery.v1.GetReportResponse"> & {
+  /**
+   * The report.
+   *
+   * @generated from field: switchboard.delivery.v1.Report report = 1;
+   */
+  report?: Report | undefined;
+};
+
+/**
+ * Describes the message switchboard.delivery.v1.GetReportResponse.
+ * Use `create(GetReportResponseSchema)` to create a new message.
+ */
+export const GetReportResponseSchema: GenMessage<GetReportResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_delivery_v1_reports, 7);
+
+/**
+ * Request for ModerationService.ResolveReport.
+ *
+ * @generated from message switchboard.delivery.v1.ResolveReportRequest
+ */
+export type ResolveReportRequest = Message<"switchboard.delivery.v1.ResolveReportRequest"> & {
+  /**
+   * The report id (UUID).
+   *
+   * @generated from field: string report_id = 1;
+   */
+  reportId: string;
+
+  /**
+   * DISMISSED or ACTIONED (UNSPECIFIED fails INVALID_DECISION).
+   *
+   * @generated from field: switchboard.delivery.v1.ReportDecision decision = 2;
+   */
+  decision: ReportDecision;
+
+  /**
+   * Why, and what was done; at most 1024 characters.
+   *
+   * @generated from field: string note = 3;
+   */
+  note: string;
+
+  /**
+   * Who decides (recorded as ReportResolution.moderator): 1..64 printable characters.
+   *
+   * @generated from field: string moderator = 4;
+   */
+  moderator: string;
+};
+
+/**
+ * Describes the message switchboard.delivery.v1.ResolveReportRequest.
+ * Use `create(ResolveReportRequestSchema)` to create a new message.
+ */
+export const ResolveReportRequestSchema: GenMessage<ResolveReportRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_delivery_v1_reports, 8);
+
+/**
+ * Response for ModerationService.ResolveReport.
+ *
+ * @generated from message switchboard.delivery.v1.ResolveReportResponse
+ */
+export type ResolveReportResponse = Message<"switchboard.delivery.v1.ResolveReportResponse"> & {
+  /**
+   * The report with its resolution (the first one, if it was already resolved).
+   *
+   * @generated from field: switchboard.delivery.v1.Report report = 1;
+   */
+  report?: Report | undefined;
+
+  /**
+   * True when the report had already been resolved with this decision and nothing changed.
+   *
+   * @generated from field: bool already_resolved = 2;
+   */
+  alreadyResolved: boolean;
+};
+
+/**
+ * Describes the message switchboard.delivery.v1.ResolveReportResponse.
+ * Use `create(ResolveReportResponseSchema)` to create a new message.
+ */
+export const ResolveReportResponseSchema: GenMessage<ResolveReportResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_delivery_v1_reports, 9);
+
+/**
+ * Request for ModerationService.GetReportSummary.
+ *
+ * @generated from message switchboard.delivery.v1.GetReportSummaryRequest
+ */
+export type GetReportSummaryRequest = Message<"switchboard.delivery.v1.GetReportSummaryRequest"> & {
+  /**
+   * The reported (sender) account id (UUID).
+   *
+   * @generated from field: string sender_account_id = 1;
+   */
+  senderAccountId: string;
+};
+
+/**
+ * Describes the message switchboard.delivery.v1.GetReportSummaryRequest.
+ * Use `create(GetReportSummaryRequestSchema)` to create a new message.
+ */
+export const GetReportSummaryRequestSchema: GenMessage<GetReportSummaryRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_delivery_v1_reports, 10);
+
+/**
+ * Response for ModerationService.GetReportSummary.
+ *
+ * @generated from message switchboard.delivery.v1.GetReportSummaryResponse
+ */
+export type GetReportSummaryResponse = Message<"switchboard.delivery.v1.GetReportSummaryResponse"> & {
+  /**
+   * The account summarised.
+   *
+   * @generated from field: string sender_account_id = 1;
+   */
+  senderAccountId: string;
+
+  /**
+   * Reports against the account.
+   *
+   * @generated from field: uint32 reports = 2;
+   */
+  reports: number;
+
+  /**
+   * Of those, how many are still open.
+   *
+   * @generated from field: uint32 open_reports = 3;
+   */
+  openReports: number;
+
+  /**
+   * Distinct reporting accounts.
+   *
+   * @generated from field: uint32 distinct_reporters = 4;
+   */
+  distinctReporters: number;
+
+  /**
+   * Reports resolved ACTIONED.
+   *
+   * @generated from field: uint32 actioned_reports = 5;
+   */
+  actionedReports: number;
+
+  /**
+   * First and last report time, milliseconds since the Unix epoch; 0 when never reported.
+   *
+   * @generated from field: int64 first_reported_at_ms = 6;
+   */
+  firstReportedAtMs: bigint;
+
+  /**
+   * See first_reported_at_ms.
+   *
+   * @generated from field: int64 last_reported_at_ms = 7;
+   */
+  lastReportedAtMs: bigint;
+};
+
+/**
+ * Describes the message switchboard.delivery.v1.GetReportSummaryResponse.
+ * Use `create(GetReportSummaryResponseSchema)` to create a new message.
+ */
+export const GetReportSummaryResponseSchema: GenMessage<GetReportSummaryResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_delivery_v1_reports, 11);
+
+/**
+ * ReportStatus is where a report is in moderation.
+ *
+ * @generated from enum switchboard.delivery.v1.ReportStatus
+ */
+export enum ReportStatus {
+  /**
+   * In ListReportsRequest: any status. Never in a Report.
+   *
+   * @generated from enum value: REPORT_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Awaiting a moderator's decision.
+   *
+   * @generated from enum value: REPORT_STATUS_OPEN = 1;
+   */
+  OPEN = 1,
+
+  /**
+   * A moderator decided (Report.resolution).
+   *
+   * @generated from enum value: REPORT_STATUS_RESOLVED = 2;
+   */
+  RESOLVED = 2,
+}
+
+/**
+ * Describes the enum switchboard.delivery.v1.ReportStatus.
+ */
+export const ReportStatusSchema: GenEnum<ReportStatus> = /*@__PURE__*/
+  enumDesc(file_switchboard_delivery_v1_reports, 0);
+
+/**
+ * ReportDecision is a moderator's decision on a report.
+ *
+ * @generated from enum switchboard.delivery.v1.ReportDecision
+ */
+export enum ReportDecision {
+  /**
+   * Not set. Never valid in ResolveReportRequest.
+   *
+   * @generated from enum value: REPORT_DECISION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * No violation: the report is closed without action.
+   *
+   * @generated from enum value: REPORT_DECISION_DISMISSED = 1;
+   */
+  DISMISSED = 1,
+
+  /**
+   * A violation: the operator acted against the sender (the note says how).
+   *
+   * @generated from enum value: REPORT_DECISION_ACTIONED = 2;
+   */
+  ACTIONED = 2,
+}
+
+/**
+ * Describes the enum switchboard.delivery.v1.ReportDecision.
+ */
+export const ReportDecisionSchema: GenEnum<ReportDecision> = /*@__PURE__*/
+  enumDesc(file_switchboard_delivery_v1_reports, 1);
+
+/**
  * ReportService takes abuse reports of received messages.
  *
  * @generated from service switchboard.delivery.v1.ReportService
@@ -166,4 +641,67 @@ export const ReportService: GenService<{
   },
 }> = /*@__PURE__*/
   serviceDesc(file_switchboard_delivery_v1_reports, 0);
+
+/**
+ * ModerationService lets the operator's moderators read and resolve abuse reports (issue 9).
+ * Operator-only: every call needs `authorization: Bearer <MODERATOR_TOKEN>` (the delivery
+ * service's moderator credential). Device credentials, app credentials (gateways) and third-party
+ * providers' tokens are refused PERMISSION_DENIED (NOT_A_MODERATOR); a missing or unknown
+ * credential is UNAUTHENTICATED. Moderators see only what reporters revealed: the reported
+ * plaintext and the routing metadata the server already holds, never any other message.
+ *
+ * @generated from service switchboard.delivery.v1.ModerationService
+ */
+export const ModerationService: GenService<{
+  /**
+   * Lists reports, newest first, optionally only open or only resolved ones and only those
+   * against one sender account. Paged: pass `next_page_token` back as `page_token` with the same
+   * filters. INVALID_ARGUMENT: PAGE_SIZE_TOO_LARGE, INVALID_PAGE_TOKEN (malformed, or from a
+   * query with other filters), INVALID_ID (sender_account_id), INVALID_STATUS.
+   *
+   * @generated from rpc switchboard.delivery.v1.ModerationService.ListReports
+   */
+  listReports: {
+    methodKind: "unary";
+    input: typeof ListReportsRequestSchema;
+    output: typeof ListReportsResponseSchema;
+  },
+  /**
+   * One report by id. NOT_FOUND (REPORT_NOT_FOUND); INVALID_ARGUMENT (INVALID_ID).
+   *
+   * @generated from rpc switchboard.delivery.v1.ModerationService.GetReport
+   */
+  getReport: {
+    methodKind: "unary";
+    input: typeof GetReportRequestSchema;
+    output: typeof GetReportResponseSchema;
+  },
+  /**
+   * Records a moderator's decision on a report: who, when, what and why. Idempotent: repeating
+   * the same decision returns the first resolution unchanged (`already_resolved` = true); a
+   * different decision on a resolved report fails FAILED_PRECONDITION (REPORT_ALREADY_RESOLVED).
+   * NOT_FOUND (REPORT_NOT_FOUND); INVALID_ARGUMENT (INVALID_ID, INVALID_DECISION,
+   * INVALID_MODERATOR, FIELD_TOO_LONG).
+   *
+   * @generated from rpc switchboard.delivery.v1.ModerationService.ResolveReport
+   */
+  resolveReport: {
+    methodKind: "unary";
+    input: typeof ResolveReportRequestSchema;
+    output: typeof ResolveReportResponseSchema;
+  },
+  /**
+   * How often one account was reported: reports, open reports and distinct reporting accounts
+   * (moderation acts on accounts; many reporters weigh more than one reporter's many reports).
+   * An account never reported has all counts zero. INVALID_ARGUMENT (INVALID_ID).
+   *
+   * @generated from rpc switchboard.delivery.v1.ModerationService.GetReportSummary
+   */
+  getReportSummary: {
+    methodKind: "unary";
+    input: typeof GetReportSummaryRequestSchema;
+    output: typeof GetReportSummaryResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_switchboard_delivery_v1_reports, 1);
 

@@ -21,7 +21,13 @@
 //    A wrong or missing key fails UNAUTHENTICATED (INVALID_ACCESS_KEY); the same answer is given
 //    for an unknown account, so sealed sends do not reveal which accounts exist. Sealed sends are
 //    rate limited per (recipient, access key).
-// 4. To block sealed-sender messages from someone, the recipient rotates its access key
+//    `ephemeral` is allowed (typing indicators): checked and rate limited the same way, handed to
+//    the recipient's connected devices only and never stored.
+// 4. Group messages and group typing: MessageService.SendMultiRecipientMessage carries libsignal
+//    multi-recipient sealed-sender messages for every member device in one call, authorised by
+//    the XOR of the members' access keys (members with `unrestricted` access left out); see
+//    messages.proto. The server stores the keys themselves for this check (besides SHA-256).
+// 5. To block sealed-sender messages from someone, the recipient rotates its access key
 //    (SetUnidentifiedAccess with a new key, shared only with the contacts it still accepts) or
 //    disables sealed sender (DisableUnidentifiedAccess).
 
