@@ -107,6 +107,11 @@ export interface DeliveryLink {
 type Stream = BidiStream<typeof ConnectRequestSchema, typeof ConnectResponseSchema>;
 type ConnectFrame = MessageInitShape<typeof ConnectRequestSchema>;
 
+/** Call metadata by which a Connect client opts in to ConnectResponseBatch frames. */
+const FRAME_BATCHING_METADATA = "switchboard-frame-batching";
+/** Frames per ConnectRequestBatch (the server accepts up to 1,000). */
+const MAX_REQUEST_BATCH = 500;
+
 interface PendingSend {
   resolve: (r: ConnectResponse & { frame: { case: "sendResult" } }) => void;
   reject: (e: unknown) => void;
@@ -170,6 +175,13 @@ export function createDeliveryLink(opts: DeliveryLinkOptions): DeliveryLink {
 
   class LinkStream {
     private stream: Stream | undefined;
+    /**
+     * Frames written in this turn of the event loop, sent together as one ConnectRequestBatch
+     * once the server has shown it understands batches (it sent one on this stream).
+     */
+    private outbox: Array<{ frame: ConnectFrame; resolve: () => void; reject: (e: unknown) => void }> = [];
+    private flushScheduled = false;
+    private serverBatches = false;
     private readonly pending = new Map<number, PendingSend>();
     readonly subs = new Map<string, Sub>();
     private attempt = 0;
@@ -181,8 +193,11 @@ export function createDeliveryLink(opts: DeliveryLinkOptions): DeliveryLink {
 
     private open() {
       if (closed) return;
-      const stream = messages.connect();
+      // Opt in to ConnectResponseBatch frames: at high rates the delivery service then writes the
+      // frames of one event-loop turn as one stream message.
+      const stream = messages.connect({ metadata: { [FRAME_BATCHING_METADATA]: "1" } });
       this.stream = stream;
+      this.serverBatches = false;
       for (const sub of this.subs.values())
         void this.write({ frame: { case: "subscribe", value: { device: sub.device, window: sub.window } } });
       for (const w of this.waiters.splice(0)) w();
@@ -225,6 +240,11 @@ export function createDeliveryLink(opts: DeliveryLinkOptions): DeliveryLink {
 
     private dispatch(f: ConnectResponse) {
       switch (f.frame.case) {
+        case "batch": {
+          this.serverBatches = true;
+          for (const inner of f.frame.value.frames) if (inner.frame.case !== "batch") this.dispatch(inner);
+          return;
+        }
         case "delivery": {
           const d = f.frame.value.destination;
           const sub = d && this.subs.get(keyOf(d));
@@ -293,7 +313,38 @@ export function createDeliveryLink(opts: DeliveryLinkOptions): DeliveryLink {
         if (closed) throw new AppError(Code.Unavailable, "LINK_CLOSED", "the delivery link is closed");
         await new Promise<void>((resolve) => this.waiters.push(resolve));
       }
-      await this.stream.send(frame);
+      if (!this.serverBatches) return this.stream.send(frame);
+      return new Promise<void>((resolve, reject) => {
+        this.outbox.push({ frame, resolve, reject });
+        if (this.outbox.length >= MAX_REQUEST_BATCH) this.flush();
+        else if (!this.flushScheduled) {
+          this.flushScheduled = true;
+          setImmediate(() => this.flush());
+        }
+      });
+    }
+
+    private flush() {
+      this.flushScheduled = false;
+      const items = this.outbox;
+      if (items.length === 0) return;
+      this.outbox = [];
+      const stream = this.stream;
+      const sent = !stream
+        ? Promise.reject(
+            new AppError(Code.Unavailable, "LINK_RECONNECTING", "the delivery stream broke; retry"),
+          )
+        : items.length === 1
+          ? stream.send((items[0] as (typeof items)[number]).frame)
+          : stream.send({ frame: { case: "batch", value: { frames: items.map((i) => i.frame) } } });
+      sent.then(
+        () => {
+          for (const i of items) i.resolve();
+        },
+        (err: unknown) => {
+          for (const i of items) i.reject(err);
+        },
+      );
     }
 
     request(

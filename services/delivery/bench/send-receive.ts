@@ -15,15 +15,19 @@ import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import { createRedisFanout } from "@switchboard/fanout";
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import { createClient, type BidiStream } from "@switchboard/grpc";
 import {
   App,
   EnvelopeType,
   MessageService,
   type ConnectRequestSchema,
+  type ConnectResponse,
   type ConnectResponseSchema,
 } from "@switchboard/proto";
 import { createDatabase, insertAccount, migrateToLatest } from "@switchboard/storage";
+import { Redis } from "ioredis";
+import { sql } from "kysely";
 import pg from "pg";
 import pino from "pino";
 import { buildApp } from "../src/app.js";
@@ -51,6 +55,11 @@ const { values: args } = parseArgs({
     port: { type: "string", default: "0" },
     /** Run the delivery service as a child process (its own event loop and CPU), like production. */
     "separate-process": { type: "boolean", default: true },
+    /**
+     * Batch frames both ways (ConnectRequestBatch / ConnectResponseBatch, as the gateways'
+     * delivery link does); `--frame-batching off` sends and receives one frame per stream message.
+     */
+    "frame-batching": { type: "string", default: "on" },
     /** Extra node flags for the child (e.g. --cpu-prof). */
     "server-node-flags": { type: "string", default: "" },
   },
@@ -63,6 +72,7 @@ const SIZE = Number(args.size);
 const STREAMS = Number(args.streams);
 const INSTANCES = Math.max(1, Number(args.instances));
 const MESSAGES = Number(args.messages);
+const BATCHING = args["frame-batching"] !== "off";
 
 const adminUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -76,6 +86,7 @@ const url = new URL(adminUrl);
 url.pathname = `/${dbName}`;
 const db = createDatabase({ url: url.toString(), poolSize: 12 });
 await migrateToLatest(db);
+if (process.env.BENCH_SQL) await sql.raw(process.env.BENCH_SQL).execute(db);
 
 const log = pino({ level: process.env.LOG_LEVEL ?? "warn" });
 const SEPARATE = args["separate-process"];
@@ -176,6 +187,35 @@ const childrenCpu = () =>
     { user: 0, system: 0 },
   );
 
+/**
+ * CPU seconds used so far by the PostgreSQL backends serving the bench's database (per pid, so a
+ * backend that appears later counts from zero) — the other side of every statement the delivery
+ * service issues. Background processes (WAL writer, checkpointer) are shared and not counted.
+ */
+async function postgresCpu(): Promise<Map<number, number>> {
+  const r = await admin.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE datname = $1", [
+    dbName,
+  ]);
+  const out = new Map<number, number>();
+  for (const { pid } of r.rows) {
+    const t = childCpuSeconds(pid);
+    if (Number.isFinite(t.user)) out.set(pid, t.user + t.system);
+  }
+  return out;
+}
+const cpuDelta = (a: Map<number, number>, b: Map<number, number>) =>
+  [...b].reduce((sum, [pid, t]) => sum + t - (a.get(pid) ?? 0), 0);
+/** CPU seconds of the Redis server (shared with anything else using it on this machine). */
+async function redisCpu(): Promise<number> {
+  const redis = new Redis(redisUrl, { lazyConnect: true });
+  await redis.connect();
+  const info = await redis.info("server");
+  redis.disconnect();
+  const pid = Number(/process_id:(\d+)/.exec(info)?.[1]);
+  const t = childCpuSeconds(pid);
+  return t.user + t.system;
+}
+
 // Devices: half send, half receive (pairs). Inserted directly: registration is not measured.
 const hash = await hashPassword(randomUUID());
 const accounts: Array<{ id: string; reg: number }> = [];
@@ -199,6 +239,42 @@ const pairs = Array.from({ length: Math.floor(DEVICES / 2) }, (_, i) => ({
 }));
 
 type Stream = BidiStream<typeof ConnectRequestSchema, typeof ConnectResponseSchema>;
+
+/**
+ * Opens a Connect stream; with frame batching, frames sent in one event-loop turn go out as one
+ * ConnectRequestBatch and response batches are flattened, so the code below sees single frames.
+ */
+function openStream(client: (typeof clients)[number]): Stream {
+  if (!BATCHING) return client.connect();
+  const stream = client.connect({ metadata: { "switchboard-frame-batching": "1" } });
+  let outbox: Array<MessageInitShape<typeof ConnectRequestSchema>> = [];
+  const flush = () => {
+    const frames = outbox;
+    outbox = [];
+    const sent =
+      frames.length === 1
+        ? stream.send(frames[0]!)
+        : stream.send({ frame: { case: "batch", value: { frames } } });
+    sent.catch(() => undefined); // cancelled at the end
+  };
+  async function* flat(): AsyncGenerator<ConnectResponse> {
+    for await (const f of stream.responses) {
+      if (f.frame.case === "batch") yield* f.frame.value.frames;
+      else yield f;
+    }
+  }
+  return {
+    ...stream,
+    send(frame) {
+      if (outbox.push(frame) === 1) setImmediate(flush);
+      else if (outbox.length >= 500) {
+        flush();
+      }
+      return Promise.resolve();
+    },
+    responses: flat(),
+  };
+}
 const clients = targets.map((target) =>
   createClient(MessageService, target, {
     metadata: () => ({ authorization: `Bearer ${TOKEN}` }),
@@ -220,7 +296,7 @@ let errors = 0;
 const receivers: Stream[] = [];
 let subscribedQueues = 0;
 for (let s = 0; s < STREAMS; s++) {
-  const stream = clients[s % clients.length]!.connect();
+  const stream = openStream(clients[s % clients.length]!);
   receivers.push(stream);
   const pendingAcks = new Map<string, string[]>();
   setInterval(() => {
@@ -302,7 +378,7 @@ function pump() {
 }
 for (let s = 0; s < STREAMS; s++) {
   // Senders start on the next instance, so with several instances most messages cross instances.
-  const stream = clients[(s + 1) % clients.length]!.connect();
+  const stream = openStream(clients[(s + 1) % clients.length]!);
   senders.push(stream);
   void (async () => {
     for await (const f of stream.responses) {
@@ -343,7 +419,10 @@ else {
 }
 const server0 = await serverStats();
 const childCpu0 = childrenCpu();
+const pgCpu0 = await postgresCpu();
+const redisCpu0 = await redisCpu();
 const load0 = loadavg()[0]!;
+const driverCpu0 = process.cpuUsage();
 measuring = true;
 const t0 = performance.now();
 const progress = setInterval(() => {
@@ -358,10 +437,13 @@ measuring = false;
 const elapsed = (performance.now() - t0) / 1000;
 clearInterval(progress);
 const childCpu1 = childrenCpu();
+const pgCpu1 = await postgresCpu();
+const redisCpu1 = await redisCpu();
 const server1 = await serverStats();
 const load1 = loadavg()[0]!;
 stopping = true;
 const cpu = process.cpuUsage(cpu0);
+const driverCpu = process.cpuUsage(driverCpu0);
 
 async function serverStats(): Promise<Record<string, number>> {
   if (!app) {
@@ -435,6 +517,17 @@ console.log(
         max: +(latencies.at(-1) ?? NaN).toFixed(1),
       },
       benchProcessCpuSeconds: Number(((cpu.user + cpu.system) / 1e6).toFixed(1)),
+      // CPU per delivered message of every process on the path; the sum bounds what the box can
+      // deliver (2 cores: at most 2,000,000 µs/s ÷ total µs per message).
+      cpuMicrosPerMessage: ((parts: Record<string, number>) => ({
+        ...parts,
+        total: Object.values(parts).reduce((a, b) => a + b, 0),
+      }))({
+        delivery: Math.round(((cpuUser + cpuSystem) * 1e6) / Math.max(1, serverDeliveries)),
+        postgres: Math.round((cpuDelta(pgCpu0, pgCpu1) * 1e6) / Math.max(1, serverDeliveries)),
+        redis: Math.round(((redisCpu1 - redisCpu0) * 1e6) / Math.max(1, serverDeliveries)),
+        benchDriver: Math.round((driverCpu.user + driverCpu.system) / Math.max(1, serverDeliveries)),
+      }),
       server: {
         // Counters over the measured window, summed over instances.
         commitBatches: delta.commitBatches,

@@ -1,8 +1,14 @@
 import { randomUUID } from "node:crypto";
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ConnectResponseSchema } from "@switchboard/proto";
 import { describe, expect, test } from "vitest";
-import { encodeSentResult } from "./connect-wire.js";
+import {
+  createFrameBatcher,
+  encodeResponseBatch,
+  encodeSentResult,
+  MAX_BATCH_BYTES,
+  MAX_BATCH_FRAMES,
+} from "./connect-wire.js";
 
 describe("encodeSentResult", () => {
   test("matches protobuf-es byte for byte", () => {
@@ -36,5 +42,59 @@ describe("encodeSentResult", () => {
             const actual = encodeSentResult(correlationId, { messageId, serverTimestampMs, duplicate });
             expect(Buffer.from(actual).toString("hex")).toBe(Buffer.from(expected).toString("hex"));
           }
+  });
+});
+
+describe("encodeResponseBatch and the frame batcher", () => {
+  const frame = (n: number, size = 10) =>
+    create(ConnectResponseSchema, {
+      frame: { case: "queueEmpty", value: { device: { accountId: "x".repeat(size), deviceId: n } } },
+    });
+
+  test("wraps encoded frames exactly as protobuf-es encodes a ConnectResponseBatch", () => {
+    for (const sizes of [[1], [3, 200, 5], Array.from({ length: 300 }, (_, i) => i)]) {
+      const frames = sizes.map((s, i) => frame(i + 1, s));
+      const expected = toBinary(
+        ConnectResponseSchema,
+        create(ConnectResponseSchema, { frame: { case: "batch", value: { frames } } }),
+      );
+      const got = encodeResponseBatch(frames.map((f) => toBinary(ConnectResponseSchema, f)));
+      expect(Buffer.from(got).equals(Buffer.from(expected))).toBe(true);
+      const back = fromBinary(ConnectResponseSchema, got);
+      expect(back.frame.case === "batch" && back.frame.value.frames.length).toBe(frames.length);
+    }
+  });
+
+  test("writes one turn's frames as one batch, a lone frame as itself, and splits at the limits", async () => {
+    const writes: Uint8Array[] = [];
+    const push = createFrameBatcher((b) => writes.push(b));
+    const one = toBinary(ConnectResponseSchema, frame(1));
+    push(one);
+    await new Promise((r) => setImmediate(r));
+    expect(writes).toEqual([one]);
+    writes.length = 0;
+    for (let i = 0; i < MAX_BATCH_FRAMES + 10; i++) push(toBinary(ConnectResponseSchema, frame(i + 1)));
+    await new Promise((r) => setImmediate(r));
+    const decoded = writes.map((w) => fromBinary(ConnectResponseSchema, w));
+    expect(decoded.map((d) => (d.frame.case === "batch" ? d.frame.value.frames.length : 1))).toEqual([
+      MAX_BATCH_FRAMES,
+      10,
+    ]);
+    const ids = decoded.flatMap((d) =>
+      d.frame.case === "batch"
+        ? d.frame.value.frames.map((f) =>
+            f.frame.case === "queueEmpty" ? f.frame.value.device?.deviceId : 0,
+          )
+        : [],
+    );
+    expect(ids).toEqual(Array.from({ length: MAX_BATCH_FRAMES + 10 }, (_, i) => i + 1));
+    writes.length = 0;
+    const big = toBinary(ConnectResponseSchema, frame(1, MAX_BATCH_BYTES));
+    push(one);
+    push(big);
+    push(one);
+    await new Promise((r) => setImmediate(r));
+    // The big frame closes the first batch and goes alone; the last frame follows on its own.
+    expect(writes.map((w) => w.byteLength)).toEqual([one.byteLength, big.byteLength, one.byteLength]);
   });
 });

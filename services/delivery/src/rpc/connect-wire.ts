@@ -78,3 +78,58 @@ export function encodeSentResult(correlationId: bigint, sent: SentOutcome): Buff
   if (at !== buf.byteLength) throw new Error(`send result size mismatch: ${at} != ${buf.byteLength}`);
   return buf;
 }
+
+/** At most this many frames go into one ConnectResponseBatch. */
+export const MAX_BATCH_FRAMES = 256;
+/** A batch is flushed once its frames reach this many bytes (a larger frame goes alone). */
+export const MAX_BATCH_BYTES = 1 << 20;
+
+/**
+ * Encodes `ConnectResponse { batch (6): ConnectResponseBatch { frames (1): ConnectResponse… } }`
+ * around already encoded ConnectResponse frames: each frame is copied once behind its tag and
+ * length, with no decoding.
+ */
+export function encodeResponseBatch(frames: readonly Uint8Array[]): Buffer {
+  let inner = 0;
+  for (const f of frames) inner += 1 + varintSize(f.byteLength) + f.byteLength;
+  const buf = Buffer.allocUnsafe(1 + varintSize(inner) + inner);
+  let at = 0;
+  buf[at++] = (6 << 3) | 2;
+  at = writeVarint(buf, at, inner);
+  for (const f of frames) {
+    buf[at++] = (1 << 3) | 2;
+    at = writeVarint(buf, at, f.byteLength);
+    buf.set(f, at);
+    at += f.byteLength;
+  }
+  return buf;
+}
+
+/**
+ * Gathers the frames written during one turn of the event loop and writes them as one
+ * ConnectResponseBatch (or as they are, when only one is ready), in order. Bounded by
+ * {@link MAX_BATCH_FRAMES} and {@link MAX_BATCH_BYTES}: a full batch is written at once.
+ */
+export function createFrameBatcher(write: (bytes: Uint8Array) => void): (frame: Uint8Array) => void {
+  let frames: Uint8Array[] = [];
+  let bytes = 0;
+  let scheduled = false;
+  const flush = () => {
+    scheduled = false;
+    if (frames.length === 0) return;
+    const out = frames;
+    frames = [];
+    bytes = 0;
+    write(out.length === 1 ? (out[0] as Uint8Array) : encodeResponseBatch(out));
+  };
+  return (frame) => {
+    if (bytes + frame.byteLength > MAX_BATCH_BYTES) flush();
+    frames.push(frame);
+    bytes += frame.byteLength;
+    if (frames.length >= MAX_BATCH_FRAMES || bytes >= MAX_BATCH_BYTES) flush();
+    else if (!scheduled) {
+      scheduled = true;
+      setImmediate(flush);
+    }
+  };
+}

@@ -7,7 +7,8 @@ import type { MessageService } from "@switchboard/proto";
 import {
   EnvelopeSchema,
   EnvelopeType,
-  type ConnectResponseSchema,
+  ConnectResponseSchema,
+  type ConnectRequest,
   type ReceiveMessagesResponseSchema,
   type Envelope,
   type SendGroupMessageRequest,
@@ -23,7 +24,7 @@ import {
   readSendPolicies,
   type Database,
 } from "@switchboard/storage";
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import type { Kysely } from "kysely";
 import type { ActingDevice, Authenticator, Principal } from "../auth/principal.js";
 import type { RateLimiter } from "@switchboard/ratelimit";
@@ -47,7 +48,7 @@ import {
   windowOrDefault,
 } from "../domain/limits.js";
 import { translateError } from "../errors.js";
-import { encodeSentResult } from "./connect-wire.js";
+import { createFrameBatcher, encodeSentResult } from "./connect-wire.js";
 import type { Metrics } from "../metrics.js";
 import type { SealedSender } from "../delivery/sealed-send.js";
 
@@ -55,6 +56,10 @@ type SendResponse = MessageInitShape<typeof SendMessageResponseSchema>;
 
 /** Sends and acks one Connect stream may have in flight before the server stops reading it. */
 export const MAX_PENDING_PER_STREAM = 2_000;
+/** Call metadata by which a Connect client opts in to ConnectResponseBatch frames. */
+export const FRAME_BATCHING_METADATA = "switchboard-frame-batching";
+/** At most this many frames in one ConnectRequestBatch. */
+const MAX_BATCH_FRAMES_IN = 1_000;
 type GroupResponse = MessageInitShape<typeof SendGroupMessageResponseSchema>;
 
 const DIRECT_TYPES = new Set([
@@ -436,152 +441,180 @@ export function createMessageService(deps: MessageServiceDeps): ServiceImpl<type
       // UNAUTHENTICATED (DEVICE_REMOVED) instead of being served on the stale principal.
       let deviceRemoved = false;
       const key = (d: { accountId: string; deviceId: number }) => `${d.accountId}/${d.deviceId}`;
-      const send = (
+      const write = (
         frame: MessageInitShape<typeof ConnectResponseSchema> | Encoded<typeof ConnectResponseSchema>,
       ) => {
         out.send(frame).catch(() => {
           // The stream is gone; the request loop ends with it.
         });
       };
+      // Clients that opted in get the frames of one event-loop turn as one ConnectResponseBatch.
+      const batched =
+        ctx.metadata.get(FRAME_BATCHING_METADATA)[0] === "1"
+          ? createFrameBatcher((bytes) => write(new Encoded<typeof ConnectResponseSchema>(bytes)))
+          : undefined;
+      const send = batched
+        ? (frame: MessageInitShape<typeof ConnectResponseSchema> | Encoded<typeof ConnectResponseSchema>) =>
+            batched(
+              frame instanceof Encoded
+                ? frame.bytes
+                : toBinary(ConnectResponseSchema, create(ConnectResponseSchema, frame)),
+            )
+        : write;
       const pending = new Set<Promise<unknown>>();
       const track = (p: Promise<unknown>) => {
         pending.add(p);
         void p.finally(() => pending.delete(p));
       };
-      try {
-        for await (const req of requests) {
-          // Backpressure: with too many sends and acks in flight, stop reading frames until some
-          // finish, so HTTP/2 flow control slows the client instead of memory growing.
-          while (pending.size >= MAX_PENDING_PER_STREAM) await Promise.race(pending);
-          if (deviceRemoved)
-            throw new AppError(Code.Unauthenticated, "DEVICE_REMOVED", "the device was removed");
-          const f = req.frame;
-          switch (f.case) {
-            case "subscribe": {
-              try {
-                const device = await auth.actingDevice(principal, f.value.device, "subscribe.device");
-                const window = windowOrDefault(f.value.window);
-                await requireExistingDevice(device);
-                await mine.get(key(device))?.close("unsubscribed");
-                const address = { accountId: device.accountId, deviceId: device.deviceId };
-                const sub = await deps.subscriptions.subscribe(address, window, {
-                  deliver: (wire) => send(new Encoded<typeof ConnectResponseSchema>(wire)),
-                  queueEmpty: () => send({ frame: { case: "queueEmpty", value: { device: address } } }),
-                  closed: (reason) => {
-                    if (mine.get(key(address)) === sub) mine.delete(key(address));
-                    if (reason === "removed" && principal.kind === "device") deviceRemoved = true;
-                    if (reason === "displaced" || reason === "removed")
-                      send({ frame: { case: "displaced", value: { device: address } } });
-                  },
-                });
-                mine.set(key(device), sub);
-              } catch (err) {
-                send({
-                  frame: {
-                    case: "frameError",
-                    value: { device: f.value.device, error: errorStatus(err, ctx) },
-                  },
-                });
-              }
+      const handle = async (f: ConnectRequest["frame"], inBatch: boolean): Promise<void> => {
+        // Backpressure: with too many sends and acks in flight, stop reading frames until some
+        // finish, so HTTP/2 flow control slows the client instead of memory growing.
+        while (pending.size >= MAX_PENDING_PER_STREAM) await Promise.race(pending);
+        if (deviceRemoved)
+          throw new AppError(Code.Unauthenticated, "DEVICE_REMOVED", "the device was removed");
+        switch (f.case) {
+          case "batch": {
+            const error = inBatch
+              ? { reason: "NESTED_BATCH", message: "a batch may not contain a batch" }
+              : f.value.frames.length > MAX_BATCH_FRAMES_IN
+                ? { reason: "BATCH_TOO_LARGE", message: `at most ${MAX_BATCH_FRAMES_IN} frames per batch` }
+                : undefined;
+            if (error) {
+              send({
+                frame: { case: "frameError", value: { error: { code: Code.InvalidArgument, ...error } } },
+              });
               break;
             }
-            case "unsubscribe": {
-              const d = f.value.device;
-              if (d) {
-                const sub = mine.get(key(d));
-                mine.delete(key(d));
-                await sub?.close("unsubscribed");
-              }
-              break;
-            }
-            case "send":
-            case "sendGroup": {
-              const correlationId = f.value.correlationId;
-              try {
-                if (!f.value.request) throw invalid("REQUEST_REQUIRED", "request is required");
-                const isGroup = f.case === "sendGroup";
-                const run = isGroup
-                  ? await prepareGroup(principal, f.value.request)
-                  : await prepareDirect(principal, f.value.request);
-                // Submitted in frame order (lanes keep it); results may come back in any order.
-                track(
-                  run().then(
-                    (o) =>
-                      // The common case is hand-encoded (connect-wire.ts); the rest via protobuf-es.
-                      !isGroup && o.kind === "sent"
-                        ? send(new Encoded<typeof ConnectResponseSchema>(encodeSentResult(correlationId, o)))
-                        : send({
-                            frame: {
-                              case: "sendResult",
-                              value: {
-                                correlationId,
-                                result: isGroup
-                                  ? { case: "sendGroup", value: groupOutcomeToProto(o) }
-                                  : { case: "send", value: directOutcomeToProto(o) },
-                              },
-                            },
-                          }),
-                    (err: unknown) =>
-                      send({
-                        frame: {
-                          case: "sendResult",
-                          value: { correlationId, result: { case: "error", value: errorStatus(err, ctx) } },
-                        },
-                      }),
-                  ),
-                );
-              } catch (err) {
-                send({
-                  frame: {
-                    case: "sendResult",
-                    value: { correlationId, result: { case: "error", value: errorStatus(err, ctx) } },
-                  },
-                });
-              }
-              break;
-            }
-            case "ack": {
-              try {
-                const device = await auth.actingDevice(principal, f.value.device, "ack.device");
-                const ids = validateAckIds(f.value.messageIds);
-                const local = deps.subscriptions.find(device);
-                local?.acked(ids);
-                const address = f.value.device;
-                track(
-                  deps.acks.ack(device, ids, local === undefined).catch((err: unknown) =>
-                    send({
-                      frame: {
-                        case: "frameError",
-                        value: { device: address, error: errorStatus(err, ctx) },
-                      },
-                    }),
-                  ),
-                );
-              } catch (err) {
-                send({
-                  frame: {
-                    case: "frameError",
-                    value: { device: f.value.device, error: errorStatus(err, ctx) },
-                  },
-                });
-              }
-              break;
-            }
-            default:
+            for (const sub of f.value.frames) await handle(sub.frame, true);
+            break;
+          }
+          case "subscribe": {
+            try {
+              const device = await auth.actingDevice(principal, f.value.device, "subscribe.device");
+              const window = windowOrDefault(f.value.window);
+              await requireExistingDevice(device);
+              await mine.get(key(device))?.close("unsubscribed");
+              const address = { accountId: device.accountId, deviceId: device.deviceId };
+              const sub = await deps.subscriptions.subscribe(address, window, {
+                deliver: (wire) => send(new Encoded<typeof ConnectResponseSchema>(wire)),
+                queueEmpty: () => send({ frame: { case: "queueEmpty", value: { device: address } } }),
+                closed: (reason) => {
+                  if (mine.get(key(address)) === sub) mine.delete(key(address));
+                  if (reason === "removed" && principal.kind === "device") deviceRemoved = true;
+                  if (reason === "displaced" || reason === "removed")
+                    send({ frame: { case: "displaced", value: { device: address } } });
+                },
+              });
+              mine.set(key(device), sub);
+            } catch (err) {
               send({
                 frame: {
                   case: "frameError",
-                  value: {
-                    error: {
-                      code: Code.InvalidArgument,
-                      reason: "EMPTY_FRAME",
-                      message: "frame must be set",
-                    },
-                  },
+                  value: { device: f.value.device, error: errorStatus(err, ctx) },
                 },
               });
+            }
+            break;
           }
+          case "unsubscribe": {
+            const d = f.value.device;
+            if (d) {
+              const sub = mine.get(key(d));
+              mine.delete(key(d));
+              await sub?.close("unsubscribed");
+            }
+            break;
+          }
+          case "send":
+          case "sendGroup": {
+            const correlationId = f.value.correlationId;
+            try {
+              if (!f.value.request) throw invalid("REQUEST_REQUIRED", "request is required");
+              const isGroup = f.case === "sendGroup";
+              const run = isGroup
+                ? await prepareGroup(principal, f.value.request)
+                : await prepareDirect(principal, f.value.request);
+              // Submitted in frame order (lanes keep it); results may come back in any order.
+              track(
+                run().then(
+                  (o) =>
+                    // The common case is hand-encoded (connect-wire.ts); the rest via protobuf-es.
+                    !isGroup && o.kind === "sent"
+                      ? send(new Encoded<typeof ConnectResponseSchema>(encodeSentResult(correlationId, o)))
+                      : send({
+                          frame: {
+                            case: "sendResult",
+                            value: {
+                              correlationId,
+                              result: isGroup
+                                ? { case: "sendGroup", value: groupOutcomeToProto(o) }
+                                : { case: "send", value: directOutcomeToProto(o) },
+                            },
+                          },
+                        }),
+                  (err: unknown) =>
+                    send({
+                      frame: {
+                        case: "sendResult",
+                        value: { correlationId, result: { case: "error", value: errorStatus(err, ctx) } },
+                      },
+                    }),
+                ),
+              );
+            } catch (err) {
+              send({
+                frame: {
+                  case: "sendResult",
+                  value: { correlationId, result: { case: "error", value: errorStatus(err, ctx) } },
+                },
+              });
+            }
+            break;
+          }
+          case "ack": {
+            try {
+              const device = await auth.actingDevice(principal, f.value.device, "ack.device");
+              const ids = validateAckIds(f.value.messageIds);
+              const local = deps.subscriptions.find(device);
+              local?.acked(ids);
+              const address = f.value.device;
+              track(
+                deps.acks.ack(device, ids, local === undefined).catch((err: unknown) =>
+                  send({
+                    frame: {
+                      case: "frameError",
+                      value: { device: address, error: errorStatus(err, ctx) },
+                    },
+                  }),
+                ),
+              );
+            } catch (err) {
+              send({
+                frame: {
+                  case: "frameError",
+                  value: { device: f.value.device, error: errorStatus(err, ctx) },
+                },
+              });
+            }
+            break;
+          }
+          default:
+            send({
+              frame: {
+                case: "frameError",
+                value: {
+                  error: {
+                    code: Code.InvalidArgument,
+                    reason: "EMPTY_FRAME",
+                    message: "frame must be set",
+                  },
+                },
+              },
+            });
         }
+      };
+      try {
+        for await (const req of requests) await handle(req.frame, false);
         // The client half-closed: finish its sends and acks before closing our side.
         await Promise.allSettled([...pending]);
       } finally {

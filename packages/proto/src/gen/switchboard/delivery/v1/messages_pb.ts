@@ -27,7 +27,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchboard/delivery/v1/messages.proto.
  */
 export const file_switchboard_delivery_v1_messages: GenFile = /*@__PURE__*/
-  fileDesc("CiZzd2l0Y2hib2FyZC9kZWxpdmVyeS92MS9tZXNzYWdlcy5wcm90bxIXc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEigQEKD091dGdvaW5nTWVzc2FnZRIRCglkZXZpY2VfaWQYASABKA0SFwoPcmVnaXN0cmF0aW9uX2lkGAIgASgNEjEKBHR5cGUYAyABKA4yIy5zd2l0Y2hib2FyZC5jb21tb24udjEuRW52ZWxvcGVUeXBlEg8KB2NvbnRlbnQYBCABKAwiogIKElNlbmRNZXNzYWdlUmVxdWVzdBIuCgZzZW5kZXIYASABKAsyHi5zd2l0Y2hib2FyZC5jb21tb24udjEuQWRkcmVzcxIeChZkZXN0aW5hdGlvbl9hY2NvdW50X2lkGAIgASgJEjoKCG1lc3NhZ2VzGAMgAygLMiguc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuT3V0Z29pbmdNZXNzYWdlEhkKEWNsaWVudF9tZXNzYWdlX2lkGAQgASgJEhsKE2NsaWVudF90aW1lc3RhbXBfbXMYBSABKAMSEQoJZXBoZW1lcmFsGAYgASgIEg4KBnVyZ2VudBgHIAEoCBIRCglmb3J3YXJkZWQYCCABKAgSEgoKcmVwb3J0X3RhZxgJIAEoDCJKCgRTZW50EhIKCm1lc3NhZ2VfaWQYASABKAkSGwoTc2VydmVyX3RpbWVzdGFtcF9tcxgCIAEoAxIRCglkdXBsaWNhdGUYAyABKAgiVwoRTWlzbWF0Y2hlZERldmljZXMSEgoKYWNjb3VudF9pZBgBIAEoCRIXCg9taXNzaW5nX2RldmljZXMYAiADKA0SFQoNZXh0cmFfZGV2aWNlcxgDIAMoDSI5CgxTdGFsZURldmljZXMSEgoKYWNjb3VudF9pZBgBIAEoCRIVCg1zdGFsZV9kZXZpY2VzGAIgAygNIhMKEVJlY2lwaWVudE5vdEZvdW5kIqMCChNTZW5kTWVzc2FnZVJlc3BvbnNlEi0KBHNlbnQYASABKAsyHS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW50SAASSAoSbWlzbWF0Y2hlZF9kZXZpY2VzGAIgASgLMiouc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuTWlzbWF0Y2hlZERldmljZXNIABI+Cg1zdGFsZV9kZXZpY2VzGAMgASgLMiUuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuU3RhbGVEZXZpY2VzSAASSQoTcmVjaXBpZW50X25vdF9mb3VuZBgEIAEoCzIqLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlY2lwaWVudE5vdEZvdW5kSABCCAoGcmVzdWx0IrYCChdTZW5kR3JvdXBNZXNzYWdlUmVxdWVzdBIuCgZzZW5kZXIYASABKAsyHi5zd2l0Y2hib2FyZC5jb21tb24udjEuQWRkcmVzcxIQCghncm91cF9pZBgCIAEoCRIPCgdjb250ZW50GAMgASgMEhkKEWNsaWVudF9tZXNzYWdlX2lkGAQgASgJEhsKE2NsaWVudF90aW1lc3RhbXBfbXMYBSABKAMSEQoJZXBoZW1lcmFsGAYgASgIEg4KBnVyZ2VudBgHIAEoCBIRCglmb3J3YXJkZWQYCCABKAgSEgoKcmVwb3J0X3RhZxgJIAEoDBJGChNleHBlY3RlZF9yZWNpcGllbnRzGAogAygLMikuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuUmVjaXBpZW50RGV2aWNlcyJWChBSZWNpcGllbnREZXZpY2VzEhIKCmFjY291bnRfaWQYASABKAkSLgoHZGV2aWNlcxgCIAMoCzIdLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5EZXZpY2UijgEKFkdyb3VwTWlzbWF0Y2hlZERldmljZXMSPgoKbWlzbWF0Y2hlZBgBIAMoCzIqLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLk1pc21hdGNoZWREZXZpY2VzEjQKBXN0YWxlGAIgAygLMiUuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuU3RhbGVEZXZpY2VzIhEKD05vdEFHcm91cE1lbWJlciLkAQoYU2VuZEdyb3VwTWVzc2FnZVJlc3BvbnNlEi0KBHNlbnQYASABKAsyHS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW50SAASTQoSbWlzbWF0Y2hlZF9kZXZpY2VzGAIgASgLMi8uc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuR3JvdXBNaXNtYXRjaGVkRGV2aWNlc0gAEkAKDG5vdF9hX21lbWJlchgDIAEoCzIoLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLk5vdEFHcm91cE1lbWJlckgAQggKBnJlc3VsdCKiAQogU2VuZE11bHRpUmVjaXBpZW50TWVzc2FnZVJlcXVlc3QSEAoIbWVzc2FnZXMYASADKAwSGQoRY2xpZW50X21lc3NhZ2VfaWQYAiABKAkSGwoTY2xpZW50X3RpbWVzdGFtcF9tcxgDIAEoAxIRCgllcGhlbWVyYWwYBCABKAgSDgoGdXJnZW50GAUgASgIEhEKCWZvcndhcmRlZBgGIAEoCCKrAQohU2VuZE11bHRpUmVjaXBpZW50TWVzc2FnZVJlc3BvbnNlEi0KBHNlbnQYASABKAsyHS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW50SAASTQoSbWlzbWF0Y2hlZF9kZXZpY2VzGAIgASgLMi8uc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuR3JvdXBNaXNtYXRjaGVkRGV2aWNlc0gAQggKBnJlc3VsdCJYChZSZWNlaXZlTWVzc2FnZXNSZXF1ZXN0Ei4KBmRldmljZRgBIAEoCzIeLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5BZGRyZXNzEg4KBndpbmRvdxgCIAEoDSI8CgpRdWV1ZUVtcHR5Ei4KBmRldmljZRgBIAEoCzIeLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5BZGRyZXNzIpMBChdSZWNlaXZlTWVzc2FnZXNSZXNwb25zZRIzCghlbnZlbG9wZRgBIAEoCzIfLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5FbnZlbG9wZUgAEjoKC3F1ZXVlX2VtcHR5GAIgASgLMiMuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuUXVldWVFbXB0eUgAQgcKBWZyYW1lIlkKEkFja01lc3NhZ2VzUmVxdWVzdBIuCgZkZXZpY2UYASABKAsyHi5zd2l0Y2hib2FyZC5jb21tb24udjEuQWRkcmVzcxITCgttZXNzYWdlX2lkcxgCIAMoCSIrChNBY2tNZXNzYWdlc1Jlc3BvbnNlEhQKDGFja25vd2xlZGdlZBgBIAEoDSK0AgoOQ29ubmVjdFJlcXVlc3QSNwoJc3Vic2NyaWJlGAEgASgLMiIuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuU3Vic2NyaWJlSAASOwoLdW5zdWJzY3JpYmUYAiABKAsyJC5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5VbnN1YnNjcmliZUgAEjIKBHNlbmQYAyABKAsyIi5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW5kRnJhbWVIABI9CgpzZW5kX2dyb3VwGAQgASgLMicuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuU2VuZEdyb3VwRnJhbWVIABIwCgNhY2sYBSABKAsyIS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5BY2tGcmFtZUgAQgcKBWZyYW1lIksKCVN1YnNjcmliZRIuCgZkZXZpY2UYASABKAsyHi5zd2l0Y2hib2FyZC5jb21tb24udjEuQWRkcmVzcxIOCgZ3aW5kb3cYAiABKA0iPQoLVW5zdWJzY3JpYmUSLgoGZGV2aWNlGAEgASgLMh4uc3dpdGNoYm9hcmQuY29tbW9uLnYxLkFkZHJlc3MiYQoJU2VuZEZyYW1lEhYKDmNvcnJlbGF0aW9uX2lkGAEgASgEEjwKB3JlcXVlc3QYAiABKAsyKy5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW5kTWVzc2FnZVJlcXVlc3QiawoOU2VuZEdyb3VwRnJhbWUSFgoOY29ycmVsYXRpb25faWQYASABKAQSQQoHcmVxdWVzdBgCIAEoCzIwLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlNlbmRHcm91cE1lc3NhZ2VSZXF1ZXN0Ik8KCEFja0ZyYW1lEi4KBmRldmljZRgBIAEoCzIeLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5BZGRyZXNzEhMKC21lc3NhZ2VfaWRzGAIgAygJIlQKC0Vycm9yU3RhdHVzEgwKBGNvZGUYASABKAUSDgoGcmVhc29uGAIgASgJEg8KB21lc3NhZ2UYAyABKAkSFgoOcmV0cnlfYWZ0ZXJfbXMYBCABKA0ivAIKD0Nvbm5lY3RSZXNwb25zZRIzCghkZWxpdmVyeRgBIAEoCzIfLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5FbnZlbG9wZUgAEjoKC3F1ZXVlX2VtcHR5GAIgASgLMiMuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuUXVldWVFbXB0eUgAEjoKC3NlbmRfcmVzdWx0GAMgASgLMiMuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuU2VuZFJlc3VsdEgAEjcKCWRpc3BsYWNlZBgEIAEoCzIiLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLkRpc3BsYWNlZEgAEjoKC2ZyYW1lX2Vycm9yGAUgASgLMiMuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuRnJhbWVFcnJvckgAQgcKBWZyYW1lIuwBCgpTZW5kUmVzdWx0EhYKDmNvcnJlbGF0aW9uX2lkGAEgASgEEjwKBHNlbmQYAiABKAsyLC5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW5kTWVzc2FnZVJlc3BvbnNlSAASRwoKc2VuZF9ncm91cBgDIAEoCzIxLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlNlbmRHcm91cE1lc3NhZ2VSZXNwb25zZUgAEjUKBWVycm9yGAQgASgLMiQuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuRXJyb3JTdGF0dXNIAEIICgZyZXN1bHQiOwoJRGlzcGxhY2VkEi4KBmRldmljZRgBIAEoCzIeLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5BZGRyZXNzInEKCkZyYW1lRXJyb3ISLgoGZGV2aWNlGAEgASgLMh4uc3dpdGNoYm9hcmQuY29tbW9uLnYxLkFkZHJlc3MSMwoFZXJyb3IYAiABKAsyJC5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5FcnJvclN0YXR1czLMBQoOTWVzc2FnZVNlcnZpY2USaAoLU2VuZE1lc3NhZ2USKy5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW5kTWVzc2FnZVJlcXVlc3QaLC5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW5kTWVzc2FnZVJlc3BvbnNlEncKEFNlbmRHcm91cE1lc3NhZ2USMC5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW5kR3JvdXBNZXNzYWdlUmVxdWVzdBoxLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlNlbmRHcm91cE1lc3NhZ2VSZXNwb25zZRKSAQoZU2VuZE11bHRpUmVjaXBpZW50TWVzc2FnZRI5LnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlNlbmRNdWx0aVJlY2lwaWVudE1lc3NhZ2VSZXF1ZXN0Gjouc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuU2VuZE11bHRpUmVjaXBpZW50TWVzc2FnZVJlc3BvbnNlEnYKD1JlY2VpdmVNZXNzYWdlcxIvLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlY2VpdmVNZXNzYWdlc1JlcXVlc3QaMC5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5SZWNlaXZlTWVzc2FnZXNSZXNwb25zZTABEmgKC0Fja01lc3NhZ2VzEisuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuQWNrTWVzc2FnZXNSZXF1ZXN0Giwuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuQWNrTWVzc2FnZXNSZXNwb25zZRJgCgdDb25uZWN0Eicuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuQ29ubmVjdFJlcXVlc3QaKC5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5Db25uZWN0UmVzcG9uc2UoATABYgZwcm90bzM", [file_switchboard_common_v1_envelope, file_switchboard_common_v1_identity]);
+  fileDesc("CiZzd2l0Y2hib2FyZC9kZWxpdmVyeS92MS9tZXNzYWdlcy5wcm90bxIXc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEigQEKD091dGdvaW5nTWVzc2FnZRIRCglkZXZpY2VfaWQYASABKA0SFwoPcmVnaXN0cmF0aW9uX2lkGAIgASgNEjEKBHR5cGUYAyABKA4yIy5zd2l0Y2hib2FyZC5jb21tb24udjEuRW52ZWxvcGVUeXBlEg8KB2NvbnRlbnQYBCABKAwiogIKElNlbmRNZXNzYWdlUmVxdWVzdBIuCgZzZW5kZXIYASABKAsyHi5zd2l0Y2hib2FyZC5jb21tb24udjEuQWRkcmVzcxIeChZkZXN0aW5hdGlvbl9hY2NvdW50X2lkGAIgASgJEjoKCG1lc3NhZ2VzGAMgAygLMiguc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuT3V0Z29pbmdNZXNzYWdlEhkKEWNsaWVudF9tZXNzYWdlX2lkGAQgASgJEhsKE2NsaWVudF90aW1lc3RhbXBfbXMYBSABKAMSEQoJZXBoZW1lcmFsGAYgASgIEg4KBnVyZ2VudBgHIAEoCBIRCglmb3J3YXJkZWQYCCABKAgSEgoKcmVwb3J0X3RhZxgJIAEoDCJKCgRTZW50EhIKCm1lc3NhZ2VfaWQYASABKAkSGwoTc2VydmVyX3RpbWVzdGFtcF9tcxgCIAEoAxIRCglkdXBsaWNhdGUYAyABKAgiVwoRTWlzbWF0Y2hlZERldmljZXMSEgoKYWNjb3VudF9pZBgBIAEoCRIXCg9taXNzaW5nX2RldmljZXMYAiADKA0SFQoNZXh0cmFfZGV2aWNlcxgDIAMoDSI5CgxTdGFsZURldmljZXMSEgoKYWNjb3VudF9pZBgBIAEoCRIVCg1zdGFsZV9kZXZpY2VzGAIgAygNIhMKEVJlY2lwaWVudE5vdEZvdW5kIqMCChNTZW5kTWVzc2FnZVJlc3BvbnNlEi0KBHNlbnQYASABKAsyHS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW50SAASSAoSbWlzbWF0Y2hlZF9kZXZpY2VzGAIgASgLMiouc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuTWlzbWF0Y2hlZERldmljZXNIABI+Cg1zdGFsZV9kZXZpY2VzGAMgASgLMiUuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuU3RhbGVEZXZpY2VzSAASSQoTcmVjaXBpZW50X25vdF9mb3VuZBgEIAEoCzIqLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlJlY2lwaWVudE5vdEZvdW5kSABCCAoGcmVzdWx0IrYCChdTZW5kR3JvdXBNZXNzYWdlUmVxdWVzdBIuCgZzZW5kZXIYASABKAsyHi5zd2l0Y2hib2FyZC5jb21tb24udjEuQWRkcmVzcxIQCghncm91cF9pZBgCIAEoCRIPCgdjb250ZW50GAMgASgMEhkKEWNsaWVudF9tZXNzYWdlX2lkGAQgASgJEhsKE2NsaWVudF90aW1lc3RhbXBfbXMYBSABKAMSEQoJZXBoZW1lcmFsGAYgASgIEg4KBnVyZ2VudBgHIAEoCBIRCglmb3J3YXJkZWQYCCABKAgSEgoKcmVwb3J0X3RhZxgJIAEoDBJGChNleHBlY3RlZF9yZWNpcGllbnRzGAogAygLMikuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuUmVjaXBpZW50RGV2aWNlcyJWChBSZWNpcGllbnREZXZpY2VzEhIKCmFjY291bnRfaWQYASABKAkSLgoHZGV2aWNlcxgCIAMoCzIdLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5EZXZpY2UijgEKFkdyb3VwTWlzbWF0Y2hlZERldmljZXMSPgoKbWlzbWF0Y2hlZBgBIAMoCzIqLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLk1pc21hdGNoZWREZXZpY2VzEjQKBXN0YWxlGAIgAygLMiUuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuU3RhbGVEZXZpY2VzIhEKD05vdEFHcm91cE1lbWJlciLkAQoYU2VuZEdyb3VwTWVzc2FnZVJlc3BvbnNlEi0KBHNlbnQYASABKAsyHS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW50SAASTQoSbWlzbWF0Y2hlZF9kZXZpY2VzGAIgASgLMi8uc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuR3JvdXBNaXNtYXRjaGVkRGV2aWNlc0gAEkAKDG5vdF9hX21lbWJlchgDIAEoCzIoLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLk5vdEFHcm91cE1lbWJlckgAQggKBnJlc3VsdCKiAQogU2VuZE11bHRpUmVjaXBpZW50TWVzc2FnZVJlcXVlc3QSEAoIbWVzc2FnZXMYASADKAwSGQoRY2xpZW50X21lc3NhZ2VfaWQYAiABKAkSGwoTY2xpZW50X3RpbWVzdGFtcF9tcxgDIAEoAxIRCgllcGhlbWVyYWwYBCABKAgSDgoGdXJnZW50GAUgASgIEhEKCWZvcndhcmRlZBgGIAEoCCKrAQohU2VuZE11bHRpUmVjaXBpZW50TWVzc2FnZVJlc3BvbnNlEi0KBHNlbnQYASABKAsyHS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW50SAASTQoSbWlzbWF0Y2hlZF9kZXZpY2VzGAIgASgLMi8uc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuR3JvdXBNaXNtYXRjaGVkRGV2aWNlc0gAQggKBnJlc3VsdCJYChZSZWNlaXZlTWVzc2FnZXNSZXF1ZXN0Ei4KBmRldmljZRgBIAEoCzIeLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5BZGRyZXNzEg4KBndpbmRvdxgCIAEoDSI8CgpRdWV1ZUVtcHR5Ei4KBmRldmljZRgBIAEoCzIeLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5BZGRyZXNzIpMBChdSZWNlaXZlTWVzc2FnZXNSZXNwb25zZRIzCghlbnZlbG9wZRgBIAEoCzIfLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5FbnZlbG9wZUgAEjoKC3F1ZXVlX2VtcHR5GAIgASgLMiMuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuUXVldWVFbXB0eUgAQgcKBWZyYW1lIlkKEkFja01lc3NhZ2VzUmVxdWVzdBIuCgZkZXZpY2UYASABKAsyHi5zd2l0Y2hib2FyZC5jb21tb24udjEuQWRkcmVzcxITCgttZXNzYWdlX2lkcxgCIAMoCSIrChNBY2tNZXNzYWdlc1Jlc3BvbnNlEhQKDGFja25vd2xlZGdlZBgBIAEoDSLzAgoOQ29ubmVjdFJlcXVlc3QSNwoJc3Vic2NyaWJlGAEgASgLMiIuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuU3Vic2NyaWJlSAASOwoLdW5zdWJzY3JpYmUYAiABKAsyJC5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5VbnN1YnNjcmliZUgAEjIKBHNlbmQYAyABKAsyIi5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW5kRnJhbWVIABI9CgpzZW5kX2dyb3VwGAQgASgLMicuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuU2VuZEdyb3VwRnJhbWVIABIwCgNhY2sYBSABKAsyIS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5BY2tGcmFtZUgAEj0KBWJhdGNoGAYgASgLMiwuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuQ29ubmVjdFJlcXVlc3RCYXRjaEgAQgcKBWZyYW1lIk4KE0Nvbm5lY3RSZXF1ZXN0QmF0Y2gSNwoGZnJhbWVzGAEgAygLMicuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuQ29ubmVjdFJlcXVlc3QiSwoJU3Vic2NyaWJlEi4KBmRldmljZRgBIAEoCzIeLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5BZGRyZXNzEg4KBndpbmRvdxgCIAEoDSI9CgtVbnN1YnNjcmliZRIuCgZkZXZpY2UYASABKAsyHi5zd2l0Y2hib2FyZC5jb21tb24udjEuQWRkcmVzcyJhCglTZW5kRnJhbWUSFgoOY29ycmVsYXRpb25faWQYASABKAQSPAoHcmVxdWVzdBgCIAEoCzIrLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlNlbmRNZXNzYWdlUmVxdWVzdCJrCg5TZW5kR3JvdXBGcmFtZRIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoBBJBCgdyZXF1ZXN0GAIgASgLMjAuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuU2VuZEdyb3VwTWVzc2FnZVJlcXVlc3QiTwoIQWNrRnJhbWUSLgoGZGV2aWNlGAEgASgLMh4uc3dpdGNoYm9hcmQuY29tbW9uLnYxLkFkZHJlc3MSEwoLbWVzc2FnZV9pZHMYAiADKAkiVAoLRXJyb3JTdGF0dXMSDAoEY29kZRgBIAEoBRIOCgZyZWFzb24YAiABKAkSDwoHbWVzc2FnZRgDIAEoCRIWCg5yZXRyeV9hZnRlcl9tcxgEIAEoDSL8AgoPQ29ubmVjdFJlc3BvbnNlEjMKCGRlbGl2ZXJ5GAEgASgLMh8uc3dpdGNoYm9hcmQuY29tbW9uLnYxLkVudmVsb3BlSAASOgoLcXVldWVfZW1wdHkYAiABKAsyIy5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5RdWV1ZUVtcHR5SAASOgoLc2VuZF9yZXN1bHQYAyABKAsyIy5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW5kUmVzdWx0SAASNwoJZGlzcGxhY2VkGAQgASgLMiIuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuRGlzcGxhY2VkSAASOgoLZnJhbWVfZXJyb3IYBSABKAsyIy5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5GcmFtZUVycm9ySAASPgoFYmF0Y2gYBiABKAsyLS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5Db25uZWN0UmVzcG9uc2VCYXRjaEgAQgcKBWZyYW1lIlAKFENvbm5lY3RSZXNwb25zZUJhdGNoEjgKBmZyYW1lcxgBIAMoCzIoLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLkNvbm5lY3RSZXNwb25zZSLsAQoKU2VuZFJlc3VsdBIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoBBI8CgRzZW5kGAIgASgLMiwuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuU2VuZE1lc3NhZ2VSZXNwb25zZUgAEkcKCnNlbmRfZ3JvdXAYAyABKAsyMS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW5kR3JvdXBNZXNzYWdlUmVzcG9uc2VIABI1CgVlcnJvchgEIAEoCzIkLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLkVycm9yU3RhdHVzSABCCAoGcmVzdWx0IjsKCURpc3BsYWNlZBIuCgZkZXZpY2UYASABKAsyHi5zd2l0Y2hib2FyZC5jb21tb24udjEuQWRkcmVzcyJxCgpGcmFtZUVycm9yEi4KBmRldmljZRgBIAEoCzIeLnN3aXRjaGJvYXJkLmNvbW1vbi52MS5BZGRyZXNzEjMKBWVycm9yGAIgASgLMiQuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuRXJyb3JTdGF0dXMyzAUKDk1lc3NhZ2VTZXJ2aWNlEmgKC1NlbmRNZXNzYWdlEisuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuU2VuZE1lc3NhZ2VSZXF1ZXN0Giwuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuU2VuZE1lc3NhZ2VSZXNwb25zZRJ3ChBTZW5kR3JvdXBNZXNzYWdlEjAuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuU2VuZEdyb3VwTWVzc2FnZVJlcXVlc3QaMS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW5kR3JvdXBNZXNzYWdlUmVzcG9uc2USkgEKGVNlbmRNdWx0aVJlY2lwaWVudE1lc3NhZ2USOS5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5TZW5kTXVsdGlSZWNpcGllbnRNZXNzYWdlUmVxdWVzdBo6LnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLlNlbmRNdWx0aVJlY2lwaWVudE1lc3NhZ2VSZXNwb25zZRJ2Cg9SZWNlaXZlTWVzc2FnZXMSLy5zd2l0Y2hib2FyZC5kZWxpdmVyeS52MS5SZWNlaXZlTWVzc2FnZXNSZXF1ZXN0GjAuc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuUmVjZWl2ZU1lc3NhZ2VzUmVzcG9uc2UwARJoCgtBY2tNZXNzYWdlcxIrLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLkFja01lc3NhZ2VzUmVxdWVzdBosLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLkFja01lc3NhZ2VzUmVzcG9uc2USYAoHQ29ubmVjdBInLnN3aXRjaGJvYXJkLmRlbGl2ZXJ5LnYxLkNvbm5lY3RSZXF1ZXN0Giguc3dpdGNoYm9hcmQuZGVsaXZlcnkudjEuQ29ubmVjdFJlc3BvbnNlKAEwAWIGcHJvdG8z", [file_switchboard_common_v1_envelope, file_switchboard_common_v1_identity]);
 
 /**
  * OutgoingMessage is the ciphertext for one recipient device.
@@ -807,6 +807,14 @@ export type ConnectRequest = Message<"switchboard.delivery.v1.ConnectRequest"> &
      */
     value: AckFrame;
     case: "ack";
+  } | {
+    /**
+     * Several frames at once, handled in order (see ConnectRequestBatch).
+     *
+     * @generated from field: switchboard.delivery.v1.ConnectRequestBatch batch = 6;
+     */
+    value: ConnectRequestBatch;
+    case: "batch";
   } | { case: undefined; value?: undefined };
 };
 
@@ -816,6 +824,32 @@ export type ConnectRequest = Message<"switchboard.delivery.v1.ConnectRequest"> &
  */
 export const ConnectRequestSchema: GenMessage<ConnectRequest> = /*@__PURE__*/
   messageDesc(file_switchboard_delivery_v1_messages, 19);
+
+/**
+ * ConnectRequestBatch carries several client frames in one stream message, to cut per-message
+ * costs (HTTP/2 framing, syscalls, callbacks) at high rates. The frames are handled exactly as if
+ * they had arrived one by one, in order. At most 1,000 frames; a batch may not contain a batch
+ * (FrameError INVALID_ARGUMENT NESTED_BATCH / BATCH_TOO_LARGE). Any server accepts batches; a
+ * client that sends them should also opt in to batched responses (metadata
+ * `switchboard-frame-batching: 1`), since it evidently understands ConnectResponseBatch.
+ *
+ * @generated from message switchboard.delivery.v1.ConnectRequestBatch
+ */
+export type ConnectRequestBatch = Message<"switchboard.delivery.v1.ConnectRequestBatch"> & {
+  /**
+   * The frames, in order.
+   *
+   * @generated from field: repeated switchboard.delivery.v1.ConnectRequest frames = 1;
+   */
+  frames: ConnectRequest[];
+};
+
+/**
+ * Describes the message switchboard.delivery.v1.ConnectRequestBatch.
+ * Use `create(ConnectRequestBatchSchema)` to create a new message.
+ */
+export const ConnectRequestBatchSchema: GenMessage<ConnectRequestBatch> = /*@__PURE__*/
+  messageDesc(file_switchboard_delivery_v1_messages, 20);
 
 /**
  * Subscribe starts delivery for one device over the stream.
@@ -844,7 +878,7 @@ export type Subscribe = Message<"switchboard.delivery.v1.Subscribe"> & {
  * Use `create(SubscribeSchema)` to create a new message.
  */
 export const SubscribeSchema: GenMessage<Subscribe> = /*@__PURE__*/
-  messageDesc(file_switchboard_delivery_v1_messages, 20);
+  messageDesc(file_switchboard_delivery_v1_messages, 21);
 
 /**
  * Unsubscribe stops delivery for one device; its unacknowledged messages stay queued.
@@ -865,7 +899,7 @@ export type Unsubscribe = Message<"switchboard.delivery.v1.Unsubscribe"> & {
  * Use `create(UnsubscribeSchema)` to create a new message.
  */
 export const UnsubscribeSchema: GenMessage<Unsubscribe> = /*@__PURE__*/
-  messageDesc(file_switchboard_delivery_v1_messages, 21);
+  messageDesc(file_switchboard_delivery_v1_messages, 22);
 
 /**
  * SendFrame carries a SendMessage call.
@@ -893,7 +927,7 @@ export type SendFrame = Message<"switchboard.delivery.v1.SendFrame"> & {
  * Use `create(SendFrameSchema)` to create a new message.
  */
 export const SendFrameSchema: GenMessage<SendFrame> = /*@__PURE__*/
-  messageDesc(file_switchboard_delivery_v1_messages, 22);
+  messageDesc(file_switchboard_delivery_v1_messages, 23);
 
 /**
  * SendGroupFrame carries a SendGroupMessage call.
@@ -921,7 +955,7 @@ export type SendGroupFrame = Message<"switchboard.delivery.v1.SendGroupFrame"> &
  * Use `create(SendGroupFrameSchema)` to create a new message.
  */
 export const SendGroupFrameSchema: GenMessage<SendGroupFrame> = /*@__PURE__*/
-  messageDesc(file_switchboard_delivery_v1_messages, 23);
+  messageDesc(file_switchboard_delivery_v1_messages, 24);
 
 /**
  * AckFrame acknowledges messages of one device.
@@ -949,7 +983,7 @@ export type AckFrame = Message<"switchboard.delivery.v1.AckFrame"> & {
  * Use `create(AckFrameSchema)` to create a new message.
  */
 export const AckFrameSchema: GenMessage<AckFrame> = /*@__PURE__*/
-  messageDesc(file_switchboard_delivery_v1_messages, 24);
+  messageDesc(file_switchboard_delivery_v1_messages, 25);
 
 /**
  * ErrorStatus is a failed call inside a stream: a gRPC status code, a stable reason and a message.
@@ -991,7 +1025,7 @@ export type ErrorStatus = Message<"switchboard.delivery.v1.ErrorStatus"> & {
  * Use `create(ErrorStatusSchema)` to create a new message.
  */
 export const ErrorStatusSchema: GenMessage<ErrorStatus> = /*@__PURE__*/
-  messageDesc(file_switchboard_delivery_v1_messages, 25);
+  messageDesc(file_switchboard_delivery_v1_messages, 26);
 
 /**
  * ConnectResponse is one server-to-client frame of a Connect stream.
@@ -1044,6 +1078,14 @@ export type ConnectResponse = Message<"switchboard.delivery.v1.ConnectResponse">
      */
     value: FrameError;
     case: "frameError";
+  } | {
+    /**
+     * Several frames at once; only sent to clients that opted in (see ConnectResponseBatch).
+     *
+     * @generated from field: switchboard.delivery.v1.ConnectResponseBatch batch = 6;
+     */
+    value: ConnectResponseBatch;
+    case: "batch";
   } | { case: undefined; value?: undefined };
 };
 
@@ -1052,7 +1094,31 @@ export type ConnectResponse = Message<"switchboard.delivery.v1.ConnectResponse">
  * Use `create(ConnectResponseSchema)` to create a new message.
  */
 export const ConnectResponseSchema: GenMessage<ConnectResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_delivery_v1_messages, 26);
+  messageDesc(file_switchboard_delivery_v1_messages, 27);
+
+/**
+ * ConnectResponseBatch carries several server frames in one stream message. The server sends
+ * batches only on streams whose call metadata has `switchboard-frame-batching: 1`; it then
+ * gathers the frames ready in one turn of its event loop (deliveries, send results, queue-empty
+ * notices) into one batch of at most 256 frames and about 1 MiB, in order. Batches never nest.
+ *
+ * @generated from message switchboard.delivery.v1.ConnectResponseBatch
+ */
+export type ConnectResponseBatch = Message<"switchboard.delivery.v1.ConnectResponseBatch"> & {
+  /**
+   * The frames, in order.
+   *
+   * @generated from field: repeated switchboard.delivery.v1.ConnectResponse frames = 1;
+   */
+  frames: ConnectResponse[];
+};
+
+/**
+ * Describes the message switchboard.delivery.v1.ConnectResponseBatch.
+ * Use `create(ConnectResponseBatchSchema)` to create a new message.
+ */
+export const ConnectResponseBatchSchema: GenMessage<ConnectResponseBatch> = /*@__PURE__*/
+  messageDesc(file_switchboard_delivery_v1_messages, 28);
 
 /**
  * SendResult answers one SendFrame or SendGroupFrame.
@@ -1104,7 +1170,7 @@ export type SendResult = Message<"switchboard.delivery.v1.SendResult"> & {
  * Use `create(SendResultSchema)` to create a new message.
  */
 export const SendResultSchema: GenMessage<SendResult> = /*@__PURE__*/
-  messageDesc(file_switchboard_delivery_v1_messages, 27);
+  messageDesc(file_switchboard_delivery_v1_messages, 29);
 
 /**
  * Displaced tells that a device's subscription moved to another stream.
@@ -1125,7 +1191,7 @@ export type Displaced = Message<"switchboard.delivery.v1.Displaced"> & {
  * Use `create(DisplacedSchema)` to create a new message.
  */
 export const DisplacedSchema: GenMessage<Displaced> = /*@__PURE__*/
-  messageDesc(file_switchboard_delivery_v1_messages, 28);
+  messageDesc(file_switchboard_delivery_v1_messages, 30);
 
 /**
  * FrameError reports a failed subscribe, unsubscribe or ack frame.
@@ -1153,7 +1219,7 @@ export type FrameError = Message<"switchboard.delivery.v1.FrameError"> & {
  * Use `create(FrameErrorSchema)` to create a new message.
  */
 export const FrameErrorSchema: GenMessage<FrameError> = /*@__PURE__*/
-  messageDesc(file_switchboard_delivery_v1_messages, 29);
+  messageDesc(file_switchboard_delivery_v1_messages, 31);
 
 /**
  * MessageService moves envelopes between devices. `Connect` is the high-throughput path used by
