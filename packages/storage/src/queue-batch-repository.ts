@@ -178,7 +178,7 @@ export async function commitQueueBatch(db: Kysely<Database>, batch: QueueBatch):
     seq: number | null;
     app: number | null;
     message_id: string;
-  }>`
+  }>`/* sb:prepare queue_commit */
     WITH sl AS (
       INSERT INTO send_log (sender_account_id, sender_device_id, client_message_id, app, message_id, server_timestamp_ms)
       SELECT * FROM unnest(
