@@ -87,7 +87,7 @@ export async function readQueue(
   limit: number,
   nowMs: number,
 ): Promise<QueuedMessage[]> {
-  const r = await sql<QueuedMessage>`
+  const r = await sql<QueuedMessage>`/* sb:prepare queue_read */
     SELECT q.account_id, q.device_id, q.seq, q.message_id, q.app, q.type, q.source_account_id, q.source_device_id,
            q.source_app, q.source_provider_id, q.source_registration_id, q.client_message_id, q.client_timestamp_ms,
            q.server_timestamp_ms, q.expires_at_ms, q.flags, q.group_id, q.report_tag,

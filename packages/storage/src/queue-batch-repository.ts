@@ -62,12 +62,19 @@ export async function checkSenders(
     registration_id: number | null;
     message_id: string | null;
     server_timestamp_ms: number | null;
-  }>`
+  }>`/* sb:prepare send_check */
     SELECT k.i::int AS i, d.registration_id, s.message_id, s.server_timestamp_ms
     FROM unnest(${keys.map((k) => k.accountId)}::uuid[], ${keys.map((k) => k.deviceId)}::int[], ${keys.map((k) => k.clientMessageId)}::text[])
       WITH ORDINALITY AS k(a, dv, c, i)
-    LEFT JOIN devices d ON d.account_id = k.a AND d.device_id = k.dv
-    LEFT JOIN send_log s ON s.sender_account_id = k.a AND s.sender_device_id = k.dv AND s.client_message_id = k.c
+    -- LATERAL … LIMIT 1: one primary-key probe per key, a plan that stays right when prepared
+    -- (as plain joins, the generic plan hashed whole tables).
+    LEFT JOIN LATERAL (
+      SELECT registration_id FROM devices WHERE account_id = k.a AND device_id = k.dv LIMIT 1
+    ) d ON true
+    LEFT JOIN LATERAL (
+      SELECT message_id, server_timestamp_ms FROM send_log
+      WHERE sender_account_id = k.a AND sender_device_id = k.dv AND client_message_id = k.c LIMIT 1
+    ) s ON true
   `.execute(db);
   const out: SenderCheck[] = keys.map(() => ({ registrationId: undefined, earlier: undefined }));
   for (const row of r.rows) {
@@ -178,7 +185,7 @@ export async function commitQueueBatch(db: Kysely<Database>, batch: QueueBatch):
     seq: number | null;
     app: number | null;
     message_id: string;
-  }>`
+  }>`/* sb:prepare queue_commit */
     WITH sl AS (
       INSERT INTO send_log (sender_account_id, sender_device_id, client_message_id, app, message_id, server_timestamp_ms)
       SELECT * FROM unnest(

@@ -49,13 +49,24 @@ export async function readSendPolicies(
 ): Promise<SendPolicies> {
   const out: SendPolicies = { relationships: new Map(), accounts: new Map() };
   if (pairs.length === 0 && accountIds.length === 0) return out;
-  const r = await sql<{ kind: string; a: string; b: string | null; state: number; minor: boolean | null }>`
-    SELECT 'r' AS kind, r.owner_account_id AS a, r.peer_account_id AS b, r.state::int AS state, NULL::bool AS minor
-    FROM relationships r
-    JOIN unnest(${pairs.map((p) => p.owner)}::uuid[], ${pairs.map((p) => p.peer)}::uuid[]) AS k(o, p)
-      ON r.owner_account_id = k.o AND r.peer_account_id = k.p
+  // Prepared (hot: once per commit batch); LATERAL … LIMIT 1 keeps one primary-key probe per pair
+  // and account in the generic plan.
+  const r = await sql<{
+    kind: string;
+    a: string;
+    b: string | null;
+    state: number;
+    minor: boolean | null;
+  }>`/* sb:prepare send_policies */
+    SELECT 'r' AS kind, k.o AS a, k.p AS b, r.state::int AS state, NULL::bool AS minor
+    FROM unnest(${pairs.map((p) => p.owner)}::uuid[], ${pairs.map((p) => p.peer)}::uuid[]) AS k(o, p)
+    JOIN LATERAL (
+      SELECT state FROM relationships WHERE owner_account_id = k.o AND peer_account_id = k.p LIMIT 1
+    ) r ON true
     UNION ALL
-    SELECT 'a', id, NULL, requests_policy::int, minor FROM accounts WHERE id = ANY(${[...accountIds]}::uuid[])
+    SELECT 'a', x.id, NULL, x.requests_policy::int, x.minor
+    FROM unnest(${[...accountIds]}::uuid[]) AS u(id)
+    JOIN LATERAL (SELECT id, requests_policy, minor FROM accounts WHERE id = u.id LIMIT 1) x ON true
   `.execute(db);
   for (const row of r.rows) {
     if (row.kind === "r") out.relationships.set(relationshipKey(row.a, row.b ?? ""), row.state);
