@@ -17,6 +17,10 @@ import {
   GroupService,
   KeyService,
   MessageService,
+  ModerationService,
+  ReportService,
+  RequestService,
+  SealedSenderService,
   whatsapp,
 } from "@switchboard/proto";
 import pg from "pg";
@@ -348,7 +352,16 @@ describe("hostile input against the four processes", () => {
     grpcSurface(
       "delivery",
       `127.0.0.1:${sys.ports.delivery}`,
-      [DirectoryService, KeyService, MessageService, GroupService],
+      [
+        DirectoryService,
+        KeyService,
+        MessageService,
+        GroupService,
+        RequestService,
+        ReportService,
+        SealedSenderService,
+        ModerationService,
+      ],
       deliveryMetadata,
       DELIVERY_MAX_MESSAGE,
     )());
