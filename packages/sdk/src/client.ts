@@ -1799,6 +1799,14 @@ export class SwitchboardClient {
     return state;
   }
 
+  /** Whether `accountId` is a member of the group: as last seen, else as the server lists it now. */
+  private async isGroupMemberLocked(groupId: string, accountId: string): Promise<boolean> {
+    const known = await this.store.state.getGroup(groupId);
+    if (known !== undefined && accountId in known.members) return true;
+    const fresh = await this.refreshGroupLocked(groupId);
+    return fresh !== undefined && accountId in fresh.members;
+  }
+
   /** Re-reads a group from the server; undefined when it is unknown or this account left it. */
   private async refreshGroupLocked(groupId: string): Promise<GroupState | undefined> {
     try {
@@ -2101,14 +2109,26 @@ export class SwitchboardClient {
     const sender = addressOf(source.accountId, source.deviceId);
     const body = usmc.contents();
     const groupId = usmc.groupId();
-    if (usmc.msgType() === SENDER_KEY_CIPHERTEXT_TYPE)
+    if (usmc.msgType() === SENDER_KEY_CIPHERTEXT_TYPE) {
+      const plaintext = await groupDecrypt(sender, this.store.senderKey, body);
+      const group = groupId === null ? undefined : new TextDecoder().decode(groupId);
+      // The server cannot check who sent a sealed group message, so the recipient does: the
+      // sender must be a member of the group named inside the seal (as last seen, or as the
+      // server lists it now, e.g. just added).
+      if (group !== undefined && !(await this.isGroupMemberLocked(group, source.accountId)))
+        throw new AppError(
+          Code.PermissionDenied,
+          "NOT_A_GROUP_MEMBER",
+          "a sealed group message from an account that is not a member of the group",
+        );
       return {
         source,
         certificate: certificate.serialize(),
-        plaintext: await groupDecrypt(sender, this.store.senderKey, body),
+        plaintext,
         preKey: false,
-        ...(groupId === null ? {} : { groupId: new TextDecoder().decode(groupId) }),
+        ...(group === undefined ? {} : { groupId: group }),
       };
+    }
     const plaintext =
       usmc.msgType() === PREKEY_CIPHERTEXT_TYPE
         ? await signalDecryptPreKey(

@@ -178,6 +178,36 @@ describe("sealed group messages and typing", () => {
       expect([c.events.decryptionFailed, c.events.error]).toEqual([[], []]);
   });
 
+  it("drops a sealed group message from an account that is no longer a member (NOT_A_GROUP_MEMBER)", async () => {
+    const { target } = await startDelivery();
+    const alice = await registerUser(target);
+    const bob = await registerUser(target);
+    const carol = await registerUser(target);
+    const bobKey = deriveAccessKey(generateProfileKey());
+    await bob.client.setSealedSenderAccess({ accessKey: bobKey });
+    await alice.client.setSealedSenderAccess({ unrestricted: true });
+    const group = await alice.client.createGroup([bob.accountId, carol.accountId]);
+    const sealedSender = {
+      accessKeys: { [alice.accountId]: "unrestricted" as const, [bob.accountId]: bobKey },
+    };
+    // While a member, carol's sealed group message is accepted.
+    await carol.client.getGroup(group.id);
+    await carol.client.sendGroupMessage(group.id, { text: "while a member", sealedSender });
+    bob.client.start();
+    const [first] = await until(bob, "message");
+    expect([first?.message.text, first?.meta.sender?.accountId]).toEqual(["while a member", carol.accountId]);
+
+    // Alice removes carol; bob's view is current. Carol's client (not running) still holds the old
+    // member list and the sender key bob accepted, and the server cannot tell who sends sealed.
+    await alice.client.removeGroupMembers(group.id, [carol.accountId]);
+    await bob.client.getGroup(group.id);
+    const sent = await carol.client.sendGroupMessage(group.id, { text: "after removal", sealedSender });
+    expect(sent.kind).toBe("sent");
+    const [failed] = await until(bob, "decryptionFailed");
+    expect(isAppError(failed?.error) && failed.error.reason).toBe("NOT_A_GROUP_MEMBER");
+    expect(texts(bob)).toEqual(["while a member"]);
+  });
+
   it("delivers sealed typing to connected devices only, to an account and to a group", async () => {
     const { target, db } = await startDelivery();
     const alice = await registerUser(target);
