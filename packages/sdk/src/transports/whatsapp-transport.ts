@@ -9,6 +9,8 @@
 // member or as a sender) before the client can address it.
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
+// The package root does not re-export the multi-recipient message parser.
+import SealedSenderMultiRecipientMessage from "@signalapp/libsignal-client/dist/SealedSenderMultiRecipientMessage.js";
 import { AppError, Code, isAppError } from "@switchboard/errors";
 import { createClient as createGrpcClient, type BidiStream, type ServiceClient } from "@switchboard/grpc";
 import {
@@ -57,6 +59,7 @@ import {
   type ResolveHandleResponse,
   type SendGroupMessageRequest,
   type SendMessageRequest,
+  type SendMultiRecipientMessageRequest,
   type UploadKeysRequest,
   type UploadKeysResponse,
 } from "@switchboard/proto";
@@ -850,6 +853,58 @@ export class WhatsAppTransport implements Transport {
   /** SendSealed over its own connection, with the recipient's access key and no token. */
   async sendSealedMessage(request: SendMessageRequest, accessKey: Uint8Array): Promise<SendOutcome> {
     const msg = sendRequestToOutgoingChat(request, (id) => this.handleOf(id));
+    const r = await this.anonymousApi().sendSealed({ message: msg, accessKey });
+    if (!r.ack) throw new AppError(Code.Internal, "INVALID_RESPONSE", "SendSealed without an ack");
+    return sendAckToOutcome(r.ack, request.destinationAccountId);
+  }
+
+  /**
+   * SendSealedMultiRecipient over the same token-free connection as {@link sendSealedMessage}, with
+   * the recipients' combined access key. The recipient JIDs are those of the accounts the
+   * messages name (each must have been seen through this transport: NOT_FOUND UNKNOWN_ACCOUNT
+   * otherwise); INVALID_ARGUMENT (INVALID_MULTI_RECIPIENT_MESSAGE) for a message libsignal
+   * cannot parse.
+   */
+  async sendSealedMultiRecipientMessage(
+    request: SendMultiRecipientMessageRequest,
+    combinedAccessKey: Uint8Array,
+  ): Promise<GroupSendOutcome> {
+    const accountIds = new Set<string>();
+    for (const [i, blob] of request.messages.entries()) {
+      let listed: Record<string, unknown>;
+      try {
+        const copy = new Uint8Array(blob.byteLength);
+        copy.set(blob);
+        listed = new SealedSenderMultiRecipientMessage(copy).recipientsByServiceIdString();
+      } catch (cause) {
+        throw new AppError(
+          Code.InvalidArgument,
+          "INVALID_MULTI_RECIPIENT_MESSAGE",
+          `messages[${i}] is not a libsignal sealed-sender multi-recipient message`,
+          { cause },
+        );
+      }
+      for (const serviceId of Object.keys(listed)) accountIds.add(serviceId);
+    }
+    const accountByJid = new Map<string, string>();
+    for (const id of accountIds) accountByJid.set(formatUserJid(this.handleOf(id)), id);
+    const r = await this.anonymousApi().sendSealedMultiRecipient({
+      id: request.clientMessageId,
+      recipients: [...accountByJid.keys()],
+      messages: request.messages,
+      accessKey: combinedAccessKey,
+      t: request.clientTimestampMs,
+      ephemeral: request.ephemeral,
+      urgent: request.urgent,
+      forwarded: request.forwarded,
+    });
+    if (!r.ack)
+      throw new AppError(Code.Internal, "INVALID_RESPONSE", "SendSealedMultiRecipient without an ack");
+    return groupSendAckToOutcome(r.ack, (jid) => accountByJid.get(jid) ?? "");
+  }
+
+  /** The WhatsAppService client of a separate connection that never carries this device's token. */
+  private anonymousApi(): ServiceClient<typeof whatsapp.WhatsAppService> {
     if (this.anonymous === undefined) {
       const channel = new grpc.Client(
         this.options.target,
@@ -861,9 +916,7 @@ export class WhatsAppTransport implements Transport {
         api: createGrpcClient(whatsapp.WhatsAppService, channel, { defaultDeadlineMs: this.timeoutMs }),
       };
     }
-    const r = await this.anonymous.api.sendSealed({ message: msg, accessKey });
-    if (!r.ack) throw new AppError(Code.Internal, "INVALID_RESPONSE", "SendSealed without an ack");
-    return sendAckToOutcome(r.ack, request.destinationAccountId);
+    return this.anonymous.api;
   }
 
   async getSenderCertificate(): Promise<{ certificate: Uint8Array; expiresAtMs: number }> {
