@@ -9,7 +9,7 @@ import { createDirectory } from "./directory.js";
 import { createAuthenticator } from "./http/auth.js";
 import type { RouteContext } from "./http/context.js";
 import { registerProblemHandler } from "./http/problem.js";
-import { transportErrorOptions } from "./http/transport-errors.js";
+import { transportErrorOptions } from "@switchboard/gateway-http";
 import { accountRoutes } from "./http/routes/accounts.js";
 import { directRoutes } from "./http/routes/direct.js";
 import { eventRoutes } from "./http/routes/events.js";

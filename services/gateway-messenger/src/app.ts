@@ -15,7 +15,7 @@ import { groupRoutes } from "./http/group-routes.js";
 import { keyRoutes } from "./http/key-routes.js";
 import { messageRoutes } from "./http/message-routes.js";
 import { installProblemHandler } from "./http/problem.js";
-import { transportErrorOptions } from "./http/transport-errors.js";
+import { transportErrorOptions } from "@switchboard/gateway-http";
 import { SHARED_SCHEMAS } from "./http/schemas.js";
 import { streamRoute } from "./http/stream-route.js";
 import { privacyRoutes } from "./http/privacy-routes.js";
