@@ -46,6 +46,13 @@ export function createDatabase(opts: DatabaseOptions): Kysely<Database> {
   pool.on("connect", (client) => {
     client.on("error", (err) => opts.onPoolError?.(err));
     prepareMarkedStatements(client);
+    // Named statements are only the marked ones below, whose generic plans were checked to be the
+    // custom plans' equals; without this PostgreSQL kept re-planning the sender check on every
+    // execution (0.1 ms each) because its cost estimate favoured the custom plan. Queued first on
+    // the new connection, so it is in effect before any statement runs.
+    void client.query("SET plan_cache_mode = force_generic_plan").catch((err: unknown) => {
+      opts.onPoolError?.(err instanceof Error ? err : new Error(String(err)));
+    });
   });
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 }
@@ -58,21 +65,49 @@ const PREPARE_MARKER = "/* sb:prepare ";
  * (Kysely sends every query unnamed, so PostgreSQL would parse and plan it on every execution).
  * Only a few hot statements carry the marker: their text is constant (rows travel as arrays), and
  * their generic plans were measured to be as good as the per-execution ones — planning the queue
- * commit took ~0.4 ms, as long as executing it for a dozen rows. Statements whose generic plans
- * are worse (the sender check, the relationship read, and the ack `DELETE … USING unnest(…)`, whose
- * generic plan ran ten times slower) are left unnamed. Needs a connection
+ * commit took ~0.4 ms, as long as executing it for a dozen rows — and each connection forces
+ * generic plans for them (`plan_cache_mode`). Statements whose generic plans are worse (the ack
+ * `DELETE … USING unnest(…)`, whose generic plan ran ten times slower) are left unnamed. Needs a connection
  * that keeps session state (PgBouncer in transaction mode: 1.21+ with max_prepared_statements).
  */
 function prepareMarkedStatements(client: pg.PoolClient): void {
   const query = client.query.bind(client) as (...args: unknown[]) => unknown;
   (client as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
-    const [text, values] = args;
-    if (typeof text === "string" && text.startsWith(PREPARE_MARKER) && args.length === 2) {
+    const [text, raw] = args;
+    if (typeof text !== "string" || args.length !== 2 || !Array.isArray(raw)) return query(...args);
+    const values = raw.map(arrayLiteral);
+    if (text.startsWith(PREPARE_MARKER)) {
       const name = text.slice(PREPARE_MARKER.length, text.indexOf(" ", PREPARE_MARKER.length));
       return query({ name: `sb_${name}`, text, values });
     }
-    return query(...args);
+    return query(text, values);
   };
+}
+
+const NEEDS_ESCAPE = /["\\]/;
+
+/**
+ * A one-dimensional array parameter of strings, numbers, bigints, booleans and nulls as the
+ * PostgreSQL array literal node-postgres would build for it (every element quoted and escaped
+ * the same way), built in one pass: the hot statements carry their rows as a few dozen arrays,
+ * and node-postgres's per-element formatting (two regular-expression replacements per element)
+ * was a visible share of the delivery service's CPU. Anything else (nested arrays, Buffers,
+ * dates, objects) is returned unchanged for node-postgres to format.
+ */
+export function arrayLiteral(value: unknown): unknown {
+  if (!Array.isArray(value)) return value;
+  let out = "{";
+  for (let i = 0; i < value.length; i++) {
+    const v: unknown = value[i];
+    if (i > 0) out += ",";
+    if (v === null || v === undefined) out += "NULL";
+    else if (typeof v === "string")
+      out += NEEDS_ESCAPE.test(v) ? `"${v.replace(/[\\"]/g, "\\$&")}"` : `"${v}"`;
+    else if (typeof v === "number" || typeof v === "bigint") out += String(v);
+    else if (typeof v === "boolean") out += v ? "true" : "false";
+    else return value;
+  }
+  return out + "}";
 }
 
 const MIGRATIONS: Record<string, Migration> = {

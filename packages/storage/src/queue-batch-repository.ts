@@ -101,7 +101,7 @@ export async function listQueueDevices(
     registration_id: number;
     app: number;
     queue_seq: number;
-  }>`
+  }>`/* sb:prepare queue_devices */
     SELECT account_id, device_id, registration_id, app, queue_seq FROM devices
     WHERE account_id = ANY(${[...accountIds]}::uuid[])
     ORDER BY account_id, device_id

@@ -187,6 +187,14 @@ describe("rate limits", () => {
     expect(refused.length).toBe(30 - sent);
     expect(refused[0]).toMatchObject({ code: Code.ResourceExhausted, reason: "RATE_LIMITED" });
     expect((refused[0] as { retryAfterMs?: number }).retryAfterMs).toBeGreaterThan(0);
+    // The limit is checked alongside the batch's reads: a refused send stores nothing.
+    const { sql } = await import("kysely");
+    const stored = await sql<{
+      n: number;
+    }>`SELECT count(*)::int AS n FROM queued_messages WHERE account_id = ${bob.accountId}`.execute(
+      backend.db,
+    );
+    expect(stored.rows[0]?.n).toBe(sent);
 
     const drains = await Promise.all(
       Array.from({ length: 5 }, () =>

@@ -100,7 +100,7 @@ interface Pending {
   reject: (e: unknown) => void;
 }
 
-type ItemResult = { outcome: SendOutcome } | { error: AppError };
+type ItemResult = { outcome: SendOutcome } | { error: AppError; rateLimited?: boolean };
 
 /** Options of {@link createSendPipeline}. */
 export interface SendPipelineOptions {
@@ -156,6 +156,8 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
   let closing = false;
   let inFlight = 0;
   let idle: (() => void) | undefined;
+  /** Wake-up publishes still waiting for Redis (close() waits for them). */
+  const publishes = new Set<Promise<void>>();
 
   function kick(lane: { queue: Pending[]; running: boolean }) {
     if (lane.running || lane.queue.length === 0) return;
@@ -169,12 +171,13 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
     });
   }
 
-  async function runBatch(all: Pending[]): Promise<void> {
-    // Rate limits for the whole batch in one round trip; receipts are not limited.
-    const denied = await checkLimits(
+  async function runBatch(batch: Pending[]): Promise<void> {
+    // Rate limits for the whole batch in one round trip, concurrent with the batch's reads (a send
+    // denied meanwhile is left out of the commit); receipts are not limited.
+    const limits = checkLimits(
       opts.limiter,
       opts.log,
-      all.map(({ send: s }) => {
+      batch.map(({ send: s }) => {
         if (s.kind === "receipt") return [];
         const device = `${s.sender.accountId}.${s.sender.deviceId}`;
         const peer = s.kind === "direct" ? s.destinationAccountId : s.groupId;
@@ -187,14 +190,6 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
         return buckets;
       }),
     );
-    const batch = all.filter((p, i) => {
-      const error = denied[i];
-      if (!error) return true;
-      opts.metrics.sends.inc({ kind: p.send.kind, outcome: "rate_limited" });
-      p.reject(error);
-      return false;
-    });
-    if (batch.length === 0) return;
     const started = performance.now();
     opts.metrics.commitBatchSize.observe(batch.length);
     let committed:
@@ -203,7 +198,7 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
     for (let attempt = 1; !committed; attempt++) {
       try {
         const serverTimestampMs = Date.now();
-        committed = await commitBatch(batch, serverTimestampMs);
+        committed = await commitBatch(batch, serverTimestampMs, limits);
       } catch (err) {
         if (attempt < MAX_TX_ATTEMPTS && isRetryableTransactionError(err)) continue;
         const error = isUnavailableError(err)
@@ -235,7 +230,7 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
       opts.metrics.commitSeconds.observe((commitDone - p.enqueuedAt) / 1000);
       if (!r) p.reject(new AppError(Code.Internal, "INTERNAL", "internal error"));
       else if ("error" in r) {
-        opts.metrics.sends.inc({ kind: p.send.kind, outcome: "error" });
+        opts.metrics.sends.inc({ kind: p.send.kind, outcome: r.rateLimited ? "rate_limited" : "error" });
         p.reject(r.error);
       } else {
         const o = r.outcome;
@@ -247,17 +242,22 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
       }
     }
     if (published.length > 0) {
-      try {
-        await opts.fanout.publish(
+      // Not awaited: the lane takes its next batch while Redis answers. The publish is written to
+      // the one publisher connection now, in commit order, so one lane's wake-ups for a device
+      // still arrive in sequence order (and a subscriber reads the queue on any gap anyway).
+      const publishing = opts.fanout
+        .publish(
           published.map((payload, i) => ({
             key: keys[i] as { accountId: string; deviceId: number },
             payload,
           })),
-        );
-      } catch (err) {
-        // Committed messages stay queued; streams find them on their next read (resync or poll).
-        opts.log.warn({ err, events: published.length }, "wake-up publish failed");
-      }
+        )
+        .catch((err: unknown) => {
+          // Committed messages stay queued; streams find them on their next read (resync or poll).
+          opts.log.warn({ err, events: published.length }, "wake-up publish failed");
+        });
+      publishes.add(publishing);
+      void publishing.finally(() => publishes.delete(publishing));
     }
     opts.log.debug(
       { batch: batch.length, rows: published.length, ms: Math.round(commitDone - started) },
@@ -270,7 +270,11 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
    * each send in memory, then writes everything in one statement. Returns per-item results and the
    * wake-up events to publish after the commit.
    */
-  async function commitBatch(all: Pending[], serverTimestampMs: number) {
+  async function commitBatch(
+    all: Pending[],
+    serverTimestampMs: number,
+    limits: Promise<ReadonlyArray<AppError | undefined>>,
+  ) {
     const results: Array<ItemResult | undefined> = new Array<ItemResult | undefined>(all.length);
     // Receipts ride along in the same statement; user sends are checked below.
     const receipts = all.flatMap((p, i) =>
@@ -280,7 +284,9 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
 
     const groupIds = [...new Set(sends.flatMap((s) => (s.send.kind === "group" ? [s.send.groupId] : [])))];
     const members = await listMembersOfGroups(opts.db, groupIds);
-    const destAccounts = new Set<string>(receipts.map((r) => r.row.account_id));
+    // Receipts need no device read: they skip device-list and queue-limit checks, and the commit
+    // itself skips the rows of a device that no longer exists.
+    const destAccounts = new Set<string>();
     for (const { send } of sends) {
       if (send.kind === "direct") destAccounts.add(send.destinationAccountId);
       else for (const a of members.get(send.groupId) ?? []) destAccounts.add(a);
@@ -302,7 +308,8 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
           if (a !== from) policyPairs.push({ owner: a, peer: from });
       }
     }
-    const [senders, devices, facts] = await Promise.all([
+    const [denied, senders, devices, facts] = await Promise.all([
+      limits,
       checkSenders(
         opts.db,
         sends.map(({ send }) => ({
@@ -346,6 +353,11 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
     }> = [];
 
     for (const [i, { send: s, index }] of sends.entries()) {
+      const limited = denied[index];
+      if (limited) {
+        results[index] = { error: limited, rateLimited: true };
+        continue;
+      }
       const key = sendLogKey(s.sender.accountId, s.sender.deviceId, s.clientMessageId);
       const checked = senders[i];
       if (checked?.earlier) {
@@ -564,23 +576,26 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
             // The next send to that peer records it again.
             opts.log.warn({ err, relationships: relationships.size }, "relationships not recorded");
           });
-    const committed = await commitQueueBatch(opts.db, {
-      sendLog: accepted.map((a) => ({
-        senderAccountId: a.send.sender.accountId,
-        senderDeviceId: a.send.sender.deviceId,
-        clientMessageId: a.send.clientMessageId,
-        app: a.send.sender.app,
-        messageId: a.messageId,
-        serverTimestampMs,
-      })),
-      rows,
-      logged,
-      payloads: accepted.flatMap((a) =>
-        a.send.kind === "group"
-          ? [{ messageId: a.messageId, app: a.send.sender.app, content: a.send.content }]
-          : [],
-      ),
-    });
+    const committed =
+      rows.length === 0 && accepted.length === 0
+        ? { logged: new Set<string>(), queued: new Map<string, { seq: number; app: number }>() }
+        : await commitQueueBatch(opts.db, {
+            sendLog: accepted.map((a) => ({
+              senderAccountId: a.send.sender.accountId,
+              senderDeviceId: a.send.sender.deviceId,
+              clientMessageId: a.send.clientMessageId,
+              app: a.send.sender.app,
+              messageId: a.messageId,
+              serverTimestampMs,
+            })),
+            rows,
+            logged,
+            payloads: accepted.flatMap((a) =>
+              a.send.kind === "group"
+                ? [{ messageId: a.messageId, app: a.send.sender.app, content: a.send.content }]
+                : [],
+            ),
+          });
 
     await recorded;
     // A send whose key another instance committed meanwhile is a retry: answer with that result.
@@ -694,10 +709,11 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
     },
     async close() {
       closing = true;
-      if (inFlight === 0) return;
-      await new Promise<void>((resolve) => {
-        idle = resolve;
-      });
+      if (inFlight > 0)
+        await new Promise<void>((resolve) => {
+          idle = resolve;
+        });
+      await Promise.all(publishes);
     },
   };
 }

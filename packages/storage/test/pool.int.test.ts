@@ -1,0 +1,41 @@
+import { sql } from "kysely";
+import { expect, test } from "vitest";
+import { describeBackends } from "./backends.js";
+
+// Array parameters reach PostgreSQL as array literals built by database.ts (arrayLiteral) on the
+// server backend: every awkward element must come back exactly as sent.
+describeBackends("database connections", (ctx) => {
+  test("strings with quotes, backslashes, braces, commas and the word NULL round-trip", async () => {
+    const values = ['a"b', "c\\d", "", "{x}", "1,2", "NULL", " spaced ", 'mixed \\" both', "ü€😀", null];
+    const r = await sql<{ v: string | null; i: number }>`
+      SELECT v, i::int AS i FROM unnest(${values}::text[]) WITH ORDINALITY AS t(v, i) ORDER BY i
+    `.execute(ctx.db);
+    expect(r.rows.map((row) => row.v)).toEqual(values);
+  });
+
+  test("numbers, bigints, booleans and nulls keep their values and positions", async () => {
+    const ints = [0, -1, 2_147_483_647, null, 42];
+    const bigs = [1_700_000_000_000, BigInt("9007199254740993"), null];
+    const bools = [true, false, null];
+    const r = await sql<{ ints: number[]; bigs: string[]; bools: Array<boolean | null> }>`
+      SELECT ${ints}::int[] AS ints, ${bigs}::bigint[]::text[] AS bigs, ${bools}::bool[] AS bools
+    `.execute(ctx.db);
+    expect(r.rows[0]?.ints).toEqual(ints);
+    expect(r.rows[0]?.bigs).toEqual(["1700000000000", "9007199254740993", null]);
+    expect(r.rows[0]?.bools).toEqual(bools);
+  });
+
+  test("an empty array is an empty array, and a uuid array casts", async () => {
+    const ids = ["00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002"];
+    const r = await sql<{ n: number; first: string }>`
+      SELECT cardinality(${[] as string[]}::text[])::int AS n, (${ids}::uuid[])[1]::text AS first
+    `.execute(ctx.db);
+    expect(r.rows[0]).toEqual({ n: 0, first: ids[0] });
+  });
+
+  test("pooled PostgreSQL connections plan the marked statements generically", async (t) => {
+    if (ctx.name !== "postgres") t.skip(); // PGlite has no pool and no named statements
+    const r = await sql<{ plan_cache_mode: string }>`SHOW plan_cache_mode`.execute(ctx.db);
+    expect(r.rows[0]?.plan_cache_mode).toBe("force_generic_plan");
+  });
+});
