@@ -105,7 +105,7 @@ export function createGrpcServer(opts: GrpcServerOptions): GrpcServer {
     const report = (code: number) => {
       if (reported) return;
       reported = true;
-      reportCallEnd(rt, opts.log.child({ rpc }), rpc, code, startMs);
+      reportCallEnd(rt, () => opts.log.child({ rpc }), rpc, code, startMs);
     };
     return new grpc.ServerInterceptingCall(call, {
       start: (next) =>
