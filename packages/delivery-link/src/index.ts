@@ -10,3 +10,5 @@ export type {
 // gateways need no direct @switchboard/grpc dependency.
 export { channelTlsCredentials } from "@switchboard/grpc";
 export type { ChannelTlsFiles } from "@switchboard/grpc";
+// Faster protobuf string encoding for the gateway's process (call once from main.ts).
+export { useBufferTextEncoding } from "@switchboard/grpc";

@@ -32,3 +32,4 @@ export type {
 } from "./types.js";
 export { channelTlsCredentials, serverTlsCredentials } from "./tls.js";
 export type { ChannelTlsFiles, ServerTlsFiles } from "./tls.js";
+export { useBufferTextEncoding } from "./text-encoding.js";

@@ -6,7 +6,7 @@ import {
   createRedisFanout,
   type Fanout,
 } from "@switchboard/fanout";
-import { serverTlsCredentials } from "@switchboard/grpc";
+import { serverTlsCredentials, useBufferTextEncoding } from "@switchboard/grpc";
 import { createLogger } from "@switchboard/logger";
 import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter } from "@switchboard/ratelimit";
 import { createDatabase, createEmbeddedDatabase, migrateToLatest } from "@switchboard/storage";
@@ -17,6 +17,7 @@ const VERSION = "0.1.0";
 
 const config = loadOrExit(() => loadConfig());
 const log = createLogger({ service: "delivery", version: VERSION, level: config.LOG_LEVEL });
+useBufferTextEncoding();
 const instance = config.INSTANCE_ID ?? `${hostname()}-${process.pid}`;
 
 const embedded = !config.DATABASE_URL;

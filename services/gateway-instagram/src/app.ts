@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import swagger from "@fastify/swagger";
 import type { DeliveryLink } from "@switchboard/delivery-link";
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from "fastify";
@@ -9,7 +8,7 @@ import { createDirectory } from "./directory.js";
 import { createAuthenticator } from "./http/auth.js";
 import type { RouteContext } from "./http/context.js";
 import { registerProblemHandler } from "./http/problem.js";
-import { transportErrorOptions } from "@switchboard/gateway-http";
+import { createRequestIds, transportErrorOptions } from "@switchboard/gateway-http";
 import { accountRoutes } from "./http/routes/accounts.js";
 import { directRoutes } from "./http/routes/direct.js";
 import { eventRoutes } from "./http/routes/events.js";
@@ -22,6 +21,7 @@ import { problemResponses, sharedSchemas } from "./http/schemas.js";
 import { createEventHub, type EventHub } from "./live/event-hub.js";
 import { createMetrics, instrumentLink, type GatewayMetrics } from "@switchboard/gateway-metrics";
 import { sweepExpiredRequests } from "./storage/request-repository.js";
+import { createThreadPeers } from "./storage/thread-peers.js";
 import type { IgDatabase } from "./storage/schema.js";
 
 /** Configuration the app needs (a subset of GatewayConfig, so tests can build it directly). */
@@ -73,7 +73,7 @@ export function buildApp(deps: {
     // One line per request comes from the onResponse hook below, not from fastify.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.MAX_BODY_BYTES,
-    genReqId: () => `req-${randomBytes(6).toString("base64url")}`,
+    genReqId: createRequestIds(),
     ajv: { customOptions: { allErrors: true } },
     ...transportErrorOptions,
     ...(deps.https
@@ -96,7 +96,8 @@ export function buildApp(deps: {
   const directory = createDirectory(link);
   const auth = createAuthenticator({ db });
   const hub = createEventHub({ db, link, directory, log, ...deps.tuning });
-  const ctx: RouteContext = { db, link, directory, auth, hub };
+  const threadPeers = createThreadPeers({ db });
+  const ctx: RouteContext = { db, link, directory, auth, hub, threadPeers };
 
   registerProblemHandler(http);
   // One line per request, with the route template: never the query string (it may hold a token).

@@ -1,6 +1,6 @@
 import { loadOrExit } from "@switchboard/config";
 import { readFileSync } from "node:fs";
-import { channelTlsCredentials, createDeliveryLink } from "@switchboard/delivery-link";
+import { channelTlsCredentials, createDeliveryLink, useBufferTextEncoding } from "@switchboard/delivery-link";
 import { createLogger } from "@switchboard/logger";
 import { createDatabase } from "@switchboard/storage";
 import type { Kysely } from "kysely";
@@ -11,6 +11,7 @@ import type { IgDatabase } from "./storage/schema.js";
 
 const config = loadOrExit(() => loadConfig());
 const log = createLogger({ service: "gateway-instagram", version: "0.1.0", level: config.LOG_LEVEL });
+useBufferTextEncoding();
 
 if (!config.DATABASE_URL) {
   log.fatal({}, "DATABASE_URL is required");

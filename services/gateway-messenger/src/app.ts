@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import swagger from "@fastify/swagger";
 import websocket from "@fastify/websocket";
 import type { DeliveryLink } from "@switchboard/delivery-link";
@@ -15,7 +14,7 @@ import { groupRoutes } from "./http/group-routes.js";
 import { keyRoutes } from "./http/key-routes.js";
 import { messageRoutes } from "./http/message-routes.js";
 import { installProblemHandler } from "./http/problem.js";
-import { transportErrorOptions } from "@switchboard/gateway-http";
+import { createRequestIds, transportErrorOptions } from "@switchboard/gateway-http";
 import { SHARED_SCHEMAS } from "./http/schemas.js";
 import { streamRoute } from "./http/stream-route.js";
 import { privacyRoutes } from "./http/privacy-routes.js";
@@ -80,7 +79,7 @@ export async function buildApp(deps: {
           },
         }
       : {}),
-    genReqId: () => `req-${randomBytes(6).toString("base64url")}`,
+    genReqId: createRequestIds(),
     ajv: { customOptions: { removeAdditional: false, allErrors: true, coerceTypes: "array" } },
   });
   installProblemHandler(http);

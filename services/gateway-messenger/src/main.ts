@@ -1,6 +1,6 @@
 import { loadOrExit } from "@switchboard/config";
 import { readFileSync } from "node:fs";
-import { channelTlsCredentials, createDeliveryLink } from "@switchboard/delivery-link";
+import { channelTlsCredentials, createDeliveryLink, useBufferTextEncoding } from "@switchboard/delivery-link";
 import { createLogger } from "@switchboard/logger";
 import { buildApp } from "./app.js";
 import { loadConfig } from "./config.js";
@@ -9,6 +9,7 @@ import { VERSION } from "./version.js";
 
 const config = loadOrExit(() => loadConfig());
 const log = createLogger({ service: "gateway-messenger", version: VERSION, level: config.LOG_LEVEL });
+useBufferTextEncoding();
 
 if (!config.DATABASE_URL) {
   log.fatal({}, "DATABASE_URL is required");

@@ -1,6 +1,6 @@
 import { loadOrExit } from "@switchboard/config";
 import { channelTlsCredentials, createDeliveryLink } from "@switchboard/delivery-link";
-import { serverTlsCredentials } from "@switchboard/grpc";
+import { serverTlsCredentials, useBufferTextEncoding } from "@switchboard/grpc";
 import { createLogger } from "@switchboard/logger";
 import { buildApp } from "./app.js";
 import { loadConfig } from "./config.js";
@@ -10,6 +10,7 @@ const VERSION = "0.1.0";
 
 const config = loadOrExit(() => loadConfig());
 const log = createLogger({ service: "gateway-whatsapp", version: VERSION, level: config.LOG_LEVEL });
+useBufferTextEncoding();
 
 if (!config.DATABASE_URL) {
   log.fatal({}, "DATABASE_URL is required");

@@ -1,5 +1,6 @@
 // `pnpm loadtest`: parse the command line, run, print the summary, exit 0 (passed), 1 (failed)
 // or 2 (bad command line or failed setup).
+import { useBufferTextEncoding } from "@switchboard/grpc";
 import pino from "pino";
 import { parseCommandLine, USAGE, UsageError } from "./config.js";
 import { summarize } from "./report.js";
@@ -19,6 +20,9 @@ if (parsed.help) {
   process.stdout.write(USAGE);
   process.exit(0);
 }
+
+// The load generator encodes as many messages as the services it drives.
+useBufferTextEncoding();
 
 // Warnings (stream reconnects) go to stderr as one short JSON line each: no stacks.
 const log = pino(

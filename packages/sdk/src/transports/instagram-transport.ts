@@ -68,6 +68,12 @@ export interface InstagramTransportOptions {
   accessToken?: string;
   /** Deadline of each HTTP call, ms. Default 15,000. */
   callTimeoutMs?: number;
+  /**
+   * The fetch to call the gateway with (default: the global `fetch`, looked up at each call). Pass one
+   * bound to your own HTTP client or connection pool, e.g. an undici `Agent` with keep-alive; it must
+   * return a `Response` whose body streams (the event stream reads it incrementally).
+   */
+  fetch?: typeof fetch;
 }
 
 // ---- JSON shapes of the gateway (see its /openapi.json) ------------------------------------------
@@ -347,6 +353,7 @@ export function createInstagramTransport(options: InstagramTransportOptions): In
 export class InstagramTransport implements Transport {
   private readonly baseUrl: string;
   private readonly timeoutMs: number;
+  private readonly fetch: typeof fetch;
   private credentials: DeviceCredentials | undefined;
   /** `account.device` → access token. */
   private readonly tokens = new Map<string, string>();
@@ -359,6 +366,8 @@ export class InstagramTransport implements Transport {
   constructor(options: InstagramTransportOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, "");
     this.timeoutMs = options.callTimeoutMs ?? 15_000;
+    // Looked up per call by default, so that a fetch installed later (or stubbed in tests) is used.
+    this.fetch = options.fetch ?? ((input, init) => fetch(input, init));
     this.credentials = options.credentials;
     if (options.credentials && options.accessToken)
       this.tokens.set(keyOf(options.credentials), options.accessToken);
@@ -965,7 +974,7 @@ export class InstagramTransport implements Transport {
     headers: Record<string, string> = {},
   ): Promise<Response> {
     try {
-      return await fetch(`${this.baseUrl}${path}`, {
+      return await this.fetch(`${this.baseUrl}${path}`, {
         method,
         headers: { ...headers, ...(body === undefined ? {} : { "content-type": "application/json" }) },
         body: body === undefined ? undefined : JSON.stringify(body),

@@ -181,4 +181,26 @@ describe("MessengerTransport sends", () => {
     t.setDeviceCredentials({ ...self, password: "unused" });
     await expect(t.sendMessage(sendRequest)).rejects.toMatchObject({ reason: "NO_ACCESS_TOKEN" });
   });
+
+  test("calls the fetch passed in options instead of the global one", async () => {
+    const global = answer(500, {});
+    const calls: string[] = [];
+    const t = createMessengerTransport({
+      baseUrl: "http://gateway.test",
+      accessToken: "t".repeat(43),
+      fetch: async (url) => {
+        calls.push(url as string);
+        return new Response(
+          JSON.stringify({ message_id: "s-1", mid: "m-1", timestamp: 5, duplicate: false }),
+          {
+            status: 200,
+          },
+        );
+      },
+    });
+    t.setDeviceCredentials({ ...self, password: "unused" });
+    expect(await t.sendMessage(sendRequest)).toMatchObject({ kind: "sent", messageId: "s-1" });
+    expect(calls).toEqual(["http://gateway.test/v1/me/messages"]);
+    expect(global).toHaveLength(0);
+  });
 });

@@ -76,6 +76,12 @@ export interface MessengerTransportOptions {
   onAccessToken?: (token: string, device: { accountId: string; deviceId: number }) => void;
   /** Deadline of each HTTP call, ms. Default 15,000. */
   callTimeoutMs?: number;
+  /**
+   * The fetch to call the gateway with (default: the global `fetch`, looked up at each call). Pass one
+   * bound to your own HTTP client or connection pool, e.g. an undici `Agent` with keep-alive; it must
+   * return a `Response` whose body streams (the event stream reads it incrementally).
+   */
+  fetch?: typeof fetch;
 }
 
 // ---- JSON shapes of the gateway (its /openapi.json is the reference) ---------------------------
@@ -342,6 +348,7 @@ export function createMessengerTransport(options: MessengerTransportOptions): Me
 export class MessengerTransport implements Transport {
   private readonly baseUrl: string;
   private readonly timeoutMs: number;
+  private readonly fetch: typeof fetch;
   private readonly onAccessToken: MessengerTransportOptions["onAccessToken"];
   private device: { accountId: string; deviceId: number } | undefined;
   /** The sealed-sender trust root, as the gateway last returned it with a certificate. */
@@ -355,6 +362,8 @@ export class MessengerTransport implements Transport {
   constructor(options: MessengerTransportOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, "");
     this.timeoutMs = options.callTimeoutMs ?? 15_000;
+    // Looked up per call by default, so that a fetch installed later (or stubbed in tests) is used.
+    this.fetch = options.fetch ?? ((input, init) => fetch(input, init));
     this.onAccessToken = options.onAccessToken;
     this.pendingToken = options.accessToken;
   }
@@ -946,7 +955,7 @@ export class MessengerTransport implements Transport {
     }
     let res: Response;
     try {
-      res = await fetch(`${this.baseUrl}${path}`, {
+      res = await this.fetch(`${this.baseUrl}${path}`, {
         method,
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),

@@ -38,6 +38,7 @@ import type { Logger } from "pino";
 import type { AppName } from "../topology.js";
 import { errorKey } from "./delivery-driver.js";
 import type { DeviceListener, DeviceRef, Driver, SendResult } from "./driver.js";
+import { createPooledFetch } from "./pooled-fetch.js";
 
 /** Where the three gateways listen. */
 export interface GatewayTargets {
@@ -161,6 +162,9 @@ export function createGatewayDriver(opts: GatewayDriverOptions): Driver {
 
   // One attempt gets a third of a send's budget, so that a timed-out attempt can still be retried.
   const timeouts = { callTimeoutMs: Math.max(1_000, Math.round(opts.sendTimeoutMs / 3)) };
+  // Every HTTP transport shares one set of keep-alive pools (and a much cheaper fetch than the global one).
+  const pooled = createPooledFetch();
+  const http = { ...timeouts, fetch: pooled.fetch };
 
   /** A transport for a device that is to be registered (no credential yet). */
   function newTransport(app: AppName): Transport {
@@ -168,9 +172,9 @@ export function createGatewayDriver(opts: GatewayDriverOptions): Driver {
       case "whatsapp":
         return createWhatsAppTransport({ target: target(app), verificationCode, ...timeouts });
       case "messenger":
-        return createMessengerTransport({ baseUrl: target(app), ...timeouts });
+        return createMessengerTransport({ baseUrl: target(app), ...http });
       case "instagram":
-        return createInstagramTransport({ baseUrl: target(app), ...timeouts });
+        return createInstagramTransport({ baseUrl: target(app), ...http });
     }
   }
 
@@ -201,7 +205,7 @@ export function createGatewayDriver(opts: GatewayDriverOptions): Driver {
         transport = createMessengerTransport({
           baseUrl: target("messenger"),
           accessToken: ref.secret,
-          ...timeouts,
+          ...http,
         });
         transport.setDeviceCredentials({ accountId: ref.accountId, deviceId: ref.deviceId, password: "" });
         break;
@@ -209,7 +213,7 @@ export function createGatewayDriver(opts: GatewayDriverOptions): Driver {
         transport = createInstagramTransport({
           baseUrl: target("instagram"),
           credentials: { accountId: ref.accountId, deviceId: ref.deviceId, password: ref.secret },
-          ...timeouts,
+          ...http,
         });
         break;
     }
@@ -387,7 +391,7 @@ export function createGatewayDriver(opts: GatewayDriverOptions): Driver {
           transport = createMessengerTransport({
             baseUrl: target("messenger"),
             accessToken: secret,
-            ...timeouts,
+            ...http,
           });
           break;
         }
@@ -398,7 +402,7 @@ export function createGatewayDriver(opts: GatewayDriverOptions): Driver {
           transport = createInstagramTransport({
             baseUrl: target("instagram"),
             credentials: { accountId: req.accountId, deviceId, password: req.password },
-            ...timeouts,
+            ...http,
           });
           break;
         }
@@ -489,6 +493,7 @@ export function createGatewayDriver(opts: GatewayDriverOptions): Driver {
       }
       await Promise.all([...clients.values()].map((c) => c.transport.close().catch(() => undefined)));
       clients.clear();
+      await pooled.close();
     },
   };
 

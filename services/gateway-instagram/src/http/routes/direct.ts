@@ -12,7 +12,7 @@ import {
   type NativeRecipientDevices,
 } from "../../domain/translate.js";
 import { findRelationshipByThread } from "../../storage/request-repository.js";
-import { deleteThread, findThread, listInbox, upsertThread } from "../../storage/thread-repository.js";
+import { deleteThread, listInbox, upsertThread } from "../../storage/thread-repository.js";
 import type { Principal } from "../auth.js";
 import type { RouteContext } from "../context.js";
 import { ProblemError } from "../problem.js";
@@ -53,7 +53,7 @@ const recipients = (min: number) =>
 
 /** Registers the thread and item routes. */
 export async function directRoutes(app: FastifyInstance, ctx: RouteContext): Promise<void> {
-  const { db, link, directory, auth, hub } = ctx;
+  const { db, link, directory, auth, hub, threadPeers } = ctx;
 
   async function resolveAll(refs: string[]): Promise<AccountWithDevices[]> {
     return Promise.all(refs.map((r) => directory.getByRef(r)));
@@ -65,8 +65,8 @@ export async function directRoutes(app: FastifyInstance, ctx: RouteContext): Pro
     threadId: string,
   ): Promise<{ peer: string; pending: boolean } | undefined> {
     if (!isDirectThreadId(threadId)) return undefined;
-    const row = await findThread(db, me.accountId, threadId);
-    if (row?.peer_account_id) return { peer: row.peer_account_id, pending: false };
+    const peer = await threadPeers.find(me.accountId, threadId);
+    if (peer) return { peer, pending: false };
     const rel = await findRelationshipByThread(db, me.accountId, threadId);
     return rel && { peer: rel.peerAccountId, pending: rel.state === "pending" };
   }
