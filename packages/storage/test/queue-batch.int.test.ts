@@ -9,6 +9,9 @@ import {
   insertGroup,
   listMembersOfGroups,
   listQueueDevices,
+  readSendFacts,
+  readSendPolicies,
+  setRelationship,
   pgErrorCode,
   readQueue,
   sendLogKey,
@@ -153,6 +156,39 @@ describeBackends("queue batch repository", (ctx) => {
       ]);
       expect(typeof checked[1]?.earlier?.serverTimestampMs).toBe("number");
     });
+  });
+
+  test("readSendFacts answers in one statement exactly what the three separate reads answer", async () => {
+    const a = await createAccount(ctx.db, { registrationId: 11 });
+    const a2 = await linkDevice(ctx.db, a.accountId);
+    const b = await createAccount(ctx.db, { app: APP_MESSENGER, handle: "777", registrationId: 22 });
+    const c = await createAccount(ctx.db);
+    const a3 = await linkDevice(ctx.db, a.accountId);
+    const sent = oneToOne(a, "sent", [b, c]);
+    await commit(batchOf([sent, oneToOne(b, "m2", [a, a2, a3])]));
+    await deleteDevice(ctx.db, a.accountId, a2.deviceId);
+    await setRelationship(ctx.db, { owner: b.accountId, peer: a.accountId, app: APP_MESSENGER, state: 2 });
+    await setRelationship(ctx.db, { owner: a.accountId, peer: c.accountId, app: APP_WHATSAPP, state: 1 });
+
+    const senders = [key(a, "sent"), key(a2, "x"), key(b, "fresh"), key(a, "sent")];
+    const destinations = [c.accountId, a.accountId, b.accountId, randomUUID()];
+    const pairs = [
+      { owner: b.accountId, peer: a.accountId },
+      { owner: a.accountId, peer: b.accountId },
+      { owner: a.accountId, peer: c.accountId },
+    ];
+    const policyAccounts = [a.accountId, b.accountId, randomUUID()];
+    const facts = await readSendFacts(ctx.db, { senders, destinations, pairs, policyAccounts });
+    expect(facts.senders).toEqual(await checkSenders(ctx.db, senders));
+    expect(facts.senders[0]?.earlier?.messageId).toBe(sent.messageId);
+    expect(facts.devices).toEqual(await listQueueDevices(ctx.db, destinations));
+    expect(facts.devices).toHaveLength(4);
+    expect(facts.policies).toEqual(await readSendPolicies(ctx.db, pairs, policyAccounts));
+    expect(facts.policies.relationships.size).toBe(2);
+
+    expect(
+      await readSendFacts(ctx.db, { senders: [], destinations: [], pairs: [], policyAccounts: [] }),
+    ).toEqual({ senders: [], devices: [], policies: { relationships: new Map(), accounts: new Map() } });
   });
 
   test("listQueueDevices returns every device of the accounts in key order, with app and queue sequence", async () => {

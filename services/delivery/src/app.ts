@@ -64,6 +64,7 @@ export type AppConfig = Pick<
       | "RATE_FORWARDED_CHATS_BURST"
       | "RATE_FORWARDED_CHATS_PER_HOUR"
       | "MODERATOR_TOKEN"
+      | "ACK_LINGER_MS"
     >
   > &
   ServerKeyOverrides & {
@@ -158,6 +159,7 @@ export function buildApp(deps: {
     metrics,
     batchMax: config.ACK_BATCH_MAX,
     queueTtlMs,
+    lingerMs: config.ACK_LINGER_MS ?? 0,
   });
   const subscriptions = createSubscriptionManager({
     db,

@@ -104,6 +104,12 @@ export const deliveryEnv = {
   /** Most acks removed in one transaction. */
   ACK_BATCH_MAX: int({ min: 1, max: 10_000, default: 2_000 }),
   /**
+   * How long (ms) an acknowledgement arriving at an idle ack pipeline waits for others before
+   * its DELETE starts: at low rates one statement (and one receipt commit) per handful of acks
+   * instead of per ack. Acks free the stream's window at once; only the removal waits. 0: none.
+   */
+  ACK_LINGER_MS: int({ min: 0, max: 1_000, default: 5 }),
+  /**
    * How wake-ups are published on classic Redis: `batched` (one message per commit batch on the
    * shared events channel) or `per-device` (one per device channel, as before batching; use it
    * while instances of an older version still run).

@@ -67,6 +67,12 @@ export function createMetrics(opts: {
       buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
       registers: r,
     }),
+    ackBatchSize: new Histogram({
+      name: "switchboard_ack_batch_size",
+      help: "Message ids per ack DELETE.",
+      buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000],
+      registers: r,
+    }),
     commitSeconds: new Histogram({
       name: "switchboard_send_commit_seconds",
       help: "Stage latency: a send waiting for and running its group commit.",

@@ -3,18 +3,16 @@ import { AppError, Code, isAppError } from "@switchboard/errors";
 import type { Fanout } from "@switchboard/fanout";
 import { App, EnvelopeType } from "@switchboard/proto";
 import {
-  checkSenders,
   commitQueueBatch,
   countQueued,
   findSendLog,
   insertAcceptedRelationships,
   QUEUE_FLAG_HELD,
   QUEUE_FLAG_REQUEST,
-  readSendPolicies,
+  readSendFacts,
   isRetryableTransactionError,
   isUnavailableError,
   listMembersOfGroups,
-  listQueueDevices,
   sendLogKey,
   type Database,
   type QueueDevice,
@@ -308,18 +306,20 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
           if (a !== from) policyPairs.push({ owner: a, peer: from });
       }
     }
-    const [denied, senders, devices, facts] = await Promise.all([
+    // One statement for the batch's reads (senders and keys, destination devices, relationships),
+    // alongside the rate-limit round trip to Redis.
+    const [denied, { senders, devices, policies: facts }] = await Promise.all([
       limits,
-      checkSenders(
-        opts.db,
-        sends.map(({ send }) => ({
+      readSendFacts(opts.db, {
+        senders: sends.map(({ send }) => ({
           accountId: send.sender.accountId,
           deviceId: send.sender.deviceId,
           clientMessageId: send.clientMessageId,
         })),
-      ),
-      listQueueDevices(opts.db, [...destAccounts]),
-      readSendPolicies(opts.db, policyPairs, [...policyAccounts]),
+        destinations: [...destAccounts],
+        pairs: policyPairs,
+        policyAccounts: [...policyAccounts],
+      }),
     ]);
     // Accounts of our apps that did not opt in do not exist for third-party senders.
     const interop = await loadInteropPolicy(
