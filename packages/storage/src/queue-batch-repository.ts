@@ -49,47 +49,6 @@ function packContents(contents: ReadonlyArray<Uint8Array | null>): {
   return { blob, offsets, lengths };
 }
 
-/**
- * One round trip for the senders of a batch: whether each sending device exists (and its
- * registration id) and whether its idempotency key was already used. Index-aligned with `keys`.
- */
-export async function checkSenders(
-  db: Kysely<Database>,
-  keys: ReadonlyArray<{ accountId: string; deviceId: number; clientMessageId: string }>,
-): Promise<SenderCheck[]> {
-  if (keys.length === 0) return [];
-  const r = await sql<{
-    i: number;
-    registration_id: number | null;
-    message_id: string | null;
-    server_timestamp_ms: number | null;
-  }>`/* sb:prepare send_check */
-    SELECT k.i::int AS i, d.registration_id, s.message_id, s.server_timestamp_ms
-    FROM unnest(${keys.map((k) => k.accountId)}::uuid[], ${keys.map((k) => k.deviceId)}::int[], ${keys.map((k) => k.clientMessageId)}::text[])
-      WITH ORDINALITY AS k(a, dv, c, i)
-    -- LATERAL … LIMIT 1: one primary-key probe per key, a plan that stays right when prepared
-    -- (as plain joins, the generic plan hashed whole tables).
-    LEFT JOIN LATERAL (
-      SELECT registration_id FROM devices WHERE account_id = k.a AND device_id = k.dv LIMIT 1
-    ) d ON true
-    LEFT JOIN LATERAL (
-      SELECT message_id, server_timestamp_ms FROM send_log
-      WHERE sender_account_id = k.a AND sender_device_id = k.dv AND client_message_id = k.c LIMIT 1
-    ) s ON true
-  `.execute(db);
-  const out: SenderCheck[] = keys.map(() => ({ registrationId: undefined, earlier: undefined }));
-  for (const row of r.rows) {
-    out[row.i - 1] = {
-      registrationId: row.registration_id ?? undefined,
-      earlier:
-        row.message_id === null
-          ? undefined
-          : { messageId: row.message_id, serverTimestampMs: Number(row.server_timestamp_ms) },
-    };
-  }
-  return out;
-}
-
 /** Current devices of accounts (no locks), ordered by account and device id. */
 export async function listQueueDevices(
   db: Kysely<Database>,
@@ -118,7 +77,7 @@ export async function listQueueDevices(
 
 /** What {@link readSendFacts} reads for one commit batch. */
 export interface SendFactsQuery {
-  /** Sender devices and idempotency keys, as for {@link checkSenders}. */
+  /** Sender devices and idempotency keys: whether each device exists and each key was used. */
   senders: ReadonlyArray<{ accountId: string; deviceId: number; clientMessageId: string }>;
   /** Accounts whose devices to list, as for {@link listQueueDevices}. */
   destinations: readonly string[];
@@ -136,7 +95,8 @@ export interface SendFacts {
 }
 
 /**
- * The reads of {@link checkSenders}, {@link listQueueDevices} and `readSendPolicies` in ONE
+ * The sender check (does each sending device exist, was its idempotency key used: index-aligned
+ * with `senders`), {@link listQueueDevices} and `readSendPolicies` in ONE
  * prepared statement (one round trip, one parse/bind/execute instead of three): at the small
  * batches of low and moderate rates each statement's fixed cost, in the service and in
  * PostgreSQL, outweighed its rows. Each branch keeps the plan of its separate form

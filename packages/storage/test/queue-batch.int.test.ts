@@ -2,7 +2,6 @@ import { randomUUID } from "node:crypto";
 import { sql } from "kysely";
 import { describe, expect, test } from "vitest";
 import {
-  checkSenders,
   commitQueueBatch,
   deleteDevice,
   findSendLog,
@@ -96,6 +95,8 @@ const failures = (outcomes: ReadonlyArray<PromiseSettledResult<unknown>>): unkno
 const key = (d: DeviceRef, clientMessageId: string) => ({ ...d, clientMessageId });
 
 describeBackends("queue batch repository", (ctx) => {
+  const checkSenders = async (senders: Parameters<typeof readSendFacts>[1]["senders"]) =>
+    (await readSendFacts(ctx.db, { senders, destinations: [], pairs: [], policyAccounts: [] })).senders;
   const commit = (batch: QueueBatch) => commitQueueBatch(ctx.db, batch);
   const read = (d: DeviceRef) => readQueue(ctx.db, d, 0, 1_000, Date.now());
   const count = async (table: "send_log" | "group_payloads" | "queued_messages") => {
@@ -105,14 +106,14 @@ describeBackends("queue batch repository", (ctx) => {
     return rows[0]?.n;
   };
 
-  describe("checkSenders", () => {
+  describe("the sender check of readSendFacts", () => {
     test("reports each sender's registration id index-aligned with the keys, undefined for a removed device", async () => {
       const a = await createAccount(ctx.db, { registrationId: 11 });
       const a2 = await linkDevice(ctx.db, a.accountId);
       const b = await createAccount(ctx.db, { app: APP_MESSENGER, handle: "4242", registrationId: 22 });
       expect(await deleteDevice(ctx.db, a.accountId, a2.deviceId)).toBe(true);
 
-      const checked = await checkSenders(ctx.db, [
+      const checked = await checkSenders([
         key(b, "x"),
         key(a2, "x"),
         key(a, "y"),
@@ -126,7 +127,7 @@ describeBackends("queue batch repository", (ctx) => {
         { registrationId: undefined, earlier: undefined },
         { registrationId: 22, earlier: undefined },
       ]);
-      expect(await checkSenders(ctx.db, [])).toEqual([]);
+      expect(await checkSenders([])).toEqual([]);
     });
 
     test("returns the earlier send of an idempotency key already logged, for that sender device only", async () => {
@@ -138,7 +139,7 @@ describeBackends("queue batch repository", (ctx) => {
       await commit(batchOf([sent, byRemoved]));
       await deleteDevice(ctx.db, a.accountId, a2.deviceId);
 
-      const checked = await checkSenders(ctx.db, [
+      const checked = await checkSenders([
         key(a, "fresh"),
         key(a, "sent"),
         key(b, "sent"), // same client message id, another sender
@@ -158,7 +159,7 @@ describeBackends("queue batch repository", (ctx) => {
     });
   });
 
-  test("readSendFacts answers in one statement exactly what the three separate reads answer", async () => {
+  test("readSendFacts answers the sender check, and exactly what the separate device and policy reads answer", async () => {
     const a = await createAccount(ctx.db, { registrationId: 11 });
     const a2 = await linkDevice(ctx.db, a.accountId);
     const b = await createAccount(ctx.db, { app: APP_MESSENGER, handle: "777", registrationId: 22 });
@@ -179,8 +180,13 @@ describeBackends("queue batch repository", (ctx) => {
     ];
     const policyAccounts = [a.accountId, b.accountId, randomUUID()];
     const facts = await readSendFacts(ctx.db, { senders, destinations, pairs, policyAccounts });
-    expect(facts.senders).toEqual(await checkSenders(ctx.db, senders));
-    expect(facts.senders[0]?.earlier?.messageId).toBe(sent.messageId);
+    const earlier = { messageId: sent.messageId, serverTimestampMs: SERVER_TS };
+    expect(facts.senders).toEqual([
+      { registrationId: 11, earlier },
+      { registrationId: undefined, earlier: undefined },
+      { registrationId: 22, earlier: undefined },
+      { registrationId: 11, earlier },
+    ]);
     expect(facts.devices).toEqual(await listQueueDevices(ctx.db, destinations));
     expect(facts.devices).toHaveLength(4);
     expect(facts.policies).toEqual(await readSendPolicies(ctx.db, pairs, policyAccounts));

@@ -2,66 +2,13 @@
 // sealed-sender messages over the open SendSealed call, and franked reports (docs/safety.md).
 import { Code, isAppError } from "@switchboard/errors";
 import { App, EnvelopeType, whatsapp } from "@switchboard/proto";
-import {
-  createClient,
-  createMemoryStore,
-  createWhatsAppTransport,
-  deriveAccessKey,
-  generateProfileKey,
-  type ClientEvents,
-  type SwitchboardClient,
-} from "@switchboard/sdk";
+import { deriveAccessKey, generateProfileKey } from "@switchboard/sdk";
 import { createDatabase, listReportsAgainst } from "@switchboard/storage";
 import { clone } from "@bufbuild/protobuf";
 import { content } from "@switchboard/proto";
 import { describe, expect, onTestFinished, test } from "vitest";
-import { fetchCode, newPhone, startStack, waClient, type Stack } from "./harness.js";
-
-type Recorded = { [K in keyof ClientEvents]: ClientEvents[K][] };
-
-interface WaUser {
-  client: SwitchboardClient;
-  events: Recorded;
-  phone: string;
-  accountId: string;
-}
-
-async function registerUser(stack: Stack): Promise<WaUser> {
-  const phone = newPhone();
-  const transport = createWhatsAppTransport({
-    target: stack.target,
-    verificationCode: (p) => fetchCode(stack, p),
-  });
-  const client = await createClient({ transport, store: createMemoryStore() });
-  const events = {
-    message: [],
-    sync: [],
-    receipt: [],
-    typing: [],
-    deliveryReceipt: [],
-    identityChanged: [],
-    decryptionFailed: [],
-    queueEmpty: [],
-    error: [],
-  } as Recorded;
-  for (const name of Object.keys(events) as (keyof ClientEvents)[])
-    client.on(name, (e) => void (events[name] as unknown[]).push(e));
-  onTestFinished(async () => {
-    await client.close();
-    await transport.close();
-  });
-  const r = await client.registerAccount({ handle: { app: App.WHATSAPP, value: phone }, appToken: "" });
-  return { client, events, phone, accountId: r.accountId };
-}
-
-async function until<K extends keyof ClientEvents>(u: { events: Recorded }, name: K, count = 1) {
-  const started = Date.now();
-  while (u.events[name].length < count) {
-    if (Date.now() - started > 15_000) throw new Error(`expected ${count} ${name} event(s)`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return u.events[name];
-}
+import { newPhone, startStack, waClient } from "./harness.js";
+import { registerUser, until } from "./sdk-users.js";
 
 const failure = (p: Promise<unknown>) =>
   p.then(

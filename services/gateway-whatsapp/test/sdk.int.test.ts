@@ -1,87 +1,9 @@
 // The SDK client living on the WhatsApp-style app: end-to-end encrypted messaging through this
 // gateway's native API (createWhatsAppTransport) and a real delivery service.
 import { App } from "@switchboard/proto";
-import {
-  createClient,
-  createMemoryStore,
-  createWhatsAppTransport,
-  type ClientEvents,
-  type ClientStore,
-  type SwitchboardClient,
-  type WhatsAppSession,
-  type WhatsAppTransport,
-} from "@switchboard/sdk";
-import { describe, expect, onTestFinished, test } from "vitest";
-import { fetchCode, newPhone, startStack, type Stack } from "./harness.js";
-
-type Recorded = { [K in keyof ClientEvents]: ClientEvents[K][] };
-
-interface WaUser {
-  client: SwitchboardClient;
-  transport: WhatsAppTransport;
-  store: ClientStore;
-  events: Recorded;
-  sessions: WhatsAppSession[];
-  phone: string;
-  accountId: string;
-  deviceId: number;
-}
-
-async function openUser(
-  stack: Stack,
-  phone = newPhone(),
-  saved: { store?: ClientStore; session?: WhatsAppSession } = {},
-): Promise<Omit<WaUser, "accountId" | "deviceId">> {
-  const sessions: WhatsAppSession[] = [];
-  const transport = createWhatsAppTransport({
-    target: stack.target,
-    verificationCode: (p) => fetchCode(stack, p),
-    onSession: (s) => void sessions.push(s),
-    session: saved.session,
-  });
-  const store = saved.store ?? createMemoryStore();
-  const client = await createClient({ transport, store });
-  const events = {
-    message: [],
-    sync: [],
-    receipt: [],
-    typing: [],
-    deliveryReceipt: [],
-    identityChanged: [],
-    decryptionFailed: [],
-    queueEmpty: [],
-    error: [],
-  } as Recorded;
-  for (const name of Object.keys(events) as (keyof ClientEvents)[])
-    client.on(name, (e) => void (events[name] as unknown[]).push(e));
-  onTestFinished(async () => {
-    await client.close();
-    await transport.close();
-  });
-  return { client, transport, store, events, sessions, phone };
-}
-
-/** Registers a number through RequestCode / VerifyCode (the code comes from the dev admin endpoint). */
-async function registerUser(stack: Stack): Promise<WaUser> {
-  const u = await openUser(stack);
-  const r = await u.client.registerAccount({ handle: { app: App.WHATSAPP, value: u.phone }, appToken: "" });
-  return { ...u, accountId: r.accountId, deviceId: r.deviceId };
-}
-
-async function until<K extends keyof ClientEvents>(
-  u: { events: Recorded },
-  name: K,
-  count = 1,
-  timeoutMs = 15_000,
-) {
-  const started = Date.now();
-  while (u.events[name].length < count) {
-    if (Date.now() - started > timeoutMs)
-      throw new Error(`expected ${count} ${name} event(s), got ${u.events[name].length}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return u.events[name];
-}
+import { describe, expect, test } from "vitest";
+import { startStack } from "./harness.js";
+import { openUser, registerUser, until, type Recorded, type WaUser } from "./sdk-users.js";
 
 const texts = (u: { events: Recorded }) => u.events.message.map((m) => m.message.text);
 const noFailures = (...users: WaUser[]) => {

@@ -3,78 +3,19 @@
 // (docs/safety.md "Sealed sender").
 import { Code, isAppError } from "@switchboard/errors";
 import { App, EnvelopeType, content } from "@switchboard/proto";
-import {
-  createClient,
-  createMemoryStore,
-  createWhatsAppTransport,
-  deriveAccessKey,
-  generateProfileKey,
-  type ClientEvents,
-  type SwitchboardClient,
-  type WhatsAppTransport,
-} from "@switchboard/sdk";
+import { deriveAccessKey, generateProfileKey } from "@switchboard/sdk";
 import { createDatabase, type Database } from "@switchboard/storage";
 import type { Kysely } from "kysely";
 import { describe, expect, onTestFinished, test } from "vitest";
-import { fetchCode, newPhone, sleep, startStack, waClient, type Stack } from "./harness.js";
-
-type Recorded = { [K in keyof ClientEvents]: ClientEvents[K][] };
-
-interface WaUser {
-  client: SwitchboardClient;
-  transport: WhatsAppTransport;
-  events: Recorded;
-  phone: string;
-  accountId: string;
-}
-
-async function openUser(stack: Stack, phone: string): Promise<Omit<WaUser, "accountId">> {
-  const transport = createWhatsAppTransport({
-    target: stack.target,
-    verificationCode: (p) => fetchCode(stack, p),
-  });
-  const client = await createClient({ transport, store: createMemoryStore() });
-  const events = {
-    message: [],
-    sync: [],
-    receipt: [],
-    typing: [],
-    deliveryReceipt: [],
-    identityChanged: [],
-    decryptionFailed: [],
-    queueEmpty: [],
-    error: [],
-  } as Recorded;
-  for (const name of Object.keys(events) as (keyof ClientEvents)[])
-    client.on(name, (e) => void (events[name] as unknown[]).push(e));
-  onTestFinished(async () => {
-    await client.close();
-    await transport.close();
-  });
-  return { client, transport, events, phone };
-}
-
-async function registerUser(stack: Stack): Promise<WaUser> {
-  const u = await openUser(stack, newPhone());
-  const r = await u.client.registerAccount({ handle: { app: App.WHATSAPP, value: u.phone }, appToken: "" });
-  return { ...u, accountId: r.accountId };
-}
+import { newPhone, sleep, startStack, waClient, type Stack } from "./harness.js";
+import { openUser, registerUser, until, type WaUser } from "./sdk-users.js";
 
 /** Links a companion device to `primary`'s account through a link code. */
 async function linkCompanion(stack: Stack, primary: WaUser): Promise<WaUser> {
   const { code } = await primary.transport.createLinkCode();
   const u = await openUser(stack, primary.phone);
-  await u.client.registerDevice({ accountId: primary.accountId, appToken: code });
-  return { ...u, accountId: primary.accountId };
-}
-
-async function until<K extends keyof ClientEvents>(u: { events: Recorded }, name: K, count = 1) {
-  const started = Date.now();
-  while (u.events[name].length < count) {
-    if (Date.now() - started > 15_000) throw new Error(`expected ${count} ${name} event(s)`);
-    await sleep(20);
-  }
-  return u.events[name];
+  const r = await u.client.registerDevice({ accountId: primary.accountId, appToken: code });
+  return { ...u, accountId: primary.accountId, deviceId: r.deviceId };
 }
 
 const failure = (p: Promise<unknown>) =>
