@@ -103,6 +103,30 @@ export async function readQueue(
 }
 
 /**
+ * Of the given devices, those with a deliverable message after their `afterSeq` (unexpired, not a
+ * held message request): the periodic re-read of many live subscriptions in one statement, so
+ * that thousands of idle streams cost one query per poll tick instead of one each.
+ */
+export async function findPendingQueues(
+  db: Db,
+  probes: ReadonlyArray<DeviceRef & { afterSeq: number }>,
+  nowMs: number,
+): Promise<DeviceRef[]> {
+  if (probes.length === 0) return [];
+  const r = await sql<{ account_id: string; device_id: number }>`/* sb:prepare queue_probe */
+    SELECT k.a AS account_id, k.d AS device_id
+    FROM unnest(${probes.map((p) => p.accountId)}::uuid[], ${probes.map((p) => p.deviceId)}::int[],
+                ${probes.map((p) => p.afterSeq)}::bigint[]) AS k(a, d, s)
+    WHERE EXISTS (
+      SELECT 1 FROM queued_messages q
+      WHERE q.account_id = k.a AND q.device_id = k.d AND q.seq > k.s
+        AND q.expires_at_ms > ${nowMs} AND (q.flags & 16) = 0
+    )
+  `.execute(db);
+  return r.rows.map((x) => ({ accountId: x.account_id, deviceId: x.device_id }));
+}
+
+/**
  * Deletes acknowledged messages by (device, message id). Unknown ids and held message requests
  * (flag bit 16: declined or accepted, never acknowledged) are ignored. Returns the rows
  * removed. Takes no device locks, so acknowledgements never wait for sends.

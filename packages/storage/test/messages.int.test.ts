@@ -5,6 +5,7 @@ import {
   commitQueueBatch,
   countQueued,
   deleteMessages,
+  findPendingQueues,
   findSendLog,
   readQueue,
   sendLogKey,
@@ -97,6 +98,38 @@ describeBackends("message repository", (ctx) => {
     expect(text(await read(a, 3, 100, now))).toEqual(["4"]);
     expect(await read(a, 4, 100, now)).toEqual([]);
     expect(await read({ accountId: randomUUID(), deviceId: 1 })).toEqual([]);
+  });
+
+  test("findPendingQueues names the devices with a deliverable message after their cursor", async () => {
+    const now = Date.now();
+    const [fresh, behind, caughtUp, expiredOnly, heldOnly, empty] = await Promise.all(
+      Array.from({ length: 6 }, () => createAccount(ctx.db)),
+    );
+    await queue([
+      queueRow(fresh, { content: Buffer.from("1") }),
+      queueRow(behind, { content: Buffer.from("1") }),
+      queueRow(behind, { content: Buffer.from("2") }),
+      queueRow(caughtUp, { content: Buffer.from("1") }),
+      queueRow(expiredOnly, { content: Buffer.from("1"), expires_at_ms: now - 1 }),
+      queueRow(heldOnly, { content: Buffer.from("1"), flags: 16 }),
+    ]);
+    const probe = (d: DeviceRef, afterSeq: number) => ({ ...d, afterSeq });
+    const found = await findPendingQueues(
+      ctx.db,
+      [
+        probe(fresh, 0),
+        probe(behind, 1),
+        probe(caughtUp, 1),
+        probe(expiredOnly, 0),
+        probe(heldOnly, 0),
+        probe(empty, 0),
+        probe({ accountId: fresh.accountId, deviceId: 2 }, 0),
+      ],
+      now,
+    );
+    const key = (d: DeviceRef) => `${d.accountId}/${d.deviceId}`;
+    expect(found.map(key).sort()).toEqual([fresh, behind].map(key).sort());
+    expect(await findPendingQueues(ctx.db, [], now)).toEqual([]);
   });
 
   test("readQueue resolves a group payload stored once for several devices", async () => {

@@ -65,6 +65,7 @@ export type AppConfig = Pick<
       | "RATE_FORWARDED_CHATS_PER_HOUR"
       | "MODERATOR_TOKEN"
       | "ACK_LINGER_MS"
+      | "DATABASE_POOL_SIZE"
     >
   > &
   ServerKeyOverrides & {
@@ -167,6 +168,8 @@ export function buildApp(deps: {
     log: log.child({ component: "subscriptions" }),
     metrics,
     pollMs: config.STREAM_POLL_MS,
+    // Half the pool for queue reads: sends and acks always find a connection soon.
+    maxConcurrentReads: Math.max(1, Math.floor((config.DATABASE_POOL_SIZE ?? 10) / 2)),
     franker,
   });
 

@@ -122,7 +122,7 @@ export const deliveryEnv = {
    * are keyed by handles and devices that another deployment may reuse. No `{` or `}`.
    */
   REDIS_KEY_PREFIX: str({ default: "" }),
-  /** A live stream re-reads its queue at least this often, in case a wake-up was lost. */
+  /** A live stream that heard no wake-up for this long checks its queue, in case one was lost. */
   STREAM_POLL_MS: int({ min: 100, default: 15_000 }),
   /** Devices per account, including the primary. */
   MAX_DEVICES: int({ min: 1, max: 100, default: 6 }),

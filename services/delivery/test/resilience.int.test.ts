@@ -93,6 +93,33 @@ describe("resilience", () => {
     }
   });
 
+  test("the periodic poll reads no idle queue: it probes them all in one statement", async () => {
+    const backend = await createBackend();
+    const inst = await startInstance(backend, { config: { STREAM_POLL_MS: 200 }, metrics: true });
+    const queueReads = async () => {
+      const body = await (await fetch(`http://127.0.0.1:${inst.metricsPort}/metrics`)).text();
+      return Number(/^switchboard_queue_reads_total\{[^}]*\} (\d+)/m.exec(body)?.[1]);
+    };
+    const alice = await registerAccount(inst.target);
+    const idle = await Promise.all(Array.from({ length: 5 }, () => registerAccount(inst.target)));
+    const readers = idle.map((d) => connectDevice(inst.target, d));
+    for (const r of readers) await r.until(() => r.queueEmpty);
+    const before = await queueReads();
+    expect(before).toBeGreaterThanOrEqual(5); // each backlog read
+    // Ten poll periods: every queue is probed, none holds anything, so none is read.
+    await sleep(2_000);
+    expect(await queueReads()).toBe(before);
+    // A message whose wake-up is lost is still found by the probe and read.
+    const publish = inst.fanout.publish.bind(inst.fanout);
+    inst.fanout.publish = async () => {};
+    await sendTo(clientsFor(inst.target, alice.auth), [idle[2]!], "found by the poll");
+    inst.fanout.publish = publish;
+    const reader = readers[2]!;
+    await reader.until(() => reader.received.length === 1, 5_000);
+    expect(reader.received.map(text)).toEqual(["found by the poll"]);
+    expect(await queueReads()).toBe(before + 1);
+  });
+
   test("recovers a lost wake-up by the periodic re-read of the queue", async () => {
     const backend = await createBackend();
     const fanout = await createRedisFanout({ url: "redis://127.0.0.1:6379", keyPrefix: backend.prefix });

@@ -1,7 +1,14 @@
 import { randomUUID } from "node:crypto";
 import type { Fanout } from "@switchboard/fanout";
-import { isUnavailableError, readQueue, type Database, type DeviceRef } from "@switchboard/storage";
+import {
+  findPendingQueues,
+  isUnavailableError,
+  readQueue,
+  type Database,
+  type DeviceRef,
+} from "@switchboard/storage";
 import type { Kysely } from "kysely";
+import pLimit from "p-limit";
 import type { Logger } from "pino";
 import { encodeEnvelopeRow, type EnvelopeSummary } from "../domain/envelope-wire.js";
 import type { Franker } from "../domain/franking.js";
@@ -43,10 +50,19 @@ export interface SubscriptionManagerOptions {
   fanout: Fanout;
   log: Logger;
   metrics: Metrics;
-  /** Re-read the queue at least this often while live, in case a wake-up was lost. */
+  /**
+   * Look for queued messages this long after a subscription last heard a wake-up, in case one was
+   * lost (a lost wake-up followed by another shows as a sequence gap and is read at once).
+   */
   pollMs: number;
   /** Most rows read per query. */
   pageSize?: number;
+  /**
+   * Queue reads in flight at once across all subscriptions (default 4). Keeps a burst of reads —
+   * thousands of devices subscribing, or re-reading after a fan-out resync — from taking every
+   * pooled connection while sends and acks wait.
+   */
+  maxConcurrentReads?: number;
   /** Adds server franking tags to stored messages with a franking commitment. */
   franker?: Franker;
 }
@@ -69,6 +85,9 @@ export interface SubscriptionManager {
 
 const keyOf = (d: DeviceRef) => `${d.accountId}/${d.deviceId}`;
 
+/** Devices per poll statement. */
+const POLL_PROBE_MAX = 2_000;
+
 /**
  * Creates the subscription manager. Ordering rule: a subscription keeps a cursor (the last
  * sequence pushed) and only ever reads `seq > cursor` from PostgreSQL; since sequence numbers
@@ -79,6 +98,7 @@ const keyOf = (d: DeviceRef) => `${d.accountId}/${d.deviceId}`;
 export function createSubscriptionManager(opts: SubscriptionManagerOptions): SubscriptionManager {
   const subs = new Map<string, DeviceSubscription>();
   const pageSize = opts.pageSize ?? 200;
+  const reads = pLimit(opts.maxConcurrentReads ?? 4);
 
   class DeviceSubscription implements Subscription {
     readonly id = randomUUID();
@@ -91,7 +111,8 @@ export function createSubscriptionManager(opts: SubscriptionManagerOptions): Sub
     private reading = false;
     private dirty = false;
     private closed = false;
-    private nextPollAt: number;
+    /** When to look for messages whose wake-up was lost; pushed back by every wake-up heard. */
+    nextPollAt: number;
     private unsubscribeFanout: (() => Promise<void>) | undefined;
     private readonly log: Logger;
 
@@ -128,10 +149,10 @@ export function createSubscriptionManager(opts: SubscriptionManagerOptions): Sub
         this.log.warn({ bytes: payload.byteLength }, "undecodable fan-out event");
         return;
       }
-      this.handle(ev);
+      this.handle(ev, Date.now());
     }
 
-    private handle(ev: DeviceEvent) {
+    private handle(ev: DeviceEvent, now: number) {
       switch (ev.kind) {
         case "displace":
           if (
@@ -158,9 +179,12 @@ export function createSubscriptionManager(opts: SubscriptionManagerOptions): Sub
               opts.metrics.ephemeralDropped.inc();
               return;
             }
-            this.push(env, false, ev.wire);
+            this.push(env, false, ev.wire, now);
             return;
           }
+          // The fan-out path to this device works: a wake-up lost from now on is either followed
+          // by another (a gap, read below) or found by the poll, pollMs after this one.
+          this.nextPollAt = now + opts.pollMs;
           const seq = env.sequence;
           if (seq <= this.cursor) return;
           if (
@@ -170,7 +194,7 @@ export function createSubscriptionManager(opts: SubscriptionManagerOptions): Sub
             !this.reading &&
             this.inflight.size < this.window
           ) {
-            this.push(env, true, ev.wire);
+            this.push(env, true, ev.wire, now);
             return;
           }
           if (this.inflight.size >= this.window) {
@@ -187,13 +211,14 @@ export function createSubscriptionManager(opts: SubscriptionManagerOptions): Sub
       env: Pick<EnvelopeSummary, "id" | "sequence" | "serverTimestampMs">,
       tracked: boolean,
       wire: Uint8Array,
+      now: number,
     ) {
       if (tracked) {
         this.inflight.set(env.id, env.sequence);
         this.cursor = env.sequence;
       }
       opts.metrics.deliveries.inc();
-      opts.metrics.pushSeconds.observe(Math.max(0, Date.now() - env.serverTimestampMs) / 1000);
+      opts.metrics.pushSeconds.observe(Math.max(0, now - env.serverTimestampMs) / 1000);
       this.sink.deliver(wire);
     }
 
@@ -207,10 +232,19 @@ export function createSubscriptionManager(opts: SubscriptionManagerOptions): Sub
       }
     }
 
-    poll(now: number) {
-      if (now < this.nextPollAt) return;
-      this.nextPollAt = now + opts.pollMs;
-      this.pump();
+    /**
+     * What the poll should do now: `probe` the queue (with others), `read` it (the backlog read
+     * failed earlier), or nothing (not due, a read in progress, or a full window the next ack
+     * reopens with a read).
+     */
+    duePoll(now: number): "probe" | "read" | undefined {
+      if (now < this.nextPollAt || this.closed || this.reading || this.inflight.size >= this.window) return;
+      return this.drained ? "probe" : "read";
+    }
+
+    /** Where a poll looks from: the last sequence pushed. */
+    get polledFrom(): number {
+      return this.cursor;
     }
 
     /** Reads and pushes until the window is full or the queue is drained; coalesces triggers. */
@@ -237,8 +271,12 @@ export function createSubscriptionManager(opts: SubscriptionManagerOptions): Sub
             }
             const want = Math.min(pageSize, this.window - this.inflight.size);
             opts.metrics.queueReads.inc();
-            const rows = await readQueue(opts.db, this.device, this.cursor, want, Date.now());
+            const after = this.cursor;
+            const rows = await reads(() =>
+              this.closed ? [] : readQueue(opts.db, this.device, after, want, Date.now()),
+            );
             if (this.closed) return;
+            const now = Date.now();
             for (const row of rows) {
               if (row.seq <= this.cursor) continue;
               this.push(
@@ -249,6 +287,7 @@ export function createSubscriptionManager(opts: SubscriptionManagerOptions): Sub
                 },
                 true,
                 encodeEnvelopeRow(row, { franker: opts.franker, asField1: true }),
+                now,
               );
             }
             if (rows.length < want) {
@@ -287,14 +326,54 @@ export function createSubscriptionManager(opts: SubscriptionManagerOptions): Sub
     opts.log.info({ subscriptions: subs.size }, "fan-out resync: re-reading queues");
     for (const s of subs.values()) s.pump();
   });
+  // The poll: every tick, the subscriptions that heard nothing for pollMs are probed together (one
+  // statement per POLL_PROBE_MAX devices, one tick's probe at a time), and only those with
+  // something queued after their cursor read it.
+  let probing = false;
   const pollTimer = setInterval(
     () => {
+      if (probing) return;
       const now = Date.now();
-      for (const s of subs.values()) s.poll(now);
+      const due: DeviceSubscription[] = [];
+      for (const s of subs.values()) {
+        const what = s.duePoll(now);
+        if (what === "probe") due.push(s);
+        else if (what === "read") {
+          s.nextPollAt = now + opts.pollMs;
+          s.pump();
+        }
+      }
+      if (due.length === 0) return;
+      for (const s of due) s.nextPollAt = now + opts.pollMs;
+      probing = true;
+      void probe(due, now).finally(() => {
+        probing = false;
+      });
     },
     Math.min(1000, opts.pollMs),
   );
   pollTimer.unref();
+
+  async function probe(due: DeviceSubscription[], now: number): Promise<void> {
+    for (let i = 0; i < due.length; i += POLL_PROBE_MAX) {
+      const chunk = due.slice(i, i + POLL_PROBE_MAX);
+      try {
+        const pending = await reads(() =>
+          findPendingQueues(
+            opts.db,
+            chunk.map((s) => ({ ...s.device, afterSeq: s.polledFrom })),
+            now,
+          ),
+        );
+        for (const d of pending) subs.get(keyOf(d))?.pump();
+      } catch (err) {
+        // Try these again in a second; their cursors have not moved past anything unsent.
+        if (isUnavailableError(err)) opts.log.warn({ err, devices: chunk.length }, "queue poll failed");
+        else opts.log.error({ err, devices: chunk.length }, "queue poll failed");
+        for (const s of chunk) s.nextPollAt = Math.min(s.nextPollAt, Date.now() + 1000);
+      }
+    }
+  }
 
   return {
     async subscribe(device, window, sink) {
