@@ -42,7 +42,7 @@ const { values: args } = parseArgs({
     inflight: { type: "string", default: "2000" },
     size: { type: "string", default: "256" },
     streams: { type: "string", default: "4" },
-    lanes: { type: "string", default: "4" },
+    lanes: { type: "string", default: "2" },
     /** Delivery child processes sharing PostgreSQL and Redis; streams are spread over them. */
     instances: { type: "string", default: "1" },
     /**

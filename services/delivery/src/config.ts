@@ -99,8 +99,11 @@ export const deliveryEnv = {
   MAX_QUEUE_LENGTH: int({ min: 10, default: 10_000 }),
   /** Most sends committed in one transaction. */
   SEND_BATCH_MAX: int({ min: 1, max: 5_000, default: 500 }),
-  /** Parallel commit lanes (sends to one recipient always use the same lane, keeping order). */
-  SEND_LANES: int({ min: 1, max: 64, default: 4 }),
+  /**
+   * Parallel commit lanes (sends to one recipient always use the same lane, keeping order). Two
+   * keep PostgreSQL busy while the other lane's batch forms, and give larger batches than four.
+   */
+  SEND_LANES: int({ min: 1, max: 64, default: 2 }),
   /** Most acks removed in one transaction. */
   ACK_BATCH_MAX: int({ min: 1, max: 10_000, default: 2_000 }),
   /**

@@ -124,7 +124,7 @@ export async function startSystem(config: StandaloneConfig, log: Logger): Promis
         MAX_QUEUE_LENGTH: 10_000,
         SEND_BATCH_MAX: 500,
         // PGlite runs one transaction at a time: one lane gives the largest group commits.
-        SEND_LANES: embeddedDatabase ? 1 : 4,
+        SEND_LANES: embeddedDatabase ? 1 : 2,
         ACK_BATCH_MAX: 2_000,
         STREAM_POLL_MS: 15_000,
         MAX_DEVICES: 6,

@@ -110,6 +110,13 @@ export function createSubscriptionManager(opts: SubscriptionManagerOptions): Sub
     private blocked = false;
     private reading = false;
     private dirty = false;
+    /**
+     * Wake-ups with their envelope that arrived while a read was under way, by sequence: after the
+     * read, those that continue its rows are pushed from here, and only a gap left means another
+     * read — so a stream falls back to the plain wake-up path as soon as it has caught up, instead
+     * of re-reading for every wake-up that raced a read.
+     */
+    private readonly held = new Map<number, { envelope: EnvelopeSummary; wire: Uint8Array }>();
     private closed = false;
     /** When to look for messages whose wake-up was lost; pushed back by every wake-up heard. */
     nextPollAt: number;
@@ -187,18 +194,16 @@ export function createSubscriptionManager(opts: SubscriptionManagerOptions): Sub
           this.nextPollAt = now + opts.pollMs;
           const seq = env.sequence;
           if (seq <= this.cursor) return;
-          if (
-            ev.inline &&
-            seq === this.cursor + 1 &&
-            this.drained &&
-            !this.reading &&
-            this.inflight.size < this.window
-          ) {
-            this.push(env, true, ev.wire, now);
-            return;
-          }
           if (this.inflight.size >= this.window) {
             this.blocked = true;
+            return;
+          }
+          if (ev.inline && this.reading && this.held.size < this.window) {
+            this.held.set(seq, { envelope: env, wire: ev.wire });
+            return;
+          }
+          if (ev.inline && seq === this.cursor + 1 && this.drained && !this.reading) {
+            this.push(env, true, ev.wire, now);
             return;
           }
           this.pump();
@@ -298,6 +303,7 @@ export function createSubscriptionManager(opts: SubscriptionManagerOptions): Sub
               break;
             }
           }
+          if (this.releaseHeld()) this.dirty = true;
         } while (this.dirty && !this.closed);
       } catch (err) {
         // Retry on the next trigger or poll; the cursor has not moved past anything unsent.
@@ -305,6 +311,34 @@ export function createSubscriptionManager(opts: SubscriptionManagerOptions): Sub
         else this.log.error({ err }, "queue read failed");
         this.nextPollAt = Math.min(this.nextPollAt, Date.now() + 1000);
       }
+    }
+
+    /**
+     * Pushes the held wake-ups that continue the cursor (sequence `cursor + 1`, `cursor + 2`, …)
+     * while the window has room, and drops the rest. Returns whether one was dropped past a gap
+     * (a message not seen yet, so the queue must be read again).
+     */
+    private releaseHeld(): boolean {
+      if (this.held.size === 0) return false;
+      const now = Date.now();
+      let next: { envelope: EnvelopeSummary; wire: Uint8Array } | undefined;
+      while (
+        !this.closed &&
+        this.inflight.size < this.window &&
+        (next = this.held.get(this.cursor + 1)) !== undefined
+      ) {
+        this.held.delete(this.cursor + 1);
+        this.push(next.envelope, true, next.wire, now);
+      }
+      let unseen = false;
+      for (const seq of this.held.keys()) if (seq > this.cursor) unseen = true;
+      this.held.clear();
+      if (unseen && this.inflight.size >= this.window) {
+        // The next ack reopens the window with a read, which finds them.
+        this.blocked = true;
+        return false;
+      }
+      return unseen;
     }
 
     async close(reason: CloseReason): Promise<void> {
