@@ -23,6 +23,22 @@ describe("checkDeviceList", () => {
     });
   });
 
+  test("a device addressed twice counts once, with the last registration id given", () => {
+    expect(checkDeviceList([d(1, 10)], [d(1, 10), d(1, 10)])).toEqual({ kind: "ok" });
+    expect(checkDeviceList([d(1, 10)], [d(1, 10), d(1, 11)])).toEqual({ kind: "stale", stale: [1] });
+    expect(checkDeviceList([d(1, 10), d(2, 20)], [d(1, 10), d(1, 10)])).toEqual({
+      kind: "mismatched",
+      missing: [2],
+      extra: [],
+    });
+  });
+
+  test("an empty device list matches only an empty account", () => {
+    expect(checkDeviceList([], [])).toEqual({ kind: "ok" });
+    expect(checkDeviceList([d(1, 10)], [], 1)).toEqual({ kind: "ok" });
+    expect(checkDeviceList([d(1, 10)], [])).toEqual({ kind: "mismatched", missing: [1], extra: [] });
+  });
+
   test("ignores the sending device when syncing to its own account", () => {
     expect(checkDeviceList([d(1, 10), d(2, 20)], [d(2, 20)], 1)).toEqual({ kind: "ok" });
     expect(checkDeviceList([d(1, 10), d(2, 20)], [d(1, 10), d(2, 20)], 1)).toEqual({

@@ -10,6 +10,32 @@ export type DeviceListCheck =
   | { kind: "mismatched"; missing: number[]; extra: number[] }
   | { kind: "stale"; stale: number[] };
 
+const OK: DeviceListCheck = { kind: "ok" };
+
+/**
+ * Whether `addressed` names exactly the current devices (but `excludeDeviceId`), each once, with
+ * their current registration ids: the answer for nearly every send, found without allocating.
+ */
+function sameDevices(
+  current: readonly DeviceRegistration[],
+  addressed: readonly DeviceRegistration[],
+  excludeDeviceId: number | undefined,
+): boolean {
+  let n = 0;
+  for (const d of current) {
+    if (d.deviceId === excludeDeviceId) continue;
+    n++;
+    let matches = 0;
+    for (const a of addressed) {
+      if (a.deviceId !== d.deviceId) continue;
+      if (a.registrationId !== d.registrationId) return false;
+      matches++;
+    }
+    if (matches !== 1) return false;
+  }
+  return n === addressed.length;
+}
+
 /**
  * Compares the devices a sender addressed with the recipient's current devices, ignoring
  * `excludeDeviceId` (the sending device, when syncing to one's own account). Missing or extra
@@ -20,6 +46,7 @@ export function checkDeviceList(
   addressed: readonly DeviceRegistration[],
   excludeDeviceId?: number,
 ): DeviceListCheck {
+  if (sameDevices(current, addressed, excludeDeviceId)) return OK;
   const have = new Map<number, number>();
   for (const d of current) if (d.deviceId !== excludeDeviceId) have.set(d.deviceId, d.registrationId);
   const sent = new Map<number, number>();
@@ -31,5 +58,5 @@ export function checkDeviceList(
     .filter(([id, reg]) => have.get(id) !== reg)
     .map(([id]) => id)
     .sort((a, b) => a - b);
-  return stale.length > 0 ? { kind: "stale", stale } : { kind: "ok" };
+  return stale.length > 0 ? { kind: "stale", stale } : OK;
 }
