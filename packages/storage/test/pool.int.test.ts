@@ -38,4 +38,39 @@ describeBackends("database connections", (ctx) => {
     const r = await sql<{ plan_cache_mode: string }>`SHOW plan_cache_mode`.execute(ctx.db);
     expect(r.rows[0]?.plan_cache_mode).toBe("force_generic_plan");
   });
+
+  test("a key lookup planned while its table was empty still uses the index as the table grows", async (t) => {
+    if (ctx.name !== "postgres") t.skip(); // PGlite: one embedded session, default planner settings
+    // One pooled session: a temporary table analyzed empty (a fresh install, or the time before
+    // autovacuum's next ANALYZE), a statement prepared then, and rows added without a new ANALYZE:
+    // the cached generic plan is reused, so it must probe the key rather than scan.
+    const plan = await ctx.db.connection().execute(async (conn) => {
+      await sql`CREATE TEMP TABLE probe_t (a uuid, b int, c text, PRIMARY KEY (a, b, c))`.execute(conn);
+      try {
+        await sql`ANALYZE probe_t`.execute(conn);
+        await sql
+          .raw(
+            `PREPARE probe_p(uuid[]) AS SELECT 1 FROM unnest($1) AS k(a)
+          JOIN LATERAL (SELECT 1 FROM probe_t WHERE a = k.a AND b = 1 AND c = 'x' LIMIT 1) p ON true`,
+          )
+          .execute(conn);
+        await sql.raw(`EXECUTE probe_p('{00000000-0000-4000-8000-000000000001}')`).execute(conn);
+        await sql`INSERT INTO probe_t SELECT gen_random_uuid(), g, 'x' FROM generate_series(1, 5000) g`.execute(
+          conn,
+        );
+        const r = await sql
+          .raw<{ "QUERY PLAN": string }>(`EXPLAIN EXECUTE probe_p('{00000000-0000-4000-8000-000000000001}')`)
+          .execute(conn);
+        return r.rows.map((row) => row["QUERY PLAN"]).join("\n");
+      } finally {
+        await sql
+          .raw(`DEALLOCATE probe_p`)
+          .execute(conn)
+          .catch(() => undefined);
+        await sql`DROP TABLE probe_t`.execute(conn);
+      }
+    });
+    expect(plan).toMatch(/Index (Only )?Scan using probe_t_pkey/);
+    expect(plan).not.toMatch(/Seq Scan on probe_t/);
+  });
 });
