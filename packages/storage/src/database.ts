@@ -92,29 +92,33 @@ function prepareMarkedStatements(client: pg.PoolClient): void {
 }
 
 const NEEDS_ESCAPE = /["\\]/;
+/** Elements PostgreSQL reads unquoted the same as quoted: uuids, numbers, plain identifiers. */
+const BARE = /^[\w.:+-]+$/;
 
 /**
  * A one-dimensional array parameter of strings, numbers, bigints, booleans and nulls as the
- * PostgreSQL array literal node-postgres would build for it (every element quoted and escaped
- * the same way), built in one pass: the hot statements carry their rows as a few dozen arrays,
- * and node-postgres's per-element formatting (two regular-expression replacements per element)
- * was a visible share of the delivery service's CPU. Anything else (nested arrays, Buffers,
- * dates, objects) is returned unchanged for node-postgres to format.
+ * PostgreSQL array literal node-postgres would build for it (the same elements, quoted and escaped
+ * where PostgreSQL needs it), built in one pass: the hot statements carry their rows as a few dozen
+ * arrays, and node-postgres's per-element formatting (two regular-expression replacements per
+ * element) was a visible share of the delivery service's CPU, and building the text by appending
+ * to a string allocated two string pieces per element (~10 % of everything the delivery service
+ * allocated). Anything else (nested arrays, Buffers, dates, objects) is returned unchanged for
+ * node-postgres to format.
  */
 export function arrayLiteral(value: unknown): unknown {
   if (!Array.isArray(value)) return value;
-  let out = "{";
+  const parts: Array<string | number | bigint> = new Array<string | number | bigint>(value.length);
   for (let i = 0; i < value.length; i++) {
     const v: unknown = value[i];
-    if (i > 0) out += ",";
-    if (v === null || v === undefined) out += "NULL";
-    else if (typeof v === "string")
-      out += NEEDS_ESCAPE.test(v) ? `"${v.replace(/[\\"]/g, "\\$&")}"` : `"${v}"`;
-    else if (typeof v === "number" || typeof v === "bigint") out += String(v);
-    else if (typeof v === "boolean") out += v ? "true" : "false";
+    if (v === null || v === undefined) parts[i] = "NULL";
+    else if (typeof v === "string") {
+      if (BARE.test(v) && !(v.length === 4 && v.toLowerCase() === "null")) parts[i] = v;
+      else parts[i] = NEEDS_ESCAPE.test(v) ? `"${v.replace(/[\\"]/g, "\\$&")}"` : `"${v}"`;
+    } else if (typeof v === "number" || typeof v === "bigint") parts[i] = v;
+    else if (typeof v === "boolean") parts[i] = v ? "true" : "false";
     else return value;
   }
-  return out + "}";
+  return `{${parts.join(",")}}`;
 }
 
 const MIGRATIONS: Record<string, Migration> = {

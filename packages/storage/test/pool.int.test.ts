@@ -13,6 +13,27 @@ describeBackends("database connections", (ctx) => {
     expect(r.rows.map((row) => row.v)).toEqual(values);
   });
 
+  test("strings sent unquoted (uuids, words, signs, dots, colons) and every spelling of null", async () => {
+    const values = [
+      "00000000-0000-4000-8000-00000000000a",
+      "null",
+      "Null",
+      "NULLS",
+      "nul",
+      "a_b.c:d+e-f",
+      "-1",
+      "1e5",
+      "+",
+      "x y",
+      "tab\tin",
+      "new\nline",
+    ];
+    const r = await sql<{ v: string | null }>`
+      SELECT v FROM unnest(${values}::text[]) WITH ORDINALITY AS t(v, i) ORDER BY i
+    `.execute(ctx.db);
+    expect(r.rows.map((row) => row.v)).toEqual(values);
+  });
+
   test("numbers, bigints, booleans and nulls keep their values and positions", async () => {
     const ints = [0, -1, 2_147_483_647, null, 42];
     const bigs = [1_700_000_000_000, BigInt("9007199254740993"), null];
