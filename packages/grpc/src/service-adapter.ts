@@ -60,8 +60,9 @@ export function adaptService(
   service: DescService,
   impl: Partial<Record<string, unknown>>,
   rt: AdapterRuntime,
+  decoders: Partial<Record<string, (bytes: Uint8Array) => Message>> = {},
 ): { definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation } {
-  for (const key of Object.keys(impl)) {
+  for (const key of [...Object.keys(impl), ...Object.keys(decoders)]) {
     if (!(key in service.method)) {
       throw new Error(`${service.typeName} has no method "${key}" (handlers are keyed by localName)`);
     }
@@ -79,7 +80,7 @@ export function adaptService(
       // Only the server half is used. Decoding never throws (grpc-js would answer INTERNAL), and
       // handlers encode responses themselves, so both failures reach the one error mapping.
       requestSerialize: (msg: Decoded) => toBuffer(encode(method.input, msg)),
-      requestDeserialize: (bytes: Buffer) => decodeRequest(method.input, bytes),
+      requestDeserialize: (bytes: Buffer) => decodeRequest(method.input, bytes, decoders[method.localName]),
       responseSerialize: toBuffer,
       responseDeserialize: (bytes: Buffer) => new Uint8Array(bytes),
     };
@@ -157,10 +158,15 @@ function toBuffer(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-function decodeRequest(schema: DescMessage, bytes: Buffer): Decoded {
+function decodeRequest(
+  schema: DescMessage,
+  bytes: Buffer,
+  decoder: ((bytes: Uint8Array) => Message) | undefined,
+): Decoded {
   try {
     // A plain Uint8Array view, so `bytes` fields are Uint8Array rather than Buffer.
-    return fromBinary(schema, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    const view = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    return decoder ? decoder(view) : fromBinary(schema, view);
   } catch (err) {
     return new MalformedRequest(err);
   }

@@ -1,6 +1,7 @@
+import { fromBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { AppError, Code, isAppError } from "@switchboard/errors";
-import { App, DirectoryService } from "@switchboard/proto";
+import { App, DirectoryService, ResolveHandleRequestSchema } from "@switchboard/proto";
 import { describe, expect, onTestFinished, test } from "vitest";
 import { createClient, errorFromServiceError } from "../src/index.js";
 import type { CallContext } from "../src/index.js";
@@ -123,6 +124,48 @@ describe("unary calls", () => {
 
     expect(err?.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(err && errorFromServiceError(err).reason).toBe("MALFORMED_REQUEST");
+  });
+
+  test("uses a method's own request decoder; one that throws is MALFORMED_REQUEST", async () => {
+    const decoded: number[] = [];
+    const { target } = await startServer((s) =>
+      s.add(DirectoryService, fakeDirectory(), {
+        decoders: {
+          resolveHandle: (bytes) => {
+            decoded.push(bytes.length);
+            if (bytes.length > 40) throw new Error("too long for this decoder");
+            return fromBinary(ResolveHandleRequestSchema, bytes);
+          },
+        },
+      }),
+    );
+    const client = directoryClient(target);
+    const res = await client.resolveHandle({ handle: { app: App.WHATSAPP, value: "+15551234567" } });
+    expect(res.result.case).toBe("found");
+    expect(decoded).toHaveLength(1);
+    const err = await rejection(
+      client.resolveHandle({ handle: { app: App.WHATSAPP, value: "x".repeat(60) } }),
+    );
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.reason).toBe("MALFORMED_REQUEST");
+    expect(decoded).toHaveLength(2);
+    // Other methods keep protobuf-es.
+    await rejection(client.getAccount({ accountId: "acc-9" }));
+    expect(decoded).toHaveLength(2);
+  });
+
+  test("a decoder for a method the service lacks is a startup error", async () => {
+    await expect(
+      startServer((s) =>
+        s.add(DirectoryService, fakeDirectory(), {
+          decoders: {
+            noSuchMethod: () => {
+              throw new Error("unused");
+            },
+          },
+        }),
+      ),
+    ).rejects.toThrow(/has no method "noSuchMethod"/);
   });
 
   test("rejects a request over maxReceiveMessageBytes with RESOURCE_EXHAUSTED", async () => {

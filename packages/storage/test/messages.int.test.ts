@@ -102,9 +102,12 @@ describeBackends("message repository", (ctx) => {
 
   test("findPendingQueues names the devices with a deliverable message after their cursor", async () => {
     const now = Date.now();
-    const [fresh, behind, caughtUp, expiredOnly, heldOnly, empty] = await Promise.all(
-      Array.from({ length: 6 }, () => createAccount(ctx.db)),
-    );
+    const fresh = await createAccount(ctx.db);
+    const behind = await createAccount(ctx.db);
+    const caughtUp = await createAccount(ctx.db);
+    const expiredOnly = await createAccount(ctx.db);
+    const heldOnly = await createAccount(ctx.db);
+    const empty = await createAccount(ctx.db);
     await queue([
       queueRow(fresh, { content: Buffer.from("1") }),
       queueRow(behind, { content: Buffer.from("1") }),

@@ -1,0 +1,187 @@
+import { randomUUID } from "node:crypto";
+import { create, equals, fromBinary, toBinary, type DescMessage } from "@bufbuild/protobuf";
+import {
+  AckFrameSchema,
+  AddressSchema,
+  ConnectRequestBatchSchema,
+  ConnectRequestSchema,
+  OutgoingMessageSchema,
+  SendFrameSchema,
+  SendMessageRequestSchema,
+  type ConnectRequest,
+} from "@switchboard/proto";
+import { describe, expect, test } from "vitest";
+import { decodeConnectRequest } from "./connect-decode.js";
+
+/** A small seeded generator, so a failure names the seed that reproduces it. */
+function rng(seed: number) {
+  let s = seed >>> 0 || 1;
+  const next = () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) / 2 ** 32;
+  };
+  const int = (n: number) => Math.floor(next() * n);
+  const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)] as T;
+  return { next, int, pick };
+}
+
+type Rng = ReturnType<typeof rng>;
+
+const STRINGS = ["", "a", "ünïcødé-🙂", "x".repeat(300), "NULL", "\u0000"];
+const U32 = [0, 1, 127, 128, 16_383, 16_384, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1];
+const I64 = [0n, 1n, 1_700_000_000_000n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 62n, -1n, -(2n ** 63n)];
+const U64 = [0n, 1n, 300n, 2n ** 32n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 64n - 1n];
+
+const text = (r: Rng) => (r.next() < 0.7 ? randomUUID() : r.pick(STRINGS));
+const bytes = (r: Rng, max: number) => Uint8Array.from({ length: r.int(max) }, () => r.int(256));
+const address = (r: Rng) =>
+  r.next() < 0.15 ? undefined : { accountId: text(r), deviceId: r.next() < 0.8 ? 1 + r.int(6) : r.pick(U32) };
+
+function frame(r: Rng, inBatch: boolean): ConnectRequest {
+  const k = r.int(inBatch ? 10 : 11);
+  if (k < 5)
+    return create(ConnectRequestSchema, {
+      frame: {
+        case: "send",
+        value: {
+          correlationId: r.next() < 0.8 ? BigInt(r.int(1e6)) : r.pick(U64),
+          request:
+            r.next() < 0.05
+              ? undefined
+              : {
+                  sender: address(r),
+                  destinationAccountId: text(r),
+                  messages: Array.from({ length: r.int(4) }, () => ({
+                    deviceId: r.next() < 0.8 ? 1 + r.int(6) : r.pick(U32),
+                    registrationId: r.pick(U32),
+                    type: r.pick([1, 3, 6, 8, 0, 99]),
+                    content: bytes(r, 300),
+                  })),
+                  clientMessageId: text(r),
+                  clientTimestampMs: r.next() < 0.8 ? BigInt(Date.now()) : r.pick(I64),
+                  ephemeral: r.next() < 0.2,
+                  urgent: r.next() < 0.5,
+                  forwarded: r.next() < 0.2,
+                  reportTag: r.next() < 0.2 ? bytes(r, 64) : new Uint8Array(0),
+                },
+        },
+      },
+    });
+  if (k < 8)
+    return create(ConnectRequestSchema, {
+      frame: {
+        case: "ack",
+        value: { device: address(r), messageIds: Array.from({ length: r.int(5) }, () => text(r)) },
+      },
+    });
+  if (k === 8)
+    return create(ConnectRequestSchema, {
+      frame: { case: "subscribe", value: { device: address(r), window: r.int(1000) } },
+    });
+  if (k === 9)
+    return create(ConnectRequestSchema, {
+      frame: {
+        case: "sendGroup",
+        value: {
+          correlationId: BigInt(r.int(1000)),
+          request: { groupId: randomUUID(), content: bytes(r, 40), clientMessageId: text(r) },
+        },
+      },
+    });
+  return create(ConnectRequestSchema, {
+    frame: {
+      case: "batch",
+      value: { frames: Array.from({ length: r.int(20) }, () => frame(r, true)) },
+    },
+  });
+}
+
+/** Decodes with both; both must throw, or give equal messages. */
+function same(bytes: Uint8Array) {
+  let expected: ConnectRequest | undefined;
+  let expectedError: unknown;
+  try {
+    expected = fromBinary(ConnectRequestSchema, bytes);
+  } catch (err) {
+    expectedError = err;
+  }
+  if (expectedError) {
+    expect(() => decodeConnectRequest(bytes)).toThrow();
+    return;
+  }
+  const got = decodeConnectRequest(bytes);
+  expect(got).toEqual(expected);
+  expect(equals(ConnectRequestSchema, got, expected as ConnectRequest)).toBe(true);
+}
+
+describe("decodeConnectRequest", () => {
+  test("equals protobuf-es on random batches of send, ack, subscribe and group frames", () => {
+    for (let seed = 1; seed <= 400; seed++) {
+      const r = rng(seed);
+      const msg =
+        r.next() < 0.8
+          ? create(ConnectRequestSchema, {
+              frame: {
+                case: "batch",
+                value: { frames: Array.from({ length: r.int(30) }, () => frame(r, true)) },
+              },
+            })
+          : frame(r, false);
+      same(toBinary(ConnectRequestSchema, msg));
+    }
+  });
+
+  test("frames with unknown fields, repeated singular messages or odd wire types decode as protobuf-es does", () => {
+    const send = toBinary(
+      ConnectRequestSchema,
+      create(ConnectRequestSchema, {
+        frame: {
+          case: "send",
+          value: {
+            correlationId: 7n,
+            request: { sender: { accountId: randomUUID(), deviceId: 1 }, clientMessageId: "c" },
+          },
+        },
+      }),
+    );
+    const unknownField = Uint8Array.from([...send, 0xf8, 0x01, 0x05]); // field 31, varint 5
+    same(unknownField);
+    expect(decodeConnectRequest(unknownField).$unknown).toBeDefined();
+    same(Uint8Array.from([...send, ...send])); // the oneof set twice: the messages merge
+    same(Uint8Array.from([0x1a, 0x02, 0x08, 0x01, 0x1a, 0x02, 0x08, 0x02])); // two send frames
+    same(Uint8Array.from([0x1a, 0x03, 0x10, 0x01, 0x00])); // SendFrame field 2 as a varint
+    same(Uint8Array.from([0x2a, 0x04, 0x12, 0x02, 0xc3, 0x28])); // an ack id that is not UTF-8
+    const batchOfOdd = Uint8Array.from([
+      0x32,
+      unknownField.length + 2,
+      0x0a,
+      unknownField.length,
+      ...unknownField,
+    ]);
+    same(batchOfOdd);
+  });
+
+  test("truncated and corrupted input fails or decodes exactly as protobuf-es does", () => {
+    const r = rng(99);
+    for (let i = 0; i < 300; i++) {
+      const good = toBinary(ConnectRequestSchema, frame(r, false));
+      if (good.length === 0) continue;
+      same(good.subarray(0, r.int(good.length)));
+      const bad = good.slice();
+      bad[r.int(bad.length)] = r.int(256);
+      same(bad);
+    }
+  });
+
+  test("the decoder knows every field of the messages it decodes (update it when they change)", () => {
+    const numbers = (d: DescMessage) => d.fields.map((f) => f.number);
+    expect(numbers(SendFrameSchema)).toEqual([1, 2]);
+    expect(numbers(SendMessageRequestSchema)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(numbers(OutgoingMessageSchema)).toEqual([1, 2, 3, 4]);
+    expect(numbers(AckFrameSchema)).toEqual([1, 2]);
+    expect(numbers(AddressSchema)).toEqual([1, 2]);
+    expect(numbers(ConnectRequestBatchSchema)).toEqual([1]);
+  });
+});

@@ -1,0 +1,269 @@
+import { fromBinary } from "@bufbuild/protobuf";
+import {
+  ConnectRequestSchema,
+  type AckFrame,
+  type Address,
+  type ConnectRequest,
+  type ConnectRequestBatch,
+  type OutgoingMessage,
+  type SendFrame,
+  type SendMessageRequest,
+} from "@switchboard/proto";
+
+// The hot half of the Connect stream's input, decoded without protobuf-es reflection: batches of
+// `send` and `ack` frames. protobuf-es builds each message through its reflection layer (a Map per
+// message, zero-value objects, a field lookup per tag), which in the bench was a fifth of
+// everything the delivery service allocated. Anything this decoder does not expect — another frame
+// kind, an unknown field, a repeated singular message, a wire type that does not match — makes it
+// hand that frame (or the whole request) to protobuf-es instead, so the result is always what
+// `fromBinary(ConnectRequestSchema, bytes)` returns (connect-decode.test.ts checks it on random
+// input and fails when one of these messages gains a field).
+
+/** Thrown inside the decoder (one instance, made once): let protobuf-es decode this frame. */
+const FALLBACK = new Error("not on the fast path: decode with protobuf-es");
+
+const WIRE_VARINT = 0;
+const WIRE_LEN = 2;
+
+class Reader {
+  pos: number;
+  private readonly text: Buffer;
+
+  constructor(
+    readonly buf: Uint8Array,
+    start: number,
+  ) {
+    this.pos = start;
+    this.text = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  }
+
+  /** A varint below 2^53 as a number (larger ones fall back). */
+  varint(end: number): number {
+    let result = 0;
+    let scale = 1;
+    for (let i = 0; i < 8; i++) {
+      if (this.pos >= end) throw FALLBACK;
+      const b = this.buf[this.pos++] as number;
+      result += (b & 0x7f) * scale;
+      if (b < 0x80) {
+        if (result > Number.MAX_SAFE_INTEGER) throw FALLBACK;
+        return result;
+      }
+      scale *= 128;
+    }
+    throw FALLBACK;
+  }
+
+  /** A uint32 field (a larger varint is truncated by protobuf-es: leave that to it). */
+  uint32(end: number): number {
+    const v = this.varint(end);
+    if (v > 0xffffffff) throw FALLBACK;
+    return v;
+  }
+
+  /** The end of a length-delimited field starting here. */
+  delimited(end: number): number {
+    const len = this.varint(end);
+    const stop = this.pos + len;
+    if (stop > end) throw FALLBACK;
+    return stop;
+  }
+
+  string(end: number): string {
+    const stop = this.delimited(end);
+    const s = this.text.toString("utf8", this.pos, stop);
+    // Invalid UTF-8 decodes to U+FFFD here; protobuf-es has its own rules for it.
+    if (s.includes("\uFFFD")) throw FALLBACK;
+    this.pos = stop;
+    return s;
+  }
+
+  bytes(end: number): Uint8Array {
+    const stop = this.delimited(end);
+    const b = this.buf.subarray(this.pos, stop);
+    this.pos = stop;
+    return b;
+  }
+
+  bool(end: number): boolean {
+    const v = this.varint(end);
+    if (v > 1) throw FALLBACK;
+    return v === 1;
+  }
+}
+
+/** Decodes one Connect stream message; equal to protobuf-es's `fromBinary` for any input. */
+export function decodeConnectRequest(bytes: Uint8Array): ConnectRequest {
+  try {
+    return readConnectRequest(new Reader(bytes, 0), bytes.length, true);
+  } catch (err) {
+    if (err === FALLBACK) return fromBinary(ConnectRequestSchema, bytes);
+    throw err;
+  }
+}
+
+function readConnectRequest(r: Reader, end: number, top: boolean): ConnectRequest {
+  const start = r.pos;
+  let frame: ConnectRequest["frame"] = { case: undefined };
+  try {
+    while (r.pos < end) {
+      const tag = r.varint(end);
+      if ((tag & 7) !== WIRE_LEN || frame.case !== undefined) throw FALLBACK;
+      const field = tag >>> 3;
+      const stop = r.delimited(end);
+      if (field === 3) frame = { case: "send", value: readSendFrame(r, stop) };
+      else if (field === 5) frame = { case: "ack", value: readAckFrame(r, stop) };
+      else if (field === 6 && top) frame = { case: "batch", value: readBatch(r, stop) };
+      else throw FALLBACK;
+      if (r.pos !== stop) throw FALLBACK;
+    }
+  } catch (err) {
+    // A frame inside a batch falls back on its own; the top-level message as a whole.
+    if (err !== FALLBACK || top) throw err;
+    r.pos = end;
+    return fromBinary(ConnectRequestSchema, r.buf.subarray(start, end));
+  }
+  return { $typeName: "switchboard.delivery.v1.ConnectRequest", frame };
+}
+
+function readBatch(r: Reader, end: number): ConnectRequestBatch {
+  const frames: ConnectRequest[] = [];
+  while (r.pos < end) {
+    const tag = r.varint(end);
+    if (tag !== ((1 << 3) | WIRE_LEN)) throw FALLBACK;
+    const stop = r.delimited(end);
+    frames.push(readConnectRequest(r, stop, false));
+  }
+  return { $typeName: "switchboard.delivery.v1.ConnectRequestBatch", frames };
+}
+
+function readSendFrame(r: Reader, end: number): SendFrame {
+  let correlationId = 0;
+  let request: SendMessageRequest | undefined;
+  while (r.pos < end) {
+    const tag = r.varint(end);
+    if (tag === ((1 << 3) | WIRE_VARINT)) correlationId = r.varint(end);
+    else if (tag === ((2 << 3) | WIRE_LEN) && request === undefined) {
+      const stop = r.delimited(end);
+      request = readSendRequest(r, stop);
+    } else throw FALLBACK;
+  }
+  return {
+    $typeName: "switchboard.delivery.v1.SendFrame",
+    correlationId: BigInt(correlationId),
+    request,
+  };
+}
+
+function readSendRequest(r: Reader, end: number): SendMessageRequest {
+  const m: SendMessageRequest = {
+    $typeName: "switchboard.delivery.v1.SendMessageRequest",
+    sender: undefined,
+    destinationAccountId: "",
+    messages: [],
+    clientMessageId: "",
+    clientTimestampMs: 0n,
+    ephemeral: false,
+    urgent: false,
+    forwarded: false,
+    reportTag: new Uint8Array(0),
+  };
+  while (r.pos < end) {
+    const tag = r.varint(end);
+    switch (tag) {
+      case (1 << 3) | WIRE_LEN:
+        if (m.sender !== undefined) throw FALLBACK;
+        m.sender = readAddress(r, r.delimited(end));
+        break;
+      case (2 << 3) | WIRE_LEN:
+        m.destinationAccountId = r.string(end);
+        break;
+      case (3 << 3) | WIRE_LEN:
+        m.messages.push(readOutgoing(r, r.delimited(end)));
+        break;
+      case (4 << 3) | WIRE_LEN:
+        m.clientMessageId = r.string(end);
+        break;
+      case (5 << 3) | WIRE_VARINT: {
+        // int64: a negative value is ten bytes long (falls back); anything below 2^53 is exact.
+        m.clientTimestampMs = BigInt(r.varint(end));
+        break;
+      }
+      case (6 << 3) | WIRE_VARINT:
+        m.ephemeral = r.bool(end);
+        break;
+      case (7 << 3) | WIRE_VARINT:
+        m.urgent = r.bool(end);
+        break;
+      case (8 << 3) | WIRE_VARINT:
+        m.forwarded = r.bool(end);
+        break;
+      case (9 << 3) | WIRE_LEN:
+        m.reportTag = r.bytes(end);
+        break;
+      default:
+        throw FALLBACK;
+    }
+  }
+  return m;
+}
+
+function readOutgoing(r: Reader, end: number): OutgoingMessage {
+  const m: OutgoingMessage = {
+    $typeName: "switchboard.delivery.v1.OutgoingMessage",
+    deviceId: 0,
+    registrationId: 0,
+    type: 0,
+    content: new Uint8Array(0),
+  };
+  while (r.pos < end) {
+    const tag = r.varint(end);
+    switch (tag) {
+      case (1 << 3) | WIRE_VARINT:
+        m.deviceId = r.uint32(end);
+        break;
+      case (2 << 3) | WIRE_VARINT:
+        m.registrationId = r.uint32(end);
+        break;
+      case (3 << 3) | WIRE_VARINT: {
+        // An enum is an int32: only small non-negative values here (others fall back).
+        const v = r.varint(end);
+        if (v > 0x7fffffff) throw FALLBACK;
+        m.type = v;
+        break;
+      }
+      case (4 << 3) | WIRE_LEN:
+        m.content = r.bytes(end);
+        break;
+      default:
+        throw FALLBACK;
+    }
+  }
+  if (r.pos !== end) throw FALLBACK;
+  return m;
+}
+
+function readAddress(r: Reader, end: number): Address {
+  const m: Address = { $typeName: "switchboard.common.v1.Address", accountId: "", deviceId: 0 };
+  while (r.pos < end) {
+    const tag = r.varint(end);
+    if (tag === ((1 << 3) | WIRE_LEN)) m.accountId = r.string(end);
+    else if (tag === ((2 << 3) | WIRE_VARINT)) m.deviceId = r.uint32(end);
+    else throw FALLBACK;
+  }
+  if (r.pos !== end) throw FALLBACK;
+  return m;
+}
+
+function readAckFrame(r: Reader, end: number): AckFrame {
+  const m: AckFrame = { $typeName: "switchboard.delivery.v1.AckFrame", device: undefined, messageIds: [] };
+  while (r.pos < end) {
+    const tag = r.varint(end);
+    if (tag === ((1 << 3) | WIRE_LEN)) {
+      if (m.device !== undefined) throw FALLBACK;
+      m.device = readAddress(r, r.delimited(end));
+    } else if (tag === ((2 << 3) | WIRE_LEN)) m.messageIds.push(r.string(end));
+    else throw FALLBACK;
+  }
+  return m;
+}
