@@ -83,6 +83,16 @@ describe("parseCommandLine", () => {
     }
   });
 
+  test("--until: a closed loop waits for deliveries by default, or only for results", () => {
+    const env = { LOADGEN_APP_TOKEN: "t" };
+    expect(parse(["--closed-loop"], env).until).toBe("delivered");
+    expect(parse(["--closed-loop", "--until", "result"], env).until).toBe("result");
+    expect(() => parse(["--closed-loop", "--until", "acked"], env)).toThrow(
+      /--until: expected delivered or result/,
+    );
+    expect(() => parse(["--until", "result"], env)).toThrow(/--until needs --closed-loop/);
+  });
+
   test("requires an app token", () => {
     expect(() => parse([])).toThrow(/app token is required/);
   });

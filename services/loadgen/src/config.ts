@@ -54,6 +54,8 @@ Traffic
   --rate N                  open loop: N sends/s at fixed intervals, latency measured from each
                             send's intended time (default ${DEFAULTS.ratePerSecond})
   --closed-loop             closed loop: keep --inflight sends outstanding (maximum throughput)
+  --until delivered|result  closed loop: a send is outstanding until every recipient has it
+                            (default), or only until its result arrives
   --inflight N              closed loop: sends outstanding (default ${DEFAULTS.closedLoopInflight}); open loop: cap on
                             outstanding sends, later ones wait and count late (default ${DEFAULTS.openLoopInflight})
   --duration S              measured seconds (default ${DEFAULTS.durationSeconds})
@@ -100,6 +102,7 @@ const OPTIONS = {
   population: { type: "string" },
   rate: { type: "string" },
   "closed-loop": { type: "boolean" },
+  until: { type: "string" },
   inflight: { type: "string" },
   duration: { type: "string" },
   warmup: { type: "string" },
@@ -255,6 +258,10 @@ export function parseCommandLine(
 
   const closedLoop = v["closed-loop"] ?? false;
   if (closedLoop && v.rate !== undefined) problems.push("--rate and --closed-loop exclude each other");
+  const until = v.until ?? "delivered";
+  if (until !== "delivered" && until !== "result")
+    problems.push(`--until: expected delivered or result, got "${until}"`);
+  else if (v.until !== undefined && !closedLoop) problems.push("--until needs --closed-loop");
 
   const watch: WatchedProcess[] = [];
   for (const raw of [...(v.pids ?? []), ...(v["watch-process"] ?? [])]) {
@@ -284,6 +291,7 @@ export function parseCommandLine(
     sizeBytes: num("size", v.size, DEFAULTS.sizeBytes, 32, 256 * 1024),
     ratePerSecond: num("rate", v.rate, DEFAULTS.ratePerSecond, 0.001, 10_000_000, false),
     closedLoop,
+    until: until === "result" ? "result" : "delivered",
     inflight: num(
       "inflight",
       v.inflight,

@@ -252,7 +252,7 @@ svg { display: block; margin: 12px 0; max-width: 100%; height: auto; } .muted { 
 <p class="muted">${esc(r.options.mode)}, ${esc(t.loop)} loop${
     t.offeredPerSecond !== null
       ? ` at ${esc(t.offeredPerSecond)} sends/s offered`
-      : `, ${esc(r.options.inflight)} sends in flight`
+      : `, ${esc(r.options.inflight)} sends in flight until ${esc(r.options.until)}`
   }, ${esc(r.setup.devices)} devices, ${esc(r.options.sizeBytes)}-byte ${esc(r.options.payload)} payloads, ${esc(
     r.options.warmupSeconds,
   )} s warm-up + ${esc(r.options.durationSeconds)} s measured. ${esc(r.startedAt)} on ${esc(r.machine.hostname)} (${esc(

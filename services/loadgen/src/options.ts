@@ -31,8 +31,14 @@ export interface LoadgenOptions {
   sizeBytes: number;
   /** Open loop: sends per second, scheduled at fixed intervals. Ignored with `closedLoop`. */
   ratePerSecond: number;
-  /** Closed loop: keep `inflight` sends outstanding, as fast as results come back. */
+  /** Closed loop: keep `inflight` sends outstanding, as fast as they complete (see `until`). */
   closedLoop: boolean;
+  /**
+   * Closed loop: when a send stops counting as outstanding — once every recipient device has it
+   * (`delivered`: what the system sustains end to end), or once its result arrives (`result`:
+   * offers more than the push path may keep up with).
+   */
+  until: "delivered" | "result";
   /** Closed loop: sends outstanding. Open loop: the most sends outstanding (later ones wait, late). */
   inflight: number;
   durationSeconds: number;

@@ -150,7 +150,9 @@ export function summarize(report: LoadReport): string {
   const v = report.verification;
   const lines = [
     `${report.passed ? "PASSED" : "FAILED"}  ${report.name}  (${report.options.mode}, ${t.loop} loop${
-      t.offeredPerSecond !== null ? ` at ${t.offeredPerSecond}/s` : `, ${report.options.inflight} in flight`
+      t.offeredPerSecond !== null
+        ? ` at ${t.offeredPerSecond}/s`
+        : `, ${report.options.inflight} in flight until ${report.options.until}`
     }, ${report.setup.devices} devices, ${t.measuredSeconds}s measured${t.interrupted ? ", interrupted" : ""})`,
     `throughput  sends ${t.sendsPerSecond}/s  deliveries ${t.deliveriesPerSecond}/s  receipts ${t.receiptsPerSecond}/s`,
     `end-to-end  p50 ${e.p50Ms} ms  p90 ${e.p90Ms} ms  p99 ${e.p99Ms} ms  p99.9 ${e.p999Ms} ms  max ${e.maxMs} ms  (${e.count} deliveries)`,

@@ -170,6 +170,8 @@ export async function runLoadTest(options: LoadgenOptions, io: RunIO): Promise<R
   const phaseAt = (t: number): Phase => (t < tWarm ? "warmup" : t < tEnd ? "measure" : "drain");
   const inWindow = (t: number) => t >= tWarm && t < tEnd;
 
+  /** Every recipient has a confirmed send (set up with the traffic: frees a closed-loop slot). */
+  let onComplete = (): void => undefined;
   const onMessage = (device: number, m: IncomingMessage) => {
     const now = performance.now();
     lastEventAt = now;
@@ -187,6 +189,7 @@ export async function runLoadTest(options: LoadgenOptions, io: RunIO): Promise<R
     }
     const v = verifier.received(device, m.envelopeId, h.sender, h.seq, h.watermark);
     if (v.kind !== "first") return;
+    if (v.complete) onComplete();
     const latency = now - v.sentAt;
     interval.delivered++;
     totals.delivered++;
@@ -309,6 +312,8 @@ export async function runLoadTest(options: LoadgenOptions, io: RunIO): Promise<R
     const payloadBytes = { direct: 0, directCount: 0, group: 0, groupCount: 0 };
     const runTag = runId.toString(36);
     let inflight = 0;
+    /** Closed loop: sends holding a slot (until their result, or until delivered: `o.until`). */
+    let open = 0;
     let maxInflight = 0;
     let maxBacklog = 0;
     let stopped = false;
@@ -334,13 +339,15 @@ export async function runLoadTest(options: LoadgenOptions, io: RunIO): Promise<R
       inflight--;
       lastEventAt = now;
       if (r.ok) {
-        verifier.confirmed(s, seq);
+        const delivered = verifier.confirmed(s, seq);
+        if (delivered || o.until === "result") open--;
         interval.sent++;
         if (inWindow(now)) window.sent++;
         if (inWindow(intendedAt)) sendLatency.record(now - intendedAt);
       } else {
         verifier.failed(s, seq);
         countError("send", r.code, r.reason);
+        open--;
       }
       resolveSeq(s, seq);
       refill();
@@ -374,6 +381,7 @@ export async function runLoadTest(options: LoadgenOptions, io: RunIO): Promise<R
       const sender = registered.devices[s]!;
       const clientMessageId = `${runTag}.${s}.${seq}`;
       inflight++;
+      open++;
       if (inflight > maxInflight) maxInflight = inflight;
       interval.issued++;
       totals.issued++;
@@ -442,9 +450,14 @@ export async function runLoadTest(options: LoadgenOptions, io: RunIO): Promise<R
       const b = backlogAt(now);
       if (b > maxBacklog) maxBacklog = b;
     };
+    onComplete = () => {
+      if (o.until !== "delivered") return;
+      open--;
+      refill();
+    };
     const refill = () => {
       if (o.closedLoop) {
-        while (!stopped && inflight < o.inflight && performance.now() < tEnd) issue(performance.now());
+        while (!stopped && open < o.inflight && performance.now() < tEnd) issue(performance.now());
       } else pumpOpen();
     };
 
@@ -505,7 +518,7 @@ export async function runLoadTest(options: LoadgenOptions, io: RunIO): Promise<R
     lastEventAt = t0;
     const ticker = setInterval(tick, o.intervalMs);
     io.progress(
-      `traffic: ${o.closedLoop ? `closed loop, ${o.inflight} in flight` : `open loop at ${o.ratePerSecond}/s`} for ${o.warmupSeconds}s warm-up + ${o.durationSeconds}s`,
+      `traffic: ${o.closedLoop ? `closed loop, ${o.inflight} in flight until ${o.until}` : `open loop at ${o.ratePerSecond}/s`} for ${o.warmupSeconds}s warm-up + ${o.durationSeconds}s`,
     );
     if (o.closedLoop) {
       refill();

@@ -113,7 +113,24 @@ describe("Verifier", () => {
     const members = Array.from({ length: 100 }, (_, i) => i + 1);
     v.issued(0, 1, members, 5);
     v.confirmed(0, 1);
-    for (const d of members) expect(v.received(d, "g1", 0, 1, 0)).toEqual({ kind: "first", sentAt: 5 });
+    for (const d of members)
+      expect(v.received(d, "g1", 0, 1, 0)).toEqual({ kind: "first", sentAt: 5, complete: d === 100 });
     expect(v.report()).toMatchObject({ expectedDeliveries: 100, delivered: 100, passed: true });
+  });
+
+  test("says when a confirmed send has reached every recipient, whichever came last", () => {
+    const v = new Verifier();
+    v.issued(0, 1, [1, 2], 0);
+    expect(v.received(1, "a", 0, 1, 0)).toMatchObject({ kind: "first", complete: false });
+    expect(v.received(2, "b", 0, 1, 0)).toMatchObject({ kind: "first", complete: false }); // not confirmed yet
+    expect(v.confirmed(0, 1)).toBe(true); // the result came after both deliveries
+    v.issued(0, 2, [1, 2], 0);
+    expect(v.confirmed(0, 2)).toBe(false);
+    expect(v.received(2, "c", 0, 2, 0)).toMatchObject({ complete: false });
+    expect(v.received(2, "c", 0, 2, 0).kind).toBe("redelivery");
+    expect(v.received(1, "d", 0, 2, 0)).toMatchObject({ complete: true });
+    v.issued(0, 3, [1], 0);
+    v.failed(0, 3);
+    expect(v.received(1, "e", 0, 3, 0)).toMatchObject({ complete: false }); // a failed send never completes
   });
 });

@@ -4,7 +4,7 @@
 /** How a received message was classified. */
 export type ReceiveVerdict =
   /** First delivery of this message to this device; `sentAt` is what {@link Verifier.issued} got. */
-  | { kind: "first"; sentAt: number }
+  | { kind: "first"; sentAt: number; complete: boolean }
   /** The same envelope again (redelivery of an unacknowledged message): dropped, and fine. */
   | { kind: "redelivery" }
   /** The same message again under another envelope id: an application-level duplicate. */
@@ -139,13 +139,17 @@ export class Verifier {
     this.issuedCount++;
   }
 
-  /** The send was acknowledged Sent: each recipient device is now owed one delivery. */
-  confirmed(sender: number, seq: number): void {
+  /**
+   * The send was acknowledged Sent: each recipient device is now owed one delivery. Returns
+   * whether every recipient already has it (deliveries can overtake the result).
+   */
+  confirmed(sender: number, seq: number): boolean {
     const r = this.record(sender, seq);
-    if (!r || r.state !== PENDING) return;
+    if (!r || r.state !== PENDING) return false;
     r.state = CONFIRMED;
     this.confirmedCount++;
     this.outstandingCount += r.recipients.length - r.gotCount;
+    return r.gotCount === r.recipients.length;
   }
 
   /** The send failed (or had a non-Sent outcome). Its deliveries, if any, are not owed. */
@@ -200,7 +204,11 @@ export class Verifier {
     const seen = this.watermarks.get(wk) ?? 0;
     if (seq <= seen) this.reorderSuspects.push({ sender, seq, device, envelopeId });
     if (watermark > seen) this.watermarks.set(wk, watermark);
-    return { kind: "first", sentAt: r.sentAt };
+    return {
+      kind: "first",
+      sentAt: r.sentAt,
+      complete: r.state === CONFIRMED && r.gotCount === r.recipients.length,
+    };
   }
 
   /** Counts content that is not a message of this run (no header, another run's id). */

@@ -158,6 +158,7 @@ function options(
     sizeBytes: 128,
     ratePerSecond: 30,
     closedLoop: false,
+    until: "delivered",
     inflight: DEFAULTS.openLoopInflight,
     durationSeconds: 2,
     warmupSeconds: 0.5,

@@ -79,6 +79,7 @@ function options(target: string, outDir: string, over: Partial<LoadgenOptions>):
     sizeBytes: 128,
     ratePerSecond: 40,
     closedLoop: false,
+    until: "delivered",
     inflight: DEFAULTS.openLoopInflight,
     durationSeconds: 2,
     warmupSeconds: 1,
