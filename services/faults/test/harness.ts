@@ -258,6 +258,7 @@ export function loadOptions(target: string, name: string): LoadgenOptions {
     sizeBytes: 200,
     ratePerSecond: SCALE.rate,
     closedLoop: false,
+    until: "delivered",
     inflight: DEFAULTS.openLoopInflight,
     durationSeconds: SCALE.durationSeconds,
     warmupSeconds: 0,
