@@ -46,6 +46,7 @@ import type {
 import { afterEach, describe, expect, it } from "vitest";
 import { createClient, type SwitchboardClient } from "./client.js";
 import type { ClientEvents } from "./events.js";
+import { recordEvents, type RecordedEvents } from "./record-events.js";
 import { AsyncQueue } from "./internal/async-queue.js";
 import { createMemoryStore, type ClientStore } from "./store/client-store.js";
 import { createFileStore } from "./store/file-store.js";
@@ -528,7 +529,7 @@ class FakeTransport implements Transport {
 
 // ---- fixtures -----------------------------------------------------------------------------------
 
-type Recorded = { [K in keyof ClientEvents]: ClientEvents[K][] };
+type Recorded = RecordedEvents;
 
 interface TestDevice {
   client: SwitchboardClient;
@@ -540,22 +541,7 @@ interface TestDevice {
 }
 
 function record(client: SwitchboardClient): Recorded {
-  const events: Recorded = {
-    message: [],
-    sync: [],
-    receipt: [],
-    typing: [],
-    deliveryReceipt: [],
-    identityChanged: [],
-    decryptionFailed: [],
-    queueEmpty: [],
-    error: [],
-  };
-  for (const name of Object.keys(events) as (keyof ClientEvents)[]) {
-    client.on(name, (e) => {
-      (events[name] as unknown[]).push(e);
-    });
-  }
+  const events = recordEvents(client);
   return events;
 }
 

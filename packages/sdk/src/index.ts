@@ -15,6 +15,7 @@ export type {
   SendResult,
 } from "./client.js";
 export type { ClientEvents, EnvelopeMeta, Listener } from "./events.js";
+export { recordEvents, type RecordedEvents } from "./record-events.js";
 export type {
   AppCredentials,
   DeviceCredentials,

@@ -17,6 +17,8 @@ import {
   type ClientStore,
   type SwitchboardClient,
   type Transport,
+  recordEvents,
+  type RecordedEvents,
 } from "../src/index.js";
 
 export const APP_TOKEN = "wa-sdk-test-token-0123456789abcdef";
@@ -71,7 +73,7 @@ export async function startDelivery(options: { log?: Logger } = {}): Promise<Tes
   return { target: `127.0.0.1:${port}`, db, redisPrefix };
 }
 
-export type Recorded = { [K in keyof ClientEvents]: ClientEvents[K][] };
+export type Recorded = RecordedEvents;
 
 export interface TestClient {
   client: SwitchboardClient;
@@ -91,22 +93,7 @@ export async function openClient(
   const transport = options.wrap?.(delivery) ?? delivery;
   const store = options.store ?? createMemoryStore();
   const client = await createClient({ ...options, transport, store });
-  const events: Recorded = {
-    message: [],
-    sync: [],
-    receipt: [],
-    typing: [],
-    deliveryReceipt: [],
-    identityChanged: [],
-    decryptionFailed: [],
-    queueEmpty: [],
-    error: [],
-  };
-  for (const name of Object.keys(events) as (keyof ClientEvents)[]) {
-    client.on(name, (e) => {
-      (events[name] as unknown[]).push(e);
-    });
-  }
+  const events = recordEvents(client);
   onTestFinished(async () => {
     await client.close();
     await delivery.close();

@@ -16,12 +16,13 @@ import {
   createMemoryStore,
   createMessengerTransport,
   createWhatsAppTransport,
-  type ClientEvents,
   type InstagramTransport,
   type MessengerTransport,
   type SwitchboardClient,
   type Transport,
   type WhatsAppTransport,
+  recordEvents,
+  type RecordedEvents,
 } from "@switchboard/sdk";
 import { cloneTemplateDatabase, redisUrl, type DatabaseClone } from "@switchboard/testkit";
 import {
@@ -169,7 +170,7 @@ function settled<T extends readonly unknown[]>(results: { [K in keyof T]: Promis
 // ---- users, devices and what they saw -----------------------------------------------------------
 
 type UserKey = "W" | "M" | "I";
-type Recorded = { [K in keyof ClientEvents]: ClientEvents[K][] };
+type Recorded = RecordedEvents;
 
 interface Device {
   label: string;
@@ -199,19 +200,7 @@ interface Sent {
 }
 
 function recorder(client: SwitchboardClient): Recorded {
-  const events: Recorded = {
-    message: [],
-    sync: [],
-    receipt: [],
-    typing: [],
-    deliveryReceipt: [],
-    identityChanged: [],
-    decryptionFailed: [],
-    queueEmpty: [],
-    error: [],
-  };
-  for (const name of Object.keys(events) as (keyof ClientEvents)[])
-    client.on(name, (e) => void (events[name] as unknown[]).push(e));
+  const events = recordEvents(client);
   return events;
 }
 

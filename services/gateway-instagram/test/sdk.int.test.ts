@@ -11,11 +11,13 @@ import {
   type InstagramTransport,
   type SwitchboardClient,
   type Transport,
+  recordEvents,
+  type RecordedEvents,
 } from "@switchboard/sdk";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { api, sleep, startStack, TOKENS } from "./harness.js";
 
-type Recorded = { [K in keyof ClientEvents]: ClientEvents[K][] };
+type Recorded = RecordedEvents;
 
 interface TestClient {
   client: SwitchboardClient;
@@ -27,22 +29,7 @@ interface TestClient {
 
 async function open(transport: Transport): Promise<Omit<TestClient, "accountId" | "deviceId">> {
   const client = await createClient({ transport, store: createMemoryStore() });
-  const events: Recorded = {
-    message: [],
-    sync: [],
-    receipt: [],
-    typing: [],
-    deliveryReceipt: [],
-    identityChanged: [],
-    decryptionFailed: [],
-    queueEmpty: [],
-    error: [],
-  };
-  for (const name of Object.keys(events) as (keyof ClientEvents)[]) {
-    client.on(name, (e) => {
-      (events[name] as unknown[]).push(e);
-    });
-  }
+  const events = recordEvents(client);
   onTestFinished(async () => {
     await client.close();
     await transport.close();

@@ -9,11 +9,13 @@ import {
   type ClientStore,
   type MessengerTransport,
   type SwitchboardClient,
+  recordEvents,
+  type RecordedEvents,
 } from "@switchboard/sdk";
 import { describe, expect, onTestFinished, test } from "vitest";
 import { sleep, startStack, type Gateway } from "./harness.js";
 
-type Recorded = { [K in keyof ClientEvents]: ClientEvents[K][] };
+type Recorded = RecordedEvents;
 
 interface TestClient {
   client: SwitchboardClient;
@@ -33,22 +35,7 @@ async function openClient(gw: Gateway, opts: { store?: ClientStore; accessToken?
     preKeyBatchSize: 10,
     reconnectDelayMs: { initial: 50, max: 500 },
   });
-  const events = {
-    message: [],
-    sync: [],
-    receipt: [],
-    typing: [],
-    deliveryReceipt: [],
-    identityChanged: [],
-    decryptionFailed: [],
-    queueEmpty: [],
-    error: [],
-  } as unknown as Recorded;
-  for (const name of Object.keys(events) as (keyof ClientEvents)[]) {
-    client.on(name, (e) => {
-      (events[name] as unknown[]).push(e);
-    });
-  }
+  const events = recordEvents(client);
   onTestFinished(async () => {
     await client.close();
     await transport.close();

@@ -10,12 +10,14 @@ import {
   type SwitchboardClient,
   type WhatsAppSession,
   type WhatsAppTransport,
+  recordEvents,
+  type RecordedEvents,
 } from "@switchboard/sdk";
 import { onTestFinished } from "vitest";
 import { fetchCode, newPhone, type Stack } from "./harness.js";
 
 /** Every event a client emitted, by name. */
-export type Recorded = { [K in keyof ClientEvents]: ClientEvents[K][] };
+export type Recorded = RecordedEvents;
 
 export interface WaUser {
   client: SwitchboardClient;
@@ -43,19 +45,7 @@ export async function openUser(
   });
   const store = saved.store ?? createMemoryStore();
   const client = await createClient({ transport, store });
-  const events = {
-    message: [],
-    sync: [],
-    receipt: [],
-    typing: [],
-    deliveryReceipt: [],
-    identityChanged: [],
-    decryptionFailed: [],
-    queueEmpty: [],
-    error: [],
-  } as Recorded;
-  for (const name of Object.keys(events) as (keyof ClientEvents)[])
-    client.on(name, (e) => void (events[name] as unknown[]).push(e));
+  const events = recordEvents(client);
   onTestFinished(async () => {
     await client.close();
     await transport.close();

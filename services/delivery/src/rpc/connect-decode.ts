@@ -115,7 +115,6 @@ function readConnectRequest(r: Reader, end: number, top: boolean): ConnectReques
       else if (field === 5) frame = { case: "ack", value: readAckFrame(r, stop) };
       else if (field === 6 && top) frame = { case: "batch", value: readBatch(r, stop) };
       else throw FALLBACK;
-      if (r.pos !== stop) throw FALLBACK;
     }
   } catch (err) {
     // A frame inside a batch falls back on its own; the top-level message as a whole.
@@ -239,7 +238,6 @@ function readOutgoing(r: Reader, end: number): OutgoingMessage {
         throw FALLBACK;
     }
   }
-  if (r.pos !== end) throw FALLBACK;
   return m;
 }
 
@@ -251,7 +249,6 @@ function readAddress(r: Reader, end: number): Address {
     else if (tag === ((2 << 3) | WIRE_VARINT)) m.deviceId = r.uint32(end);
     else throw FALLBACK;
   }
-  if (r.pos !== end) throw FALLBACK;
   return m;
 }
 
