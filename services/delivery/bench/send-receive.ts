@@ -42,7 +42,7 @@ const { values: args } = parseArgs({
     inflight: { type: "string", default: "2000" },
     size: { type: "string", default: "256" },
     streams: { type: "string", default: "4" },
-    lanes: { type: "string", default: "2" },
+    lanes: { type: "string", default: "1" },
     /** Delivery child processes sharing PostgreSQL and Redis; streams are spread over them. */
     instances: { type: "string", default: "1" },
     /**
@@ -105,7 +105,7 @@ const app = SEPARATE
         MAX_CIPHERTEXT_BYTES: 256 * 1024,
         QUEUE_TTL_SECONDS: 3600,
         MAX_QUEUE_LENGTH: 100_000,
-        SEND_BATCH_MAX: 500,
+        SEND_BATCH_MAX: 2_000,
         SEND_LANES: Number(args.lanes),
         ACK_BATCH_MAX: 4000,
         STREAM_POLL_MS: 15_000,

@@ -98,12 +98,14 @@ export const deliveryEnv = {
   /** Most messages queued for one device; further sends fail RESOURCE_EXHAUSTED (RECIPIENT_QUEUE_FULL). */
   MAX_QUEUE_LENGTH: int({ min: 10, default: 10_000 }),
   /** Most sends committed in one transaction. */
-  SEND_BATCH_MAX: int({ min: 1, max: 5_000, default: 500 }),
+  SEND_BATCH_MAX: int({ min: 1, max: 5_000, default: 2_000 }),
   /**
-   * Parallel commit lanes (sends to one recipient always use the same lane, keeping order). Two
-   * keep PostgreSQL busy while the other lane's batch forms, and give larger batches than four.
+   * Parallel commit lanes (sends to one recipient always use the same lane, keeping order). Each
+   * statement costs a round trip whose fixed cost (two process wake-ups, parse/bind, a commit)
+   * is large next to a row's: one lane gives the largest batches and the fewest statements, and
+   * measured faster than two or four, at high and at moderate rates (docs/benchmarks.md).
    */
-  SEND_LANES: int({ min: 1, max: 64, default: 2 }),
+  SEND_LANES: int({ min: 1, max: 64, default: 1 }),
   /** Most acks removed in one transaction. */
   ACK_BATCH_MAX: int({ min: 1, max: 10_000, default: 2_000 }),
   /**

@@ -122,9 +122,9 @@ export async function startSystem(config: StandaloneConfig, log: Logger): Promis
         MAX_CIPHERTEXT_BYTES: 256 * 1024,
         QUEUE_TTL_SECONDS: 30 * 24 * 3600,
         MAX_QUEUE_LENGTH: 10_000,
-        SEND_BATCH_MAX: 500,
-        // PGlite runs one transaction at a time: one lane gives the largest group commits.
-        SEND_LANES: embeddedDatabase ? 1 : 2,
+        SEND_BATCH_MAX: 2_000,
+        // One lane: the largest group commits (and PGlite runs one transaction at a time anyway).
+        SEND_LANES: 1,
         ACK_BATCH_MAX: 2_000,
         STREAM_POLL_MS: 15_000,
         MAX_DEVICES: 6,
