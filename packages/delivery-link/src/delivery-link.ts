@@ -21,6 +21,7 @@ import {
   type SendMessageResponse,
 } from "@switchboard/proto";
 import type { Logger } from "pino";
+import { decodeConnectResponse, encodeConnectRequest } from "./connect-codec.js";
 
 /** Options of {@link createDeliveryLink}. */
 export interface DeliveryLinkOptions {
@@ -163,7 +164,12 @@ export function createDeliveryLink(opts: DeliveryLinkOptions): DeliveryLink {
   const directory = createClient(DirectoryService, channel, { metadata });
   const keys = createClient(KeyService, channel, { metadata });
   const groups = createClient(GroupService, channel, { metadata });
-  const messages = createClient(MessageService, channel, { metadata });
+  // The Connect stream carries nearly all of the link's traffic: hand-written codecs spare it
+  // protobuf-es reflection (see connect-codec.ts).
+  const messages = createClient(MessageService, channel, {
+    metadata,
+    codecs: { connect: { encode: encodeConnectRequest, decode: decodeConnectResponse } },
+  });
   const requests = createClient(RequestService, channel, { metadata });
   const reports = createClient(ReportService, channel, { metadata });
   const sealedSender = createClient(SealedSenderService, channel, { metadata });

@@ -1,14 +1,43 @@
 // Typed grpc-js clients for protobuf-es services; every failure comes back as an AppError.
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import type { DescMessage, DescMethod, DescService, Message, MessageInitShape } from "@bufbuild/protobuf";
+import type {
+  DescMessage,
+  DescMethod,
+  DescService,
+  Message,
+  MessageInitShape,
+  MessageShape,
+} from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { AppError, Code, isAppError } from "@switchboard/errors";
 import { drainGate, methodPath } from "./service-adapter.js";
 import { errorFromServiceError, isServiceError } from "./status.js";
 import type { BidiStream, ClientCallOptions, ServiceClient } from "./types.js";
 
+/**
+ * A hand-written request encoder and/or response decoder for one method, used instead of
+ * protobuf-es reflection (see {@link ClientOptions.codecs}).
+ */
+export interface MethodCodec<I extends DescMessage = DescMessage, O extends DescMessage = DescMessage> {
+  /**
+   * Encodes a request. Must write what `toBinary(I, create(I, init))` writes (or bytes that decode
+   * to the same message) and throw where that throws: the call's `send` then rejects with it.
+   */
+  encode?: (init: MessageInitShape<I>) => Uint8Array;
+  /**
+   * Decodes a response. Must return exactly what `fromBinary(O, bytes)` returns and throw where it
+   * throws (grpc-js then fails the call INTERNAL, as for any response that does not decode).
+   */
+  decode?: (bytes: Uint8Array) => MessageShape<O>;
+}
+
+/** Per-method codecs of a client, keyed by method localName (`connect` for `Connect`). */
+export type ClientCodecs<S extends DescService> = {
+  [K in keyof S["method"]]?: MethodCodec<S["method"][K]["input"], S["method"][K]["output"]>;
+};
+
 /** Options of {@link createClient}. */
-export interface ClientOptions {
+export interface ClientOptions<S extends DescService = DescService> {
   /** Channel credentials when the client creates its channel (default: insecure). */
   credentials?: grpc.ChannelCredentials;
   /** Metadata added to every call, evaluated per call (e.g. a current `authorization` value). */
@@ -17,6 +46,14 @@ export interface ClientOptions {
   defaultDeadlineMs?: number;
   /** grpc-js channel options when the client creates its channel. */
   channelOptions?: grpc.ChannelOptions;
+  /**
+   * Hand-written codecs for hot methods, by method localName: `encode` replaces
+   * `toBinary(create(...))` for every request of the method and `decode` replaces `fromBinary` for
+   * every response, in unary, streaming and bidi calls alike. Methods without one (or without
+   * `encode` or `decode`) keep protobuf-es. Each must match protobuf-es exactly (see
+   * {@link MethodCodec}); a key that is not a method of the service throws at creation.
+   */
+  codecs?: ClientCodecs<S>;
 }
 
 /**
@@ -37,8 +74,14 @@ const identity = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.
 export function createClient<S extends DescService>(
   service: S,
   target: ClientTarget,
-  opts: ClientOptions = {},
+  opts: ClientOptions<S> = {},
 ): ServiceClient<S> {
+  const codecs: Partial<Record<string, MethodCodec>> = opts.codecs ?? {};
+  for (const key of Object.keys(codecs)) {
+    if (!(key in service.method)) {
+      throw new Error(`${service.typeName} has no method "${key}" (codecs are keyed by localName)`);
+    }
+  }
   const owned = typeof target === "string";
   const client = owned
     ? new grpc.Client(
@@ -58,19 +101,27 @@ export function createClient<S extends DescService>(
     if (method.localName === "close") {
       throw new Error(`${service.typeName}.${method.name} clashes with the client's close()`);
     }
-    methods[method.localName] = clientMethod(client, method, opts);
+    methods[method.localName] = clientMethod(client, method, opts, codecs[method.localName]);
   }
   return methods as ServiceClient<S>;
 }
 
-function clientMethod(client: grpc.Client, method: DescMethod, opts: ClientOptions): unknown {
+function clientMethod(
+  client: grpc.Client,
+  method: DescMethod,
+  opts: ClientOptions,
+  codec: MethodCodec | undefined,
+): unknown {
   const path = methodPath(method);
-  const decode = (bytes: Buffer): Message => fromBinary(method.output, bytes);
+  const decode = codec?.decode ?? ((bytes: Buffer): Message => fromBinary(method.output, bytes));
+  const encode =
+    (codec?.encode as ((init: unknown) => Uint8Array) | undefined) ??
+    ((init: unknown) => encodeWithReflection(method.input, init));
   switch (method.methodKind) {
     case "unary":
       return (request: unknown, callOpts: ClientCallOptions = {}) =>
         new Promise<Message>((resolve, reject) => {
-          const bytes = encode(method.input, request);
+          const bytes = encode(request);
           if (callOpts.signal?.aborted) return reject(cancelledBeforeStart());
           const call = client.makeUnaryRequest(
             path,
@@ -115,7 +166,7 @@ function clientMethod(client: grpc.Client, method: DescMethod, opts: ClientOptio
           void (async () => {
             for await (const request of requests) {
               if (failure !== undefined) return;
-              if (!call.write(encode(method.input, request))) {
+              if (!call.write(encode(request))) {
                 await drained();
               }
             }
@@ -131,7 +182,7 @@ function clientMethod(client: grpc.Client, method: DescMethod, opts: ClientOptio
     case "server_streaming":
       return (request: unknown, callOpts: ClientCallOptions = {}) =>
         (async function* () {
-          const bytes = encode(method.input, request);
+          const bytes = encode(request);
           if (callOpts.signal?.aborted) throw cancelledBeforeStart();
           const call = client.makeServerStreamRequest(
             path,
@@ -144,14 +195,14 @@ function clientMethod(client: grpc.Client, method: DescMethod, opts: ClientOptio
           yield* readResponses(call, cancelOnAbort(callOpts.signal, call));
         })();
     case "bidi_streaming":
-      return (callOpts: ClientCallOptions = {}) => bidiStream(client, path, method, decode, opts, callOpts);
+      return (callOpts: ClientCallOptions = {}) => bidiStream(client, path, encode, decode, opts, callOpts);
   }
 }
 
 function bidiStream(
   client: grpc.Client,
   path: string,
-  method: DescMethod,
+  encode: (init: unknown) => Uint8Array,
   decode: (bytes: Buffer) => Message,
   opts: ClientOptions,
   callOpts: ClientCallOptions,
@@ -180,7 +231,7 @@ function bidiStream(
   return {
     async send(message) {
       if (failure !== undefined || closed || call.writableEnded) throw closedError();
-      if (!call.write(encode(method.input, message))) await drained();
+      if (!call.write(encode(message))) await drained();
     },
     end() {
       if (!call.writableEnded) call.end();
@@ -210,7 +261,7 @@ async function* readResponses(
   }
 }
 
-function encode(schema: DescMessage, init: unknown): Uint8Array {
+function encodeWithReflection(schema: DescMessage, init: unknown): Uint8Array {
   return toBinary(schema, create(schema, init as MessageInitShape<DescMessage>));
 }
 

@@ -3,7 +3,7 @@ export { createGrpcServer } from "./server.js";
 export type { AddOptions, GrpcServer, GrpcServerOptions, HealthStatus, ServingStatus } from "./server.js";
 export type { CallEndEvent } from "./service-adapter.js";
 export { createClient } from "./client.js";
-export type { ClientOptions, ClientTarget } from "./client.js";
+export type { ClientCodecs, ClientOptions, ClientTarget, MethodCodec } from "./client.js";
 export {
   appErrorToStatus,
   errorFromServiceError,
@@ -33,3 +33,4 @@ export type {
 export { channelTlsCredentials, serverTlsCredentials } from "./tls.js";
 export type { ChannelTlsFiles, ServerTlsFiles } from "./tls.js";
 export { useBufferTextEncoding } from "./text-encoding.js";
+export { WireReader, WIRE_FALLBACK, WIRE_LEN, WIRE_VARINT } from "./wire-reader.js";

@@ -1,9 +1,16 @@
 import { createFileRegistry } from "@bufbuild/protobuf";
 import type { GenService } from "@bufbuild/protobuf/codegenv2";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
-import { create } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { AppError, Code, isAppError } from "@switchboard/errors";
-import { MessageService, grpcHealthV1, grpcReflectionV1 } from "@switchboard/proto";
+import {
+  ConnectRequestSchema,
+  ConnectResponseSchema,
+  MessageService,
+  ReceiveMessagesResponseSchema,
+  grpcHealthV1,
+  grpcReflectionV1,
+} from "@switchboard/proto";
 import type { ConnectResponse, ReceiveMessagesResponse } from "@switchboard/proto";
 import { describe, expect, onTestFinished, test } from "vitest";
 import { createClient } from "../src/index.js";
@@ -192,6 +199,67 @@ describe("bidi streaming", () => {
     await expect(stream.send({ frame: { case: "ack", value: {} } })).rejects.toMatchObject({
       reason: "STREAM_CLOSED",
     });
+  });
+
+  test("uses the method's client codec for every request and response (bidi and server streaming)", async () => {
+    const { target } = await startServer((s) =>
+      s.add(MessageService, {
+        async connect(requests, _ctx, out) {
+          for await (const req of requests) {
+            if (req.frame.case !== "send") continue;
+            const { correlationId } = req.frame.value;
+            await out.send({
+              frame: { case: "sendResult", value: { correlationId, result: { case: "send", value: {} } } },
+            });
+          }
+        },
+        async receiveMessages(_req, _ctx, out) {
+          await out.send({ frame: { case: "queueEmpty", value: {} } });
+          await out.send({ frame: { case: "queueEmpty", value: {} } });
+        },
+      }),
+    );
+    const calls: string[] = [];
+    const client = createClient(MessageService, target, {
+      codecs: {
+        connect: {
+          // Doubles every correlation id on the way out: the results show whose bytes went out.
+          encode: (init) => {
+            calls.push("encode");
+            const req = create(ConnectRequestSchema, init);
+            if (req.frame.case === "send") req.frame.value.correlationId *= 2n;
+            return toBinary(ConnectRequestSchema, req);
+          },
+          decode: (bytes) => {
+            calls.push("decode");
+            return fromBinary(ConnectResponseSchema, bytes);
+          },
+        },
+        receiveMessages: {
+          decode: (bytes) => {
+            calls.push("decode frame");
+            return fromBinary(ReceiveMessagesResponseSchema, bytes);
+          },
+        },
+      },
+    });
+    onTestFinished(() => client.close());
+
+    const stream = client.connect();
+    for (const id of [1n, 2n]) {
+      await stream.send({ frame: { case: "send", value: { correlationId: id, request: {} } } });
+    }
+    stream.end();
+    const ids: bigint[] = [];
+    for await (const res of stream.responses) {
+      if (res.frame.case === "sendResult") ids.push(res.frame.value.correlationId);
+    }
+    const frames: string[] = [];
+    for await (const f of client.receiveMessages({ device })) frames.push(f.frame.case ?? "");
+
+    expect(ids).toEqual([2n, 4n]);
+    expect(frames).toEqual(["queueEmpty", "queueEmpty"]);
+    expect(calls.sort()).toEqual(["decode", "decode", "decode frame", "decode frame", "encode", "encode"]);
   });
 
   test("holds client sends until the server reads (backpressure)", async () => {

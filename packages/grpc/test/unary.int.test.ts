@@ -1,7 +1,12 @@
-import { fromBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { AppError, Code, isAppError } from "@switchboard/errors";
-import { App, DirectoryService, ResolveHandleRequestSchema } from "@switchboard/proto";
+import {
+  App,
+  DirectoryService,
+  ResolveHandleRequestSchema,
+  ResolveHandleResponseSchema,
+} from "@switchboard/proto";
 import { describe, expect, onTestFinished, test } from "vitest";
 import { createClient, errorFromServiceError } from "../src/index.js";
 import type { CallContext } from "../src/index.js";
@@ -166,6 +171,48 @@ describe("unary calls", () => {
         }),
       ),
     ).rejects.toThrow(/has no method "noSuchMethod"/);
+  });
+
+  test("uses a method's own client codec for its request and response; other methods keep protobuf-es", async () => {
+    const { target } = await startServer((s) => s.add(DirectoryService, fakeDirectory()));
+    const encoded: unknown[] = [];
+    let decoded = 0;
+    const client = createClient(DirectoryService, target, {
+      codecs: {
+        resolveHandle: {
+          // Sends the known handle whatever the caller asked for: the answer shows whose bytes went out.
+          encode: (init) => {
+            encoded.push(init);
+            return toBinary(
+              ResolveHandleRequestSchema,
+              create(ResolveHandleRequestSchema, { handle: KNOWN_ACCOUNT.handle }),
+            );
+          },
+          decode: (bytes) => {
+            decoded++;
+            return fromBinary(ResolveHandleResponseSchema, bytes);
+          },
+        },
+      },
+    });
+    onTestFinished(() => client.close());
+
+    const res = await client.resolveHandle({ handle: { app: App.WHATSAPP, value: "+15550000000" } });
+
+    expect(res.result.case).toBe("found");
+    expect(encoded).toEqual([{ handle: { app: App.WHATSAPP, value: "+15550000000" } }]);
+    expect(decoded).toBe(1);
+    await rejection(client.getAccount({ accountId: "acc-9" }));
+    expect(encoded).toHaveLength(1);
+    expect(decoded).toBe(1);
+  });
+
+  test("a client codec for a method the service lacks is an error", () => {
+    expect(() =>
+      createClient(DirectoryService, "127.0.0.1:1", {
+        codecs: { noSuchMethod: {} } as Record<string, object>,
+      }),
+    ).toThrow(/has no method "noSuchMethod"/);
   });
 
   test("rejects a request over maxReceiveMessageBytes with RESOURCE_EXHAUSTED", async () => {

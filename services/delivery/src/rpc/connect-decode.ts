@@ -1,4 +1,5 @@
 import { fromBinary } from "@bufbuild/protobuf";
+import { WIRE_FALLBACK as FALLBACK, WIRE_LEN, WIRE_VARINT, WireReader as Reader } from "@switchboard/grpc";
 import {
   ConnectRequestSchema,
   type AckFrame,
@@ -19,79 +20,6 @@ import {
 // `fromBinary(ConnectRequestSchema, bytes)` returns (connect-decode.test.ts checks it on random
 // input and fails when one of these messages gains a field).
 
-/** Thrown inside the decoder (one instance, made once): let protobuf-es decode this frame. */
-const FALLBACK = new Error("not on the fast path: decode with protobuf-es");
-
-const WIRE_VARINT = 0;
-const WIRE_LEN = 2;
-
-class Reader {
-  pos: number;
-  private readonly text: Buffer;
-
-  constructor(
-    readonly buf: Uint8Array,
-    start: number,
-  ) {
-    this.pos = start;
-    this.text = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
-  }
-
-  /** A varint below 2^53 as a number (larger ones fall back). */
-  varint(end: number): number {
-    let result = 0;
-    let scale = 1;
-    for (let i = 0; i < 8; i++) {
-      if (this.pos >= end) throw FALLBACK;
-      const b = this.buf[this.pos++] as number;
-      result += (b & 0x7f) * scale;
-      if (b < 0x80) {
-        if (result > Number.MAX_SAFE_INTEGER) throw FALLBACK;
-        return result;
-      }
-      scale *= 128;
-    }
-    throw FALLBACK;
-  }
-
-  /** A uint32 field (a larger varint is truncated by protobuf-es: leave that to it). */
-  uint32(end: number): number {
-    const v = this.varint(end);
-    if (v > 0xffffffff) throw FALLBACK;
-    return v;
-  }
-
-  /** The end of a length-delimited field starting here. */
-  delimited(end: number): number {
-    const len = this.varint(end);
-    const stop = this.pos + len;
-    if (stop > end) throw FALLBACK;
-    return stop;
-  }
-
-  string(end: number): string {
-    const stop = this.delimited(end);
-    const s = this.text.toString("utf8", this.pos, stop);
-    // Invalid UTF-8 decodes to U+FFFD here; protobuf-es has its own rules for it.
-    if (s.includes("\uFFFD")) throw FALLBACK;
-    this.pos = stop;
-    return s;
-  }
-
-  bytes(end: number): Uint8Array {
-    const stop = this.delimited(end);
-    const b = this.buf.subarray(this.pos, stop);
-    this.pos = stop;
-    return b;
-  }
-
-  bool(end: number): boolean {
-    const v = this.varint(end);
-    if (v > 1) throw FALLBACK;
-    return v === 1;
-  }
-}
-
 /** Decodes one Connect stream message; equal to protobuf-es's `fromBinary` for any input. */
 export function decodeConnectRequest(bytes: Uint8Array): ConnectRequest {
   try {
@@ -107,7 +35,7 @@ function readConnectRequest(r: Reader, end: number, top: boolean): ConnectReques
   let frame: ConnectRequest["frame"] = { case: undefined };
   try {
     while (r.pos < end) {
-      const tag = r.varint(end);
+      const tag = r.tag(end);
       if ((tag & 7) !== WIRE_LEN || frame.case !== undefined) throw FALLBACK;
       const field = tag >>> 3;
       const stop = r.delimited(end);
@@ -128,7 +56,7 @@ function readConnectRequest(r: Reader, end: number, top: boolean): ConnectReques
 function readBatch(r: Reader, end: number): ConnectRequestBatch {
   const frames: ConnectRequest[] = [];
   while (r.pos < end) {
-    const tag = r.varint(end);
+    const tag = r.tag(end);
     if (tag !== ((1 << 3) | WIRE_LEN)) throw FALLBACK;
     const stop = r.delimited(end);
     frames.push(readConnectRequest(r, stop, false));
@@ -140,7 +68,7 @@ function readSendFrame(r: Reader, end: number): SendFrame {
   let correlationId = 0;
   let request: SendMessageRequest | undefined;
   while (r.pos < end) {
-    const tag = r.varint(end);
+    const tag = r.tag(end);
     if (tag === ((1 << 3) | WIRE_VARINT)) correlationId = r.varint(end);
     else if (tag === ((2 << 3) | WIRE_LEN) && request === undefined) {
       const stop = r.delimited(end);
@@ -168,7 +96,7 @@ function readSendRequest(r: Reader, end: number): SendMessageRequest {
     reportTag: new Uint8Array(0),
   };
   while (r.pos < end) {
-    const tag = r.varint(end);
+    const tag = r.tag(end);
     switch (tag) {
       case (1 << 3) | WIRE_LEN:
         if (m.sender !== undefined) throw FALLBACK;
@@ -216,7 +144,7 @@ function readOutgoing(r: Reader, end: number): OutgoingMessage {
     content: new Uint8Array(0),
   };
   while (r.pos < end) {
-    const tag = r.varint(end);
+    const tag = r.tag(end);
     switch (tag) {
       case (1 << 3) | WIRE_VARINT:
         m.deviceId = r.uint32(end);
@@ -244,7 +172,7 @@ function readOutgoing(r: Reader, end: number): OutgoingMessage {
 function readAddress(r: Reader, end: number): Address {
   const m: Address = { $typeName: "switchboard.common.v1.Address", accountId: "", deviceId: 0 };
   while (r.pos < end) {
-    const tag = r.varint(end);
+    const tag = r.tag(end);
     if (tag === ((1 << 3) | WIRE_LEN)) m.accountId = r.string(end);
     else if (tag === ((2 << 3) | WIRE_VARINT)) m.deviceId = r.uint32(end);
     else throw FALLBACK;
@@ -255,7 +183,7 @@ function readAddress(r: Reader, end: number): Address {
 function readAckFrame(r: Reader, end: number): AckFrame {
   const m: AckFrame = { $typeName: "switchboard.delivery.v1.AckFrame", device: undefined, messageIds: [] };
   while (r.pos < end) {
-    const tag = r.varint(end);
+    const tag = r.tag(end);
     if (tag === ((1 << 3) | WIRE_LEN)) {
       if (m.device !== undefined) throw FALLBACK;
       m.device = readAddress(r, r.delimited(end));

@@ -1,0 +1,655 @@
+import { randomUUID } from "node:crypto";
+import { create, equals, fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { DescMessage, MessageInitShape } from "@bufbuild/protobuf";
+import type * as protobufEsModule from "@bufbuild/protobuf";
+import {
+  AckFrameSchema,
+  AddressSchema,
+  ConnectRequestBatchSchema,
+  ConnectRequestSchema,
+  ConnectResponseBatchSchema,
+  ConnectResponseSchema,
+  EnvelopeSchema,
+  ErrorStatusSchema,
+  OutgoingMessageSchema,
+  QueueEmptySchema,
+  SendFrameSchema,
+  SendMessageRequestSchema,
+  SendMessageResponseSchema,
+  SendResultSchema,
+  SentSchema,
+  type ConnectRequest,
+  type ConnectResponse,
+} from "@switchboard/proto";
+import { describe, expect, test, vi } from "vitest";
+import { CODEC_MESSAGE_FIELDS, decodeConnectResponse, encodeConnectRequest } from "../src/connect-codec.js";
+
+// Counts the codec's calls into protobuf-es, to show which frames take the hand-written path.
+vi.mock("@bufbuild/protobuf", async (importOriginal) => {
+  const actual = await importOriginal<typeof protobufEsModule>();
+  return { ...actual, toBinary: vi.fn(actual.toBinary), fromBinary: vi.fn(actual.fromBinary) };
+});
+
+/** How many times protobuf-es's toBinary and fromBinary ran during `run`. */
+function protobufEsCalls(run: () => void): { toBinary: number; fromBinary: number } {
+  vi.mocked(toBinary).mockClear();
+  vi.mocked(fromBinary).mockClear();
+  run();
+  return {
+    toBinary: vi.mocked(toBinary).mock.calls.length,
+    fromBinary: vi.mocked(fromBinary).mock.calls.length,
+  };
+}
+
+type RequestInit = Parameters<typeof encodeConnectRequest>[0];
+
+/** A small seeded generator, so a failure names the seed that reproduces it. */
+function rng(seed: number) {
+  let s = seed >>> 0 || 1;
+  const next = () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) / 2 ** 32;
+  };
+  const int = (n: number) => Math.floor(next() * n);
+  const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)] as T;
+  return { next, int, pick };
+}
+
+type Rng = ReturnType<typeof rng>;
+
+const STRINGS = ["", "a", "ünïcødé-🙂", "x".repeat(300), "NULL", "\u0000"];
+/** Strings protobuf-es does not read back as written: lone surrogates, a leading byte order mark. */
+const LOSSY_STRINGS = ["\uFEFFbom", "lone \uD800 surrogate", "\uDC00x\uD83D", "\uFEFF"];
+const U32 = [0, 1, 127, 128, 16_383, 16_384, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1];
+const I64 = [
+  0n,
+  1n,
+  1_700_000_000_000n,
+  2n ** 53n - 1n,
+  2n ** 53n,
+  2n ** 62n,
+  -1n,
+  -(2n ** 63n),
+  2n ** 63n - 1n,
+];
+const U64 = [0n, 1n, 300n, 2n ** 31n, 2n ** 32n - 1n, 2n ** 32n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 64n - 1n];
+const ENUMS = [0, 1, 3, 6, 8, 99, 2 ** 31 - 1];
+
+const text = (r: Rng) => (r.next() < 0.7 ? randomUUID() : r.pick(STRINGS));
+const anyText = (r: Rng) => (r.next() < 0.05 ? r.pick(LOSSY_STRINGS) : text(r));
+const bytes = (r: Rng, max: number) => Uint8Array.from({ length: r.int(max) }, () => r.int(256));
+const u32 = (r: Rng) => (r.next() < 0.7 ? 1 + r.int(6) : r.pick(U32));
+/**
+ * A 64-bit value as a bigint, or as a number when it is a safe integer: the init types say bigint,
+ * but protobuf-es takes both, and callers pass both.
+ */
+const int64 = (r: Rng, values: readonly bigint[], typical: () => bigint): bigint => {
+  const v = r.next() < 0.7 ? typical() : r.pick(values);
+  return r.next() < 0.3 && v >= -(2n ** 53n) + 1n && v <= 2n ** 53n - 1n
+    ? (Number(v) as unknown as bigint)
+    : v;
+};
+/** Leaves a field out sometimes, as init objects may. */
+const maybe = <T>(r: Rng, v: T): T | undefined => (r.next() < 0.1 ? undefined : v);
+/** Hands over an init object as is or as a created message (protobuf-es then uses it as is). */
+const shape = <T extends object>(r: Rng, schema: DescMessage, init: T): T =>
+  r.next() < 0.25 ? (create(schema, init as never) as unknown as T) : init;
+
+const address = (r: Rng) =>
+  r.next() < 0.15
+    ? undefined
+    : shape(r, AddressSchema, { accountId: maybe(r, text(r)), deviceId: maybe(r, u32(r)) });
+
+function requestFrame(r: Rng, inBatch: boolean): RequestInit {
+  const k = r.int(inBatch ? 10 : 11);
+  if (k < 5) {
+    const request =
+      r.next() < 0.05
+        ? undefined
+        : shape(r, SendMessageRequestSchema, {
+            sender: address(r),
+            destinationAccountId: maybe(r, text(r)),
+            messages: maybe(
+              r,
+              Array.from({ length: r.int(4) }, () =>
+                shape(r, OutgoingMessageSchema, {
+                  deviceId: maybe(r, u32(r)),
+                  registrationId: maybe(r, r.pick(U32)),
+                  type: maybe(r, r.pick(ENUMS)),
+                  content: maybe(r, r.next() < 0.1 ? new Uint8Array(0) : bytes(r, 300)),
+                }),
+              ),
+            ),
+            clientMessageId: maybe(r, text(r)),
+            clientTimestampMs: maybe(
+              r,
+              int64(r, I64, () => BigInt(Date.now())),
+            ),
+            ephemeral: maybe(r, r.next() < 0.2),
+            urgent: maybe(r, r.next() < 0.5),
+            forwarded: maybe(r, r.next() < 0.2),
+            reportTag: maybe(r, r.next() < 0.2 ? bytes(r, 64) : new Uint8Array(0)),
+          });
+    const value = shape(r, SendFrameSchema, {
+      correlationId: maybe(
+        r,
+        int64(r, U64, () => BigInt(r.int(1e6))),
+      ),
+      request,
+    });
+    return shape(r, ConnectRequestSchema, { frame: { case: "send", value } });
+  }
+  if (k < 8) {
+    const value = shape(r, AckFrameSchema, {
+      device: address(r),
+      messageIds: maybe(
+        r,
+        Array.from({ length: r.int(5) }, () => text(r)),
+      ),
+    });
+    return shape(r, ConnectRequestSchema, { frame: { case: "ack", value } });
+  }
+  if (k === 8) return { frame: { case: "subscribe", value: { device: address(r), window: r.int(1000) } } };
+  if (k === 9)
+    return {
+      frame: {
+        case: "sendGroup",
+        value: {
+          correlationId: BigInt(r.int(1000)),
+          request: { groupId: randomUUID(), content: bytes(r, 40), clientMessageId: text(r) },
+        },
+      },
+    };
+  const frames = Array.from({ length: r.int(20) }, () => requestFrame(r, true));
+  return shape(r, ConnectRequestSchema, {
+    frame: { case: "batch", value: shape(r, ConnectRequestBatchSchema, { frames }) },
+  });
+}
+
+/** What protobuf-es does with an init: its bytes, or the message of the error it throws. */
+function protobufEs(init: RequestInit): Uint8Array | string {
+  try {
+    return toBinary(ConnectRequestSchema, create(ConnectRequestSchema, init));
+  } catch (err) {
+    return String(err);
+  }
+}
+
+/**
+ * The codec must write the bytes protobuf-es writes, or throw its error; with `roundTrip`, what it
+ * wrote must also decode to the message `create` makes.
+ */
+function sameBytes(init: RequestInit, roundTrip = false) {
+  const expected = protobufEs(init);
+  let got: Uint8Array | string;
+  try {
+    got = encodeConnectRequest(init);
+  } catch (err) {
+    got = String(err);
+  }
+  if (typeof expected === "string") {
+    expect(got).toBe(expected);
+    return;
+  }
+  expect(got).toBeInstanceOf(Uint8Array);
+  expect(Buffer.from(got as Uint8Array).equals(Buffer.from(expected))).toBe(true);
+  if (!roundTrip) return;
+  const decoded = fromBinary(ConnectRequestSchema, got as Uint8Array);
+  expect(equals(ConnectRequestSchema, decoded, create(ConnectRequestSchema, init))).toBe(true);
+}
+
+describe("encodeConnectRequest", () => {
+  test("writes what protobuf-es writes for random send, ack, subscribe and group frames, alone and batched", () => {
+    for (let seed = 1; seed <= 400; seed++) {
+      const r = rng(seed);
+      const init: RequestInit =
+        r.next() < 0.8
+          ? {
+              frame: {
+                case: "batch",
+                value: { frames: Array.from({ length: r.int(30) }, () => requestFrame(r, true)) },
+              },
+            }
+          : requestFrame(r, false);
+      sameBytes(init, true);
+    }
+  });
+
+  test("writes lone surrogates and byte order marks as protobuf-es does", () => {
+    for (const s of LOSSY_STRINGS) {
+      const address = { accountId: s, deviceId: 1 };
+      sameBytes({
+        frame: {
+          case: "batch",
+          value: {
+            frames: [
+              {
+                frame: {
+                  case: "send",
+                  value: { request: { sender: address, destinationAccountId: s, clientMessageId: s } },
+                },
+              },
+              { frame: { case: "ack", value: { device: address, messageIds: [s, "", s] } } },
+            ],
+          },
+        },
+      });
+    }
+  });
+
+  test("falls back to protobuf-es for values it cannot write exactly, alone or as one frame of a batch", () => {
+    const send = (request: object, correlationId: unknown = 1n): RequestInit =>
+      ({ frame: { case: "send", value: { correlationId, request } } }) as RequestInit;
+    const outgoing = (m: object) => send({ messages: [{ deviceId: 1, content: new Uint8Array([1]), ...m }] });
+    const odd: RequestInit[] = [
+      outgoing({ deviceId: -1 }),
+      outgoing({ deviceId: 1.5 }),
+      outgoing({ deviceId: 2 ** 32 }),
+      outgoing({ deviceId: Number.NaN }),
+      outgoing({ deviceId: "5" }),
+      outgoing({ type: -1 }),
+      outgoing({ content: [1, 2, 3] }),
+      outgoing({ content: "abc" }),
+      send({}, -1n),
+      send({}, -1),
+      send({}, 2n ** 64n),
+      send({}, 1.5),
+      send({}, 2 ** 60),
+      send({}, "7"),
+      send({ clientTimestampMs: 2n ** 63n }),
+      send({ clientTimestampMs: -(2 ** 40) }),
+      send({ clientTimestampMs: 2 ** 60 }),
+      send({ ephemeral: 1 }),
+      send({ urgent: "yes" }),
+      send({ clientMessageId: 5 }),
+      send({ destinationAccountId: null, sender: null, messages: null }),
+      send({ messages: [null] }),
+      send({ messages: {} }),
+      send({ sender: { accountId: "a", deviceId: -2 } }),
+      send({ reportTag: new Uint8Array(0) }),
+      { frame: { case: "send", value: undefined } } as unknown as RequestInit,
+      { frame: { case: "send", value: null } } as unknown as RequestInit,
+      { frame: { case: "bogus", value: {} } } as unknown as RequestInit,
+      { frame: { case: undefined } },
+      {},
+      { frame: { case: "ack", value: { messageIds: ["a", 1] } } } as unknown as RequestInit,
+      { frame: { case: "ack", value: { messageIds: ["", "\uD800", "ok"] } } },
+      { frame: { case: "unsubscribe", value: { device: { accountId: "a", deviceId: 1 } } } },
+      // Created messages are used as is: a plain object inside one is not completed by create().
+      create(ConnectRequestSchema, {
+        frame: { case: "send", value: { correlationId: 3n, request: { clientMessageId: "c" } } },
+      }),
+      {
+        $typeName: "switchboard.delivery.v1.ConnectRequest",
+        frame: { case: "send", value: { correlationId: 3n, request: { clientMessageId: "c" } } },
+      } as unknown as RequestInit,
+      {
+        $typeName: "switchboard.delivery.v1.ConnectRequest",
+        frame: { case: "ack", value: { device: null, messageIds: [] } },
+      } as unknown as RequestInit,
+      {
+        frame: {
+          case: "send",
+          value: { $typeName: "switchboard.delivery.v1.SendFrame", correlationId: 0n, request: undefined },
+        },
+      } as unknown as RequestInit,
+      // Unknown fields: written by protobuf-es for a created message, dropped from an init object.
+      {
+        $typeName: "switchboard.delivery.v1.ConnectRequest",
+        frame: { case: "ack", value: create(AckFrameSchema, { messageIds: ["m"] }) },
+        $unknown: [{ no: 31, wireType: 0, data: new Uint8Array([5]) }],
+      } as unknown as RequestInit,
+      {
+        frame: {
+          case: "ack",
+          value: { messageIds: ["m"], $unknown: [{ no: 31, wireType: 0, data: new Uint8Array([5]) }] },
+        },
+      } as unknown as RequestInit,
+    ];
+    for (const init of odd) {
+      sameBytes(init);
+      const ok: RequestInit = { frame: { case: "ack", value: { messageIds: ["m1"] } } };
+      sameBytes({ frame: { case: "batch", value: { frames: [ok, init, ok] } } });
+      sameBytes(
+        create(ConnectRequestSchema, {
+          frame: { case: "batch", value: { frames: [ok, init as ConnectRequest] } },
+        }),
+      );
+    }
+    // A batch item that is not an object: protobuf-es writes an empty frame for it.
+    sameBytes({ frame: { case: "batch", value: { frames: [null as unknown as ConnectRequest] } } });
+    sameBytes({ frame: { case: "batch", value: { frames: [{}, [] as unknown as ConnectRequest] } } });
+    sameBytes({ frame: { case: "batch", value: { frames: null as unknown as [] } } });
+    sameBytes(undefined as unknown as RequestInit);
+  });
+});
+
+const ENVELOPE_I64 = [...I64, 2n ** 56n];
+
+function envelope(r: Rng) {
+  return {
+    id: maybe(r, anyText(r)),
+    clientMessageId: maybe(r, anyText(r)),
+    type: r.pick(ENUMS),
+    source: address(r),
+    sourceApp: r.pick([0, 1, 2, 3, 4, 7]),
+    sourceProviderId: r.next() < 0.2 ? anyText(r) : "",
+    sourceRegistrationId: r.pick(U32),
+    destination: address(r),
+    destinationApp: r.pick([0, 1, 2, 3]),
+    content: r.next() < 0.1 ? new Uint8Array(0) : bytes(r, 300),
+    serverTimestampMs: r.next() < 0.8 ? BigInt(Date.now()) : r.pick(ENVELOPE_I64),
+    clientTimestampMs: r.next() < 0.8 ? BigInt(Date.now()) : r.pick(ENVELOPE_I64),
+    ephemeral: r.next() < 0.2,
+    urgent: r.next() < 0.5,
+    groupId: r.next() < 0.2 ? randomUUID() : "",
+    forwarded: r.next() < 0.2,
+    reportTag: r.next() < 0.2 ? bytes(r, 64) : new Uint8Array(0),
+    sequence: r.next() < 0.8 ? BigInt(1 + r.int(1e6)) : r.pick(ENVELOPE_I64),
+    serverFrankingTag: r.next() < 0.2 ? bytes(r, 32) : new Uint8Array(0),
+    messageRequest: r.next() < 0.1,
+  };
+}
+
+function sendResult(r: Rng): MessageInitShape<typeof SendResultSchema> {
+  const correlationId = r.next() < 0.8 ? BigInt(r.int(1e6)) : r.pick(U64);
+  const k = r.int(10);
+  if (k < 5)
+    return {
+      correlationId,
+      result: {
+        case: "send" as const,
+        value: {
+          result:
+            r.next() < 0.9
+              ? {
+                  case: "sent" as const,
+                  value: {
+                    messageId: maybe(r, anyText(r)),
+                    serverTimestampMs: r.next() < 0.8 ? BigInt(Date.now()) : r.pick(I64),
+                    duplicate: r.next() < 0.1,
+                  },
+                }
+              : { case: undefined },
+        },
+      },
+    };
+  if (k < 7)
+    return {
+      correlationId,
+      result: {
+        case: "error" as const,
+        value: {
+          code: r.pick([0, 3, 8, 14, -1, 2 ** 31 - 1]),
+          reason: anyText(r),
+          message: anyText(r),
+          retryAfterMs: r.pick(U32),
+        },
+      },
+    };
+  if (k === 7)
+    return {
+      correlationId,
+      result: {
+        case: "send" as const,
+        value: {
+          result: r.pick<MessageInitShape<typeof SendMessageResponseSchema>["result"]>([
+            {
+              case: "mismatchedDevices" as const,
+              value: { accountId: anyText(r), missingDevices: [1, 2], extraDevices: [3] },
+            },
+            { case: "staleDevices" as const, value: { accountId: anyText(r), staleDevices: [4] } },
+            { case: "recipientNotFound" as const, value: {} },
+          ]),
+        },
+      },
+    };
+  if (k === 8)
+    return {
+      correlationId,
+      result: { case: "sendGroup" as const, value: { result: { case: "notAMember" as const, value: {} } } },
+    };
+  return { correlationId, result: { case: undefined } };
+}
+
+function responseFrame(r: Rng, inBatch: boolean): ConnectResponse {
+  const k = r.int(inBatch ? 10 : 11);
+  if (k < 4) return create(ConnectResponseSchema, { frame: { case: "delivery", value: envelope(r) } });
+  if (k < 7) return create(ConnectResponseSchema, { frame: { case: "sendResult", value: sendResult(r) } });
+  if (k === 7)
+    return create(ConnectResponseSchema, { frame: { case: "queueEmpty", value: { device: address(r) } } });
+  if (k === 8)
+    return create(ConnectResponseSchema, { frame: { case: "displaced", value: { device: address(r) } } });
+  if (k === 9)
+    return create(ConnectResponseSchema, {
+      frame: {
+        case: "frameError",
+        value: { device: address(r), error: { code: 14, reason: "UNAVAILABLE", message: anyText(r) } },
+      },
+    });
+  return create(ConnectResponseSchema, {
+    frame: {
+      case: "batch",
+      value: { frames: Array.from({ length: r.int(20) }, () => responseFrame(r, true)) },
+    },
+  });
+}
+
+/** Decodes with both; both must throw the same error, or give strictly equal messages. */
+function sameMessage(bytes: Uint8Array) {
+  let expected: ConnectResponse | undefined;
+  let expectedError: string | undefined;
+  try {
+    expected = fromBinary(ConnectResponseSchema, bytes);
+  } catch (err) {
+    expectedError = String(err);
+  }
+  if (expectedError !== undefined) {
+    expect(() => decodeConnectResponse(bytes)).toThrow();
+    try {
+      decodeConnectResponse(bytes);
+    } catch (err) {
+      expect(String(err)).toBe(expectedError);
+    }
+    return;
+  }
+  expect(decodeConnectResponse(bytes)).toStrictEqual(expected);
+}
+
+describe("decodeConnectResponse", () => {
+  test("equals protobuf-es on random batches mixing every frame kind", () => {
+    for (let seed = 1; seed <= 400; seed++) {
+      const r = rng(seed);
+      const msg =
+        r.next() < 0.8
+          ? create(ConnectResponseSchema, {
+              frame: {
+                case: "batch",
+                value: { frames: Array.from({ length: r.int(30) }, () => responseFrame(r, true)) },
+              },
+            })
+          : responseFrame(r, false);
+      const bytes = toBinary(ConnectResponseSchema, msg);
+      sameMessage(bytes);
+      // grpc-js hands over Buffers: bytes fields are then Buffer views, as with protobuf-es.
+      sameMessage(Buffer.from(bytes));
+    }
+  });
+
+  test("frames with unknown fields, repeated singular messages, odd wire types or odd strings decode as protobuf-es does", () => {
+    const delivery = toBinary(
+      ConnectResponseSchema,
+      create(ConnectResponseSchema, {
+        frame: {
+          case: "delivery",
+          value: {
+            id: randomUUID(),
+            source: { accountId: "a", deviceId: 1 },
+            destination: { accountId: "b" },
+          },
+        },
+      }),
+    );
+    const unknownField = Uint8Array.from([...delivery, 0xf8, 0x01, 0x05]); // field 31, varint 5
+    sameMessage(unknownField);
+    expect(decodeConnectResponse(unknownField).$unknown).toBeDefined();
+    const cases = [
+      unknownField,
+      Uint8Array.from([...delivery, ...delivery]), // the oneof set twice: the envelopes merge
+      Uint8Array.from([0x0a, 0x04, 0x22, 0x02, 0x08, 0x01, 0x0a, 0x04, 0x22, 0x02, 0x10, 0x02]), // two deliveries
+      Uint8Array.from([0x0a, 0x08, 0x22, 0x02, 0x08, 0x01, 0x22, 0x02, 0x10, 0x02]), // source twice
+      Uint8Array.from([0x0a, 0x02, 0x22, 0x01]), // envelope field 4 as a varint... cut short
+      Uint8Array.from([0x0a, 0x02, 0x20, 0x01]), // envelope field 4 as a varint
+      Uint8Array.from([0x0a, 0x04, 0x0a, 0x02, 0xc3, 0x28]), // an id that is not UTF-8
+      Uint8Array.from([0x0a, 0x06, 0x0a, 0x04, 0xef, 0xbb, 0xbf, 0x61]), // an id with a byte order mark
+      Uint8Array.from([0x0a, 0x05, 0x0a, 0x03, 0xef, 0xbf, 0xbd]), // an id that is U+FFFD
+      Uint8Array.from([0x0a, 0x02, 0x68, 0x02]), // ephemeral = 2
+      Uint8Array.from([0x0a, 0x06, 0x18, 0xff, 0xff, 0xff, 0xff, 0x0f]), // type 2^32 - 1 (int32 -1)
+      Uint8Array.from([0x0a, 0x07, 0x38, 0x81, 0x80, 0x80, 0x80, 0x80, 0x00]), // a non-minimal uint32
+      Uint8Array.from([0x0a, 0x04, 0x90, 0x80, 0x00, 0x07]), // field 2 tag (varint) in three bytes
+      Uint8Array.from([0x9a, 0x80, 0x80, 0x80, 0x80, 0x01, 0x02, 0x08, 0x07]), // a tag over 2^32
+      Uint8Array.from([0x9a, 0x80, 0x80, 0x80, 0x80, 0x00, 0x02, 0x08, 0x07]), // a six-byte tag
+      Uint8Array.from([0x1a, 0x04, 0x12, 0x02, 0x0a, 0x00, 0x1a, 0x04, 0x22, 0x02, 0x08, 0x01]), // two results
+      Uint8Array.from([0x1a, 0x06, 0x12, 0x02, 0x0a, 0x00, 0x22, 0x00]), // send and error results
+      Uint8Array.from([0x1a, 0x06, 0x12, 0x04, 0x0a, 0x00, 0x0a, 0x00]), // sent twice
+      Uint8Array.from([0x1a, 0x04, 0x22, 0x02, 0x08, 0x00]), // error code 0 on the wire
+      Uint8Array.from([0x12, 0x04, 0x0a, 0x00, 0x0a, 0x00]), // queue-empty device twice
+      Uint8Array.from([0x32, 0x02, 0x12, 0x00]), // a batch with field 2
+      Uint8Array.from([0x32, 0x04, 0x0a, 0x02, 0x32, 0x00]), // a batch in a batch
+      Uint8Array.from([0x32, 0x05, 0x0a, 0x03, 0x12, 0x00, 0x00]), // a frame with a field 0
+      Uint8Array.from([0x32, unknownField.length + 2, 0x0a, unknownField.length, ...unknownField]),
+      Uint8Array.from([0x0a, 0x03, 0x22, 0x05, 0x0a]), // a source longer than its envelope
+    ];
+    for (const bytes of cases) sameMessage(bytes);
+  });
+
+  test("truncated and corrupted input fails or decodes exactly as protobuf-es does", () => {
+    const r = rng(99);
+    for (let i = 0; i < 300; i++) {
+      const good = toBinary(ConnectResponseSchema, responseFrame(r, false));
+      if (good.length === 0) continue;
+      sameMessage(good.subarray(0, r.int(good.length)));
+      const bad = good.slice();
+      bad[r.int(bad.length)] = r.int(256);
+      sameMessage(bad);
+    }
+  });
+});
+
+describe("connect codec", () => {
+  test("writes and reads typical frames without protobuf-es, and falls back per frame in a batch", () => {
+    const r = rng(7);
+    const send = (id: number): RequestInit => ({
+      frame: {
+        case: "send",
+        value: {
+          correlationId: BigInt(id),
+          request: {
+            sender: { accountId: randomUUID(), deviceId: 1 },
+            destinationAccountId: randomUUID(),
+            messages: [{ deviceId: 1, registrationId: 4242, type: 1, content: bytes(r, 300) }],
+            clientMessageId: randomUUID(),
+            clientTimestampMs: BigInt(Date.now()),
+            urgent: true,
+          },
+        },
+      },
+    });
+    const ack: RequestInit = {
+      frame: { case: "ack", value: { device: { accountId: "a", deviceId: 1 }, messageIds: ["m"] } },
+    };
+    const subscribe: RequestInit = {
+      frame: { case: "subscribe", value: { device: { accountId: "a", deviceId: 1 }, window: 10 } },
+    };
+    const frames = [send(1), ack, create(ConnectRequestSchema, send(2)), send(3)];
+    expect(
+      protobufEsCalls(() => encodeConnectRequest({ frame: { case: "batch", value: { frames } } })),
+    ).toEqual({
+      toBinary: 0,
+      fromBinary: 0,
+    });
+    expect(protobufEsCalls(() => encodeConnectRequest(send(4)))).toEqual({ toBinary: 0, fromBinary: 0 });
+    const mixed: RequestInit = {
+      frame: { case: "batch", value: { frames: [...frames, subscribe, subscribe] } },
+    };
+    expect(protobufEsCalls(() => encodeConnectRequest(mixed)).toBinary).toBe(2);
+    expect(protobufEsCalls(() => encodeConnectRequest(subscribe)).toBinary).toBe(1);
+
+    const typical = (): ConnectResponse[] => [
+      create(ConnectResponseSchema, {
+        frame: {
+          case: "delivery",
+          value: {
+            id: randomUUID(),
+            clientMessageId: randomUUID(),
+            type: 1,
+            source: { accountId: randomUUID(), deviceId: 1 },
+            sourceApp: 1,
+            sourceRegistrationId: 4242,
+            destination: { accountId: randomUUID(), deviceId: 2 },
+            destinationApp: 2,
+            content: bytes(r, 300),
+            serverTimestampMs: BigInt(Date.now()),
+            clientTimestampMs: BigInt(Date.now()),
+            urgent: true,
+            reportTag: bytes(r, 32),
+            sequence: 5n,
+            serverFrankingTag: bytes(r, 32),
+          },
+        },
+      }),
+      create(ConnectResponseSchema, {
+        frame: {
+          case: "sendResult",
+          value: {
+            correlationId: 9n,
+            result: { case: "send", value: { result: { case: "sent", value: { messageId: "m" } } } },
+          },
+        },
+      }),
+      create(ConnectResponseSchema, {
+        frame: {
+          case: "sendResult",
+          value: { correlationId: 9n, result: { case: "error", value: { code: 14 } } },
+        },
+      }),
+      create(ConnectResponseSchema, { frame: { case: "queueEmpty", value: { device: { accountId: "a" } } } }),
+    ];
+    const batch = (frames: ConnectResponse[]) =>
+      toBinary(
+        ConnectResponseSchema,
+        create(ConnectResponseSchema, { frame: { case: "batch", value: { frames } } }),
+      );
+    const displaced = create(ConnectResponseSchema, { frame: { case: "displaced", value: {} } });
+    for (let i = 0; i < 20; i++) {
+      const plain = batch(typical());
+      expect(protobufEsCalls(() => decodeConnectResponse(plain)).fromBinary).toBe(0);
+    }
+    const withOdd = batch([...typical(), displaced, ...typical(), displaced]);
+    expect(protobufEsCalls(() => decodeConnectResponse(withOdd)).fromBinary).toBe(2);
+  });
+
+  test("knows every field of the messages it writes and reads (update it when they change)", () => {
+    const schemas = [
+      ConnectRequestSchema,
+      ConnectRequestBatchSchema,
+      SendFrameSchema,
+      SendMessageRequestSchema,
+      OutgoingMessageSchema,
+      AckFrameSchema,
+      AddressSchema,
+      ConnectResponseSchema,
+      ConnectResponseBatchSchema,
+      EnvelopeSchema,
+      QueueEmptySchema,
+      SendResultSchema,
+      SendMessageResponseSchema,
+      SentSchema,
+      ErrorStatusSchema,
+    ];
+    const numbers = (d: DescMessage) => d.fields.map((f) => f.number);
+    expect(Object.fromEntries(schemas.map((s) => [s.typeName, numbers(s)]))).toEqual(CODEC_MESSAGE_FIELDS);
+  });
+});
