@@ -13,6 +13,7 @@ import {
   isRetryableTransactionError,
   isUnavailableError,
   listMembersOfGroups,
+  relationshipKey,
   sendLogKey,
   type Database,
   type QueueDevice,
@@ -291,19 +292,21 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
     }
     // Message requests, blocks and minors: relationships of every (recipient, sender) pair and
     // the recipients' flags, in one read alongside the others.
-    const policyPairs: Array<{ owner: string; peer: string }> = [];
+    // Each pair once: a conversation's two directions, and repeated sends, share their probes.
+    const policyPairs = new Map<string, { owner: string; peer: string }>();
+    const addPair = (owner: string, peer: string) => {
+      const k = relationshipKey(owner, peer);
+      if (!policyPairs.has(k)) policyPairs.set(k, { owner, peer });
+    };
     const policyAccounts = new Set<string>();
     for (const { send } of sends) {
       const from = send.sender.accountId;
       if (send.kind === "direct") {
-        policyPairs.push(
-          { owner: send.destinationAccountId, peer: from },
-          { owner: from, peer: send.destinationAccountId },
-        );
+        addPair(send.destinationAccountId, from);
+        addPair(from, send.destinationAccountId);
         policyAccounts.add(from).add(send.destinationAccountId);
       } else {
-        for (const a of members.get(send.groupId) ?? [])
-          if (a !== from) policyPairs.push({ owner: a, peer: from });
+        for (const a of members.get(send.groupId) ?? []) if (a !== from) addPair(a, from);
       }
     }
     // One statement for the batch's reads (senders and keys, destination devices, relationships),
@@ -317,7 +320,7 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
           clientMessageId: send.clientMessageId,
         })),
         destinations: [...destAccounts],
-        pairs: policyPairs,
+        pairs: [...policyPairs.values()],
         policyAccounts: [...policyAccounts],
       }),
     ]);
