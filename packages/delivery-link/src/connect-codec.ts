@@ -1,9 +1,18 @@
 import { create, fromBinary, protoInt64, toBinary } from "@bufbuild/protobuf";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { WIRE_FALLBACK as FALLBACK, WIRE_LEN, WIRE_VARINT, WireReader } from "@switchboard/grpc";
+import {
+  WIRE_FALLBACK as FALLBACK,
+  WIRE_LEN,
+  WIRE_VARINT,
+  WireReader,
+  type ClientCodecs,
+} from "@switchboard/grpc";
+import type { MessageService } from "@switchboard/proto";
 import {
   ConnectRequestSchema,
   ConnectResponseSchema,
+  SendMessageRequestSchema,
+  SendMessageResponseSchema,
   type Address,
   type ConnectRequest,
   type ConnectResponse,
@@ -206,12 +215,29 @@ class RequestEncoder {
       if (this.at !== size) throw new Error(`ConnectRequest encoder wrote ${this.at} of ${size} bytes`);
       return this.buf;
     } finally {
-      this.count = 0;
-      this.next = 0;
-      this.at = 0;
-      this.buf = NO_BUFFER;
-      if (this.fallbacks.length > 0) this.fallbacks = [];
+      this.reset();
     }
+  }
+
+  /** A SendMessageRequest on its own (the unary SendMessage call). */
+  encodeSendRequest(init: unknown): Uint8Array {
+    try {
+      const size = this.sizeSendRequest(asObject(init), false);
+      this.buf = Buffer.allocUnsafe(size);
+      this.writeSendRequest(init as Obj, false, true);
+      if (this.at !== size) throw new Error(`SendMessageRequest encoder wrote ${this.at} of ${size} bytes`);
+      return this.buf;
+    } finally {
+      this.reset();
+    }
+  }
+
+  private reset(): void {
+    this.count = 0;
+    this.next = 0;
+    this.at = 0;
+    this.buf = NO_BUFFER;
+    if (this.fallbacks.length > 0) this.fallbacks = [];
   }
 
   // -- pass 1: sizes ---------------------------------------------------------------------------
@@ -462,9 +488,10 @@ class RequestEncoder {
     }
   }
 
-  private writeSendRequest(m: Obj, parentRaw: boolean): void {
+  private writeSendRequest(m: Obj, parentRaw: boolean, top = false): void {
     const raw = isRaw(m, parentRaw, T_SEND_REQUEST);
-    this.length();
+    if (top) this.next++;
+    else this.length();
     const sender = message(m.sender, raw);
     if (sender !== undefined) {
       this.byte(tag(1, WIRE_LEN));
@@ -569,6 +596,22 @@ export function encodeConnectRequest(init: ConnectRequestInit): Uint8Array {
   return toBinary(ConnectRequestSchema, create(ConnectRequestSchema, init));
 }
 
+/**
+ * Encodes a unary SendMessage request: the bytes of `toBinary(SendMessageRequestSchema,
+ * create(SendMessageRequestSchema, init))`, written directly like a `send` frame's request, with
+ * the same fallback to protobuf-es for anything unusual.
+ */
+export function encodeSendMessageRequest(
+  init: MessageInitShape<typeof SendMessageRequestSchema>,
+): Uint8Array {
+  try {
+    return encoder.encodeSendRequest(init);
+  } catch (err) {
+    if (err !== FALLBACK) throw err;
+  }
+  return toBinary(SendMessageRequestSchema, create(SendMessageRequestSchema, init));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Decoding
 
@@ -593,6 +636,20 @@ export function decodeConnectResponse(bytes: Uint8Array): ConnectResponse {
     return readResponse(new WireReader(bytes, 0), bytes.length, true);
   } catch (err) {
     if (err === FALLBACK) return fromBinary(ConnectResponseSchema, bytes);
+    throw err;
+  }
+}
+
+/**
+ * Decodes a unary SendMessage response: exactly what `fromBinary(SendMessageResponseSchema, bytes)`
+ * returns. `sent` is read directly; the other outcomes, and anything unusual, by protobuf-es.
+ */
+export function decodeSendMessageResponse(bytes: Uint8Array): SendMessageResponse {
+  if (!protoInt64.supported) return fromBinary(SendMessageResponseSchema, bytes);
+  try {
+    return readSendResponse(new WireReader(bytes, 0), bytes.length);
+  } catch (err) {
+    if (err === FALLBACK) return fromBinary(SendMessageResponseSchema, bytes);
     throw err;
   }
 }
@@ -848,3 +905,12 @@ function readAddress(r: WireReader, end: number): Address {
   }
   return m;
 }
+
+/**
+ * The hand-written codecs of MessageService's hot methods, for `createClient(MessageService, …,
+ * { codecs: messageServiceCodecs })`: the Connect stream and unary SendMessage.
+ */
+export const messageServiceCodecs: ClientCodecs<typeof MessageService> = {
+  connect: { encode: encodeConnectRequest, decode: decodeConnectResponse },
+  sendMessage: { encode: encodeSendMessageRequest, decode: decodeSendMessageResponse },
+};

@@ -21,7 +21,7 @@ import {
   type SendMessageResponse,
 } from "@switchboard/proto";
 import type { Logger } from "pino";
-import { decodeConnectResponse, encodeConnectRequest } from "./connect-codec.js";
+import { messageServiceCodecs } from "./connect-codec.js";
 
 /** Options of {@link createDeliveryLink}. */
 export interface DeliveryLinkOptions {
@@ -164,12 +164,9 @@ export function createDeliveryLink(opts: DeliveryLinkOptions): DeliveryLink {
   const directory = createClient(DirectoryService, channel, { metadata });
   const keys = createClient(KeyService, channel, { metadata });
   const groups = createClient(GroupService, channel, { metadata });
-  // The Connect stream carries nearly all of the link's traffic: hand-written codecs spare it
-  // protobuf-es reflection (see connect-codec.ts).
-  const messages = createClient(MessageService, channel, {
-    metadata,
-    codecs: { connect: { encode: encodeConnectRequest, decode: decodeConnectResponse } },
-  });
+  // The Connect stream carries nearly all of the link's traffic (and SendMessage the rest of its
+  // sends): hand-written codecs spare them protobuf-es reflection (see connect-codec.ts).
+  const messages = createClient(MessageService, channel, { metadata, codecs: messageServiceCodecs });
   const requests = createClient(RequestService, channel, { metadata });
   const reports = createClient(ReportService, channel, { metadata });
   const sealedSender = createClient(SealedSenderService, channel, { metadata });

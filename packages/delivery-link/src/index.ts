@@ -1,4 +1,6 @@
 export { createDeliveryLink } from "./delivery-link.js";
+// MessageService's hand-written codecs, for other clients of it (the load generator's unary sends).
+export { messageServiceCodecs } from "./connect-codec.js";
 export type {
   DeliveryLink,
   DeliveryLinkOptions,

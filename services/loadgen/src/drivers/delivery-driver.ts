@@ -2,7 +2,12 @@
 // few multiplexed Connect streams) per app token. Subscriptions and acks always use the Connect
 // streams; sends use them too (`delivery-stream`) or unary SendMessage/SendGroupMessage calls
 // (`delivery-unary`).
-import { createDeliveryLink, type DeliveryLink, type DeviceSubscription } from "@switchboard/delivery-link";
+import {
+  createDeliveryLink,
+  messageServiceCodecs,
+  type DeliveryLink,
+  type DeviceSubscription,
+} from "@switchboard/delivery-link";
 import { codeName, isAppError } from "@switchboard/errors";
 import { createClient, type ServiceClient } from "@switchboard/grpc";
 import {
@@ -118,6 +123,7 @@ export function createDeliveryDriver(opts: DeliveryDriverOptions): Driver {
       c = createClient(MessageService, opts.target, {
         metadata: () => ({ authorization: `Bearer ${token}` }),
         channelOptions: { "grpc.use_local_subchannel_pool": 1 },
+        codecs: messageServiceCodecs,
       });
       unaryClients.set(app, c);
     }
