@@ -311,20 +311,28 @@ export async function commitQueueBatch(db: Kysely<Database>, batch: QueueBatch):
         AS r(a, dv, ord, m, type, sa, sd, sapp, sp, sr, cm, ct, st, ex, fl, g, rt, boff, blen, pid, logged)
       JOIN up ON up.account_id = r.a AND up.device_id = r.dv
       WHERE NOT r.logged OR r.m IN (SELECT message_id FROM sl)
-      RETURNING account_id, device_id, seq, app, message_id
     )
-    SELECT 'q' AS kind, account_id, device_id, seq, app, message_id FROM ins
+    -- Not a row per inserted row: each device's base and app, and the keys claimed, from which
+    -- the rows' sequences follow (the INSERT runs to completion without being read).
+    SELECT 'u' AS kind, account_id, device_id, base AS seq, app, NULL::uuid AS message_id FROM up
     UNION ALL
     SELECT 's', NULL, NULL, NULL, NULL, message_id FROM sl
   `.execute(db);
   const out: QueueBatchResult = { logged: new Set(), queued: new Map() };
+  const bases = new Map<string, { base: number; app: number }>();
   for (const r of result.rows) {
     if (r.kind === "s") out.logged.add(r.message_id);
-    else
-      out.queued.set(`${r.account_id}/${r.device_id}/${r.message_id}`, {
-        seq: Number(r.seq),
-        app: Number(r.app),
-      });
+    else bases.set(`${r.account_id}/${r.device_id}`, { base: Number(r.seq), app: Number(r.app) });
   }
+  // Exactly the rows the INSERT wrote: of an existing device, and of a send whose key this batch
+  // claimed (or of no send), numbered base + their order among the device's rows.
+  rows.forEach((r, i) => {
+    const device = bases.get(`${r.account_id}/${r.device_id}`);
+    if (device === undefined || (batch.logged[i] === true && !out.logged.has(r.message_id))) return;
+    out.queued.set(`${r.account_id}/${r.device_id}/${r.message_id}`, {
+      seq: device.base + (ord[i] as number),
+      app: device.app,
+    });
+  });
   return out;
 }

@@ -418,11 +418,11 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
         recordSenderRelationship = decision.recordSenderRelationship;
         if (decision.action === "hold") requestFlags = QUEUE_FLAG_HELD | QUEUE_FLAG_REQUEST;
         else if (decision.action === "deliver_marked") requestFlags = QUEUE_FLAG_REQUEST;
-        const byId = new Map(current.map((d) => [d.deviceId, d]));
+
         // A dropped send (blocked sender, adult to a minor) is answered like any other and
         // logged for idempotency, but nothing is queued.
         for (const m of decision.action === "drop" ? [] : s.messages) {
-          const device = byId.get(m.deviceId);
+          const device = current.find((d) => d.deviceId === m.deviceId);
           if (device) targets.push({ device, type: m.type, content: m.content });
         }
       } else {
@@ -648,31 +648,26 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
 
     const events: Uint8Array[] = [];
     const keys: Array<{ accountId: string; deviceId: number }> = [];
-    const perAppPair = new Map<string, number>();
+    const perAppPair = new Map<number, number>();
     for (const row of rows) {
       const q = committed.queued.get(`${row.account_id}/${row.device_id}/${row.message_id}`);
       if (!q) continue; // raced send, or the device vanished
       if ((row.flags & QUEUE_FLAG_HELD) !== 0) continue; // a held request wakes no one
-      // Encoded straight from the row (envelope-wire.ts): no Envelope object on the hot path.
-      events.push(
-        encodeQueuedMessageEvent(
-          {
-            ...row,
-            app: q.app,
-            seq: q.seq,
-            content: row.content ?? (row.payload_id ? (groupContent.get(row.payload_id) ?? null) : null),
-          },
-          opts.franker,
-        ),
-      );
+      // Encoded straight from the row (envelope-wire.ts): no Envelope object on the hot path. The
+      // row is completed in place (it is not used after this batch) rather than copied.
+      const queued = row as QueueInsert & { seq: number };
+      queued.app = q.app;
+      queued.seq = q.seq;
+      if (queued.content === null && queued.payload_id !== null)
+        queued.content = groupContent.get(queued.payload_id) ?? null;
+      events.push(encodeQueuedMessageEvent(queued, opts.franker));
       keys.push({ accountId: row.account_id, deviceId: row.device_id });
-      const pair = `${row.source_app}/${q.app}`;
+      const pair = row.source_app * 256 + q.app;
       perAppPair.set(pair, (perAppPair.get(pair) ?? 0) + 1);
     }
     for (const [pair, n] of perAppPair) {
-      const [source, destination] = pair.split("/");
       opts.metrics.queued.inc(
-        { source_app: appLabel(Number(source)), destination_app: appLabel(Number(destination)) },
+        { source_app: appLabel(Math.floor(pair / 256)), destination_app: appLabel(pair % 256) },
         n,
       );
     }
