@@ -212,7 +212,9 @@ class RequestEncoder {
       const size = this.sizeRequest(asObject(init), false);
       this.buf = Buffer.allocUnsafe(size);
       this.writeRequest(init as Obj, false, true);
-      if (this.at !== size) throw new Error(`ConnectRequest encoder wrote ${this.at} of ${size} bytes`);
+      // A size the two passes disagree on would be this encoder's bug: the message still goes out,
+      // written by protobuf-es (tests check that typical frames never take that path).
+      if (this.at !== size) throw FALLBACK;
       return this.buf;
     } finally {
       this.reset();
@@ -225,7 +227,9 @@ class RequestEncoder {
       const size = this.sizeSendRequest(asObject(init), false);
       this.buf = Buffer.allocUnsafe(size);
       this.writeSendRequest(init as Obj, false, true);
-      if (this.at !== size) throw new Error(`SendMessageRequest encoder wrote ${this.at} of ${size} bytes`);
+      // A size the two passes disagree on would be this encoder's bug: the message still goes out,
+      // written by protobuf-es (tests check that typical frames never take that path).
+      if (this.at !== size) throw FALLBACK;
       return this.buf;
     } finally {
       this.reset();
@@ -252,7 +256,10 @@ class RequestEncoder {
   }
 
   private push(v: number): void {
-    this.slots[this.reserve()] = v;
+    // Reserve first: `this.slots[this.reserve()] = v` would read `this.slots` before reserve()
+    // replaces a full array, and write the value into the discarded one.
+    const i = this.reserve();
+    this.slots[i] = v;
   }
 
   /** A string field's size (0 when empty, so unset), recording its UTF-8 length. */

@@ -223,6 +223,28 @@ describe("encodeConnectRequest", () => {
     }
   });
 
+  test("writes large batches exactly, however often its size table grows", () => {
+    // Ack frames are mostly string lengths: the table of sizes grows while they are recorded.
+    const ack = (ids: number): RequestInit => ({
+      frame: {
+        case: "ack",
+        value: {
+          device: { accountId: randomUUID(), deviceId: 1 },
+          messageIds: Array.from({ length: ids }, () => randomUUID()),
+        },
+      },
+    });
+    for (const frames of [5, 9, 17, 33, 65, 129, 257, 513]) {
+      const init: RequestInit = {
+        frame: { case: "batch", value: { frames: Array.from({ length: frames }, () => ack(7)) } },
+      };
+      let got: Uint8Array = new Uint8Array(0);
+      // Written by the codec itself (a disagreement between its passes would fall back).
+      expect(protobufEsCalls(() => (got = encodeConnectRequest(init))).toBinary).toBe(0);
+      expect(Buffer.from(got).equals(Buffer.from(protobufEs(init) as Uint8Array))).toBe(true);
+    }
+  });
+
   test("writes lone surrogates and byte order marks as protobuf-es does", () => {
     for (const s of LOSSY_STRINGS) {
       const address = { accountId: s, deviceId: 1 };
