@@ -21,6 +21,7 @@ import {
   type ConnectRequest,
   type ConnectResponse,
 } from "@switchboard/proto";
+import { seededRandom, type SeededRandom } from "@switchboard/testkit";
 import { describe, expect, test, vi } from "vitest";
 import {
   CODEC_MESSAGE_FIELDS,
@@ -49,21 +50,8 @@ function protobufEsCalls(run: () => void): { toBinary: number; fromBinary: numbe
 
 type RequestInit = Parameters<typeof encodeConnectRequest>[0];
 
-/** A small seeded generator, so a failure names the seed that reproduces it. */
-function rng(seed: number) {
-  let s = seed >>> 0 || 1;
-  const next = () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 2 ** 32;
-  };
-  const int = (n: number) => Math.floor(next() * n);
-  const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)] as T;
-  return { next, int, pick };
-}
-
-type Rng = ReturnType<typeof rng>;
+const rng = seededRandom;
+type Rng = SeededRandom;
 
 const STRINGS = ["", "a", "ünïcødé-🙂", "x".repeat(300), "NULL", "\u0000"];
 /** Strings protobuf-es does not read back as written: lone surrogates, a leading byte order mark. */

@@ -10,24 +10,12 @@ import {
   SendMessageRequestSchema,
   type ConnectRequest,
 } from "@switchboard/proto";
+import { seededRandom, type SeededRandom } from "@switchboard/testkit";
 import { describe, expect, test } from "vitest";
 import { decodeConnectRequest } from "./connect-decode.js";
 
-/** A small seeded generator, so a failure names the seed that reproduces it. */
-function rng(seed: number) {
-  let s = seed >>> 0 || 1;
-  const next = () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 2 ** 32;
-  };
-  const int = (n: number) => Math.floor(next() * n);
-  const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)] as T;
-  return { next, int, pick };
-}
-
-type Rng = ReturnType<typeof rng>;
+const rng = seededRandom;
+type Rng = SeededRandom;
 
 const STRINGS = ["", "a", "ünïcødé-🙂", "x".repeat(300), "NULL", "\u0000"];
 const U32 = [0, 1, 127, 128, 16_383, 16_384, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1];
