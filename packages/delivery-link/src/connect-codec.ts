@@ -1,10 +1,11 @@
-import { create, fromBinary, protoInt64, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { WireReader } from "@switchboard/grpc";
 import {
+  readOrFallback,
   WIRE_FALLBACK as FALLBACK,
   WIRE_LEN,
   WIRE_VARINT,
-  WireReader,
   type ClientCodecs,
 } from "@switchboard/grpc";
 import type { MessageService } from "@switchboard/proto";
@@ -637,14 +638,7 @@ const FRAME_READ_OPTIONS = { recursionLimit: 98 };
  * large 64-bit values) is decoded by protobuf-es: that frame of a batch, or else the whole message.
  */
 export function decodeConnectResponse(bytes: Uint8Array): ConnectResponse {
-  // Without bigint support protobuf-es represents 64-bit fields as strings.
-  if (!protoInt64.supported) return fromBinary(ConnectResponseSchema, bytes);
-  try {
-    return readResponse(new WireReader(bytes, 0), bytes.length, true);
-  } catch (err) {
-    if (err === FALLBACK) return fromBinary(ConnectResponseSchema, bytes);
-    throw err;
-  }
+  return readOrFallback(ConnectResponseSchema, bytes, (r, end) => readResponse(r, end, true));
 }
 
 /**
@@ -652,13 +646,7 @@ export function decodeConnectResponse(bytes: Uint8Array): ConnectResponse {
  * returns. `sent` is read directly; the other outcomes, and anything unusual, by protobuf-es.
  */
 export function decodeSendMessageResponse(bytes: Uint8Array): SendMessageResponse {
-  if (!protoInt64.supported) return fromBinary(SendMessageResponseSchema, bytes);
-  try {
-    return readSendResponse(new WireReader(bytes, 0), bytes.length);
-  } catch (err) {
-    if (err === FALLBACK) return fromBinary(SendMessageResponseSchema, bytes);
-    throw err;
-  }
+  return readOrFallback(SendMessageResponseSchema, bytes, readSendResponse);
 }
 
 function readResponse(r: WireReader, end: number, top: boolean): ConnectResponse {

@@ -2,6 +2,7 @@
 // service's ConnectRequest decoder, the delivery link's ConnectResponse decoder). It reads only
 // what such a decoder can return exactly as protobuf-es would; for anything else it throws
 // WIRE_FALLBACK, and the decoder hands the bytes to `fromBinary` instead.
+import { fromBinary, protoInt64, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 
 /**
  * Thrown by {@link WireReader} (one instance, made once, so throwing it is cheap) when the input is
@@ -111,5 +112,25 @@ export class WireReader {
     const v = this.varint(end);
     if (v > 1) throw WIRE_FALLBACK;
     return v === 1;
+  }
+}
+
+/**
+ * Decodes `bytes` with a hand-written `read` where it can, else with protobuf-es: returns exactly
+ * what `fromBinary(schema, bytes)` returns and throws where it throws. `read` throws
+ * {@link WIRE_FALLBACK} for anything it does not read exactly as protobuf-es would.
+ */
+export function readOrFallback<Desc extends DescMessage>(
+  schema: Desc,
+  bytes: Uint8Array,
+  read: (r: WireReader, end: number) => MessageShape<Desc>,
+): MessageShape<Desc> {
+  // Without bigint support protobuf-es represents 64-bit fields as strings: leave those to it.
+  if (!protoInt64.supported) return fromBinary(schema, bytes);
+  try {
+    return read(new WireReader(bytes, 0), bytes.length);
+  } catch (err) {
+    if (err === WIRE_FALLBACK) return fromBinary(schema, bytes);
+    throw err;
   }
 }

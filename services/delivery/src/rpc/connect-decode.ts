@@ -1,5 +1,6 @@
 import { fromBinary } from "@bufbuild/protobuf";
-import { WIRE_FALLBACK as FALLBACK, WIRE_LEN, WIRE_VARINT, WireReader as Reader } from "@switchboard/grpc";
+import type { WireReader as Reader } from "@switchboard/grpc";
+import { readOrFallback, WIRE_FALLBACK as FALLBACK, WIRE_LEN, WIRE_VARINT } from "@switchboard/grpc";
 import {
   ConnectRequestSchema,
   type AckFrame,
@@ -22,12 +23,7 @@ import {
 
 /** Decodes one Connect stream message; equal to protobuf-es's `fromBinary` for any input. */
 export function decodeConnectRequest(bytes: Uint8Array): ConnectRequest {
-  try {
-    return readConnectRequest(new Reader(bytes, 0), bytes.length, true);
-  } catch (err) {
-    if (err === FALLBACK) return fromBinary(ConnectRequestSchema, bytes);
-    throw err;
-  }
+  return readOrFallback(ConnectRequestSchema, bytes, (r, end) => readConnectRequest(r, end, true));
 }
 
 function readConnectRequest(r: Reader, end: number, top: boolean): ConnectRequest {
@@ -111,11 +107,10 @@ function readSendRequest(r: Reader, end: number): SendMessageRequest {
       case (4 << 3) | WIRE_LEN:
         m.clientMessageId = r.string(end);
         break;
-      case (5 << 3) | WIRE_VARINT: {
+      case (5 << 3) | WIRE_VARINT:
         // int64: a negative value is ten bytes long (falls back); anything below 2^53 is exact.
-        m.clientTimestampMs = BigInt(r.varint(end));
+        m.clientTimestampMs = r.int64(end);
         break;
-      }
       case (6 << 3) | WIRE_VARINT:
         m.ephemeral = r.bool(end);
         break;
@@ -152,13 +147,10 @@ function readOutgoing(r: Reader, end: number): OutgoingMessage {
       case (2 << 3) | WIRE_VARINT:
         m.registrationId = r.uint32(end);
         break;
-      case (3 << 3) | WIRE_VARINT: {
-        // An enum is an int32: only small non-negative values here (others fall back).
-        const v = r.varint(end);
-        if (v > 0x7fffffff) throw FALLBACK;
-        m.type = v;
+      case (3 << 3) | WIRE_VARINT:
+        // An enum is an int32: only non-negative values here (others fall back).
+        m.type = r.int32(end);
         break;
-      }
       case (4 << 3) | WIRE_LEN:
         m.content = r.bytes(end);
         break;
