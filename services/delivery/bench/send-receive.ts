@@ -60,8 +60,12 @@ const { values: args } = parseArgs({
      * delivery link does); `--frame-batching off` sends and receives one frame per stream message.
      */
     "frame-batching": { type: "string", default: "on" },
-    /** Extra node flags for the child (e.g. --cpu-prof). */
-    "server-node-flags": { type: "string", default: "" },
+    /**
+     * Node flags of the child; the default is `pnpm start`'s 64 MiB young generation. Add more
+     * (e.g. `--server-node-flags="--max-semi-space-size=64 --cpu-prof"`), or pass an empty value
+     * for V8's defaults.
+     */
+    "server-node-flags": { type: "string", default: "--max-semi-space-size=64" },
   },
 });
 const DEVICES = Number(args.devices);
