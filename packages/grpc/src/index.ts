@@ -7,6 +7,7 @@ export type { ClientCodecs, ClientOptions, ClientTarget, MethodCodec } from "./c
 export {
   appErrorToStatus,
   errorFromServiceError,
+  errorFromStatus,
   isServiceError,
   ERROR_DOMAIN,
   STATUS_DETAILS_KEY,

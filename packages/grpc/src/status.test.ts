@@ -1,13 +1,19 @@
 import * as grpc from "@grpc/grpc-js";
 import { AppError, Code } from "@switchboard/errors";
 import { describe, expect, test } from "vitest";
-import { STATUS_DETAILS_KEY, appErrorToStatus, errorFromServiceError, isServiceError } from "./status.js";
+import {
+  STATUS_DETAILS_KEY,
+  appErrorToStatus,
+  errorFromServiceError,
+  errorFromStatus,
+  isServiceError,
+} from "./status.js";
 
 function serviceError(status: grpc.StatusObject): grpc.ServiceError {
   return Object.assign(new Error(`${status.code} ${status.details}`), status);
 }
 
-describe("appErrorToStatus / errorFromServiceError", () => {
+describe("appErrorToStatus / errorFromServiceError / errorFromStatus", () => {
   test("round-trips code, reason, message, metadata and retryAfterMs", () => {
     const original = new AppError(Code.ResourceExhausted, "RATE_LIMITED", "too many sends", {
       metadata: { limit: "100" },
@@ -53,6 +59,46 @@ describe("appErrorToStatus / errorFromServiceError", () => {
       serviceError({ code: grpc.status.NOT_FOUND, details: "gone", metadata }),
     );
     expect(garbled).toMatchObject({ code: Code.NotFound, reason: "NOT_FOUND" });
+  });
+
+  test("errorFromStatus maps a status read off the wire as errorFromServiceError maps it", () => {
+    const status = appErrorToStatus(
+      new AppError(Code.FailedPrecondition, "GROUP_CLOSED", "the group is closed", {
+        metadata: { groupId: "g1" },
+        retryAfterMs: 100,
+      }),
+    );
+    const raw = status.metadata.get(STATUS_DETAILS_KEY)[0] as Buffer;
+    const cause = new Error("transport");
+
+    const fromWire = errorFromStatus(status.code, status.details, new Uint8Array(raw), cause);
+    const fromGrpcJs = errorFromServiceError(serviceError(status));
+    for (const err of [fromWire, fromGrpcJs]) {
+      expect(err).toBeInstanceOf(AppError);
+      expect(err).toMatchObject({
+        code: Code.FailedPrecondition,
+        reason: "GROUP_CLOSED",
+        message: "the group is closed",
+        metadata: { groupId: "g1" },
+        retryAfterMs: 100,
+      });
+    }
+    expect(fromWire.cause).toBe(cause);
+
+    const bare = errorFromStatus(grpc.status.DEADLINE_EXCEEDED, "late");
+    expect(bare).toMatchObject({
+      code: Code.DeadlineExceeded,
+      reason: "DEADLINE_EXCEEDED",
+      message: "late",
+      metadata: {},
+      retryAfterMs: undefined,
+    });
+    expect(bare.cause).toBeUndefined();
+    expect(errorFromStatus(99, "odd")).toMatchObject({ code: Code.Unknown, reason: "UNKNOWN" });
+    expect(errorFromStatus(grpc.status.INTERNAL, "x", new Uint8Array([0xff]))).toMatchObject({
+      code: Code.Internal,
+      reason: "INTERNAL",
+    });
   });
 
   test("isServiceError recognises grpc-js errors only", () => {

@@ -1,5 +1,6 @@
 // Error <-> gRPC status mapping, both directions: the server edge renders AppError as a status
-// with google.rpc details, and clients turn a ServiceError back into the same AppError.
+// with google.rpc details, and clients turn a ServiceError (or a status they read off the wire
+// themselves) back into the same AppError.
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { anyPack, anyUnpack, durationFromMs, durationMs } from "@bufbuild/protobuf/wkt";
 import type { Any } from "@bufbuild/protobuf/wkt";
@@ -55,16 +56,32 @@ export function isServiceError(err: unknown): err is grpc.ServiceError {
 }
 
 /**
- * Maps a failed call's `ServiceError` back to an AppError with the same code and message. The
- * reason, metadata and retry delay come from the `ErrorInfo`/`RetryInfo` in
- * `grpc-status-details-bin` when present; otherwise the reason is the code's name (e.g.
- * `UNAVAILABLE`). The ServiceError is kept as `cause`.
+ * Maps a failed call's `ServiceError` back to an AppError with the same code and message, as
+ * {@link errorFromStatus} does with the `grpc-status-details-bin` metadata. The ServiceError is
+ * kept as `cause`.
  */
 export function errorFromServiceError(err: grpc.ServiceError): AppError {
-  const code = isKnownCode(err.code) ? err.code : Code.Unknown;
-  const details = decodeStatusDetails(err.metadata);
-  return new AppError(code, details.reason ?? codeName(code), err.details, {
-    cause: err,
+  return errorFromStatus(err.code, err.details, statusDetailsBytes(err.metadata), err);
+}
+
+/**
+ * Builds the AppError of a failed call from its gRPC status, for clients that read the status
+ * themselves instead of through grpc-js: `code` (one outside 1..16 becomes UNKNOWN), `message`
+ * (the decoded `grpc-message`) and `statusDetails`, the bytes of `grpc-status-details-bin` (a
+ * binary `google.rpc.Status`). The reason, metadata and retry delay come from its
+ * `ErrorInfo`/`RetryInfo` when present; otherwise (no details, or undecodable ones) the reason is
+ * the code's name (e.g. `UNAVAILABLE`).
+ */
+export function errorFromStatus(
+  code: number,
+  message: string,
+  statusDetails?: Uint8Array,
+  cause?: unknown,
+): AppError {
+  const known = isKnownCode(code) ? code : Code.Unknown;
+  const details = decodeStatusDetails(statusDetails);
+  return new AppError(known, details.reason ?? codeName(known), message, {
+    cause,
     metadata: details.metadata,
     ...(details.retryAfterMs === undefined ? {} : { retryAfterMs: details.retryAfterMs }),
   });
@@ -76,9 +93,13 @@ interface DecodedDetails {
   retryAfterMs?: number;
 }
 
-function decodeStatusDetails(metadata: grpc.Metadata | undefined): DecodedDetails {
+function statusDetailsBytes(metadata: grpc.Metadata | undefined): Uint8Array | undefined {
   const raw = metadata?.get(STATUS_DETAILS_KEY)[0];
-  if (raw === undefined || typeof raw === "string") return {};
+  return raw === undefined || typeof raw === "string" ? undefined : raw;
+}
+
+function decodeStatusDetails(raw: Uint8Array | undefined): DecodedDetails {
+  if (raw === undefined) return {};
   const out: DecodedDetails = {};
   try {
     const status = fromBinary(googleRpcStatus.StatusSchema, raw);

@@ -3,58 +3,9 @@
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { buildApp } from "@switchboard/delivery";
-import { createRedisFanout } from "@switchboard/fanout";
-import { App } from "@switchboard/proto";
-import { createDatabase } from "@switchboard/storage";
-import { cloneTemplateDatabase, redisTestPrefix, redisUrl } from "@switchboard/testkit";
-import pino from "pino";
 import { describe, expect, onTestFinished, test } from "vitest";
 import { DEFAULTS, runLoadTest, type LoadgenOptions } from "../src/index.js";
-
-const TOKENS = {
-  whatsapp: "wa-token-0123456789abcdef",
-  messenger: "ms-token-0123456789abcdef",
-  instagram: "ig-token-0123456789abcdef",
-};
-const log = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
-
-async function startDelivery(): Promise<string> {
-  const clone = await cloneTemplateDatabase();
-  const db = createDatabase({ url: clone.url, poolSize: 10 });
-  const fanout = await createRedisFanout({ url: redisUrl(), keyPrefix: redisTestPrefix() });
-  const app = buildApp({
-    config: {
-      APP_TOKENS: [
-        { app: App.WHATSAPP, providerId: "", token: TOKENS.whatsapp },
-        { app: App.MESSENGER, providerId: "", token: TOKENS.messenger },
-        { app: App.INSTAGRAM, providerId: "", token: TOKENS.instagram },
-      ],
-      MAX_CIPHERTEXT_BYTES: 256 * 1024,
-      QUEUE_TTL_SECONDS: 3600,
-      MAX_QUEUE_LENGTH: 10_000,
-      SEND_BATCH_MAX: 500,
-      SEND_LANES: 4,
-      ACK_BATCH_MAX: 2000,
-      STREAM_POLL_MS: 15_000,
-      MAX_DEVICES: 6,
-      MAX_GROUP_MEMBERS: 1000,
-      INSTANCE_ID: "loadgen-smoke",
-    },
-    db,
-    fanout,
-    log,
-    collectDefaultMetrics: false,
-  });
-  const { port } = await app.listen({ host: "127.0.0.1", port: 0 });
-  onTestFinished(async () => {
-    await app.close(1000);
-    await fanout.close();
-    await db.destroy();
-    await clone.drop();
-  });
-  return `127.0.0.1:${port}`;
-}
+import { log, startDelivery, TOKENS } from "./delivery-instance.js";
 
 async function tempDir(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), "loadgen-smoke-"));
@@ -105,7 +56,7 @@ function options(target: string, outDir: string, over: Partial<LoadgenOptions>):
 
 describe("runLoadTest", () => {
   test("delivers every message of a short open-loop run once and in order, and writes the report", async () => {
-    const target = await startDelivery();
+    const target = await startDelivery("loadgen-smoke");
     const out = await tempDir();
     const lines: string[] = [];
     const { report, files } = await runLoadTest(options(target, out, {}), {
@@ -136,7 +87,7 @@ describe("runLoadTest", () => {
   });
 
   test("reuses a saved population in a later run", async () => {
-    const target = await startDelivery();
+    const target = await startDelivery("loadgen-smoke");
     const out = await tempDir();
     const populationFile = join(out, "population.json");
     const first = await runLoadTest(
@@ -156,7 +107,7 @@ describe("runLoadTest", () => {
   });
 
   test("verifies unary sends of libsignal ciphertext to multi-device accounts", async () => {
-    const target = await startDelivery();
+    const target = await startDelivery("loadgen-smoke");
     const out = await tempDir();
     const { report } = await runLoadTest(
       options(target, out, {

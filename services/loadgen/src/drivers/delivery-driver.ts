@@ -1,7 +1,8 @@
 // Drives the delivery service's gRPC API with app credentials: one DeliveryLink (a channel and a
 // few multiplexed Connect streams) per app token. Subscriptions and acks always use the Connect
 // streams; sends use them too (`delivery-stream`) or unary SendMessage/SendGroupMessage calls
-// (`delivery-unary`).
+// (`delivery-unary`) over the lean HTTP/2 client of h2-unary.ts.
+import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import {
   createDeliveryLink,
   messageServiceCodecs,
@@ -9,17 +10,21 @@ import {
   type DeviceSubscription,
 } from "@switchboard/delivery-link";
 import { codeName, isAppError } from "@switchboard/errors";
-import { createClient, type ServiceClient } from "@switchboard/grpc";
 import {
   App,
   MessageService,
   EnvelopeType,
+  SendGroupMessageRequestSchema,
+  SendGroupMessageResponseSchema,
+  SendMessageRequestSchema,
+  SendMessageResponseSchema,
   type SendGroupMessageResponse,
   type SendMessageResponse,
 } from "@switchboard/proto";
 import type { Logger } from "pino";
 import type { AppName } from "../topology.js";
 import type { DeviceRef, Driver, SendResult } from "./driver.js";
+import { createH2UnaryClient, type H2UnaryClient } from "./h2-unary.js";
 
 /** The delivery driver's modes. */
 export type DeliveryMode = "delivery-stream" | "delivery-unary";
@@ -48,6 +53,21 @@ const APP_ENUM: Record<AppName, App> = {
 
 const ACK_FLUSH_MS = 5;
 const MAX_ACK_IDS = 1000;
+
+const SEND_MESSAGE_PATH = `/${MessageService.typeName}/${MessageService.method.sendMessage.name}`;
+const SEND_GROUP_MESSAGE_PATH = `/${MessageService.typeName}/${MessageService.method.sendGroupMessage.name}`;
+// SendMessage uses the delivery link's hand-written codec (protobuf-es where it has none, as
+// createClient would); SendGroupMessage has none.
+const encodeSendMessage =
+  messageServiceCodecs.sendMessage?.encode ??
+  ((init: MessageInitShape<typeof SendMessageRequestSchema>) =>
+    toBinary(SendMessageRequestSchema, create(SendMessageRequestSchema, init)));
+const decodeSendMessage =
+  messageServiceCodecs.sendMessage?.decode ??
+  ((bytes: Uint8Array) => fromBinary(SendMessageResponseSchema, bytes));
+const encodeSendGroupMessage = (init: MessageInitShape<typeof SendGroupMessageRequestSchema>) =>
+  toBinary(SendGroupMessageRequestSchema, create(SendGroupMessageRequestSchema, init));
+const decodeSendGroupMessage = (bytes: Uint8Array) => fromBinary(SendGroupMessageResponseSchema, bytes);
 
 /** Maps a thrown error to a code and reason for the report. */
 export function errorKey(err: unknown): { code: string; reason: string } {
@@ -91,7 +111,7 @@ const failure = (err: unknown): SendResult => ({ ok: false, ...errorKey(err) });
  */
 export function createDeliveryDriver(opts: DeliveryDriverOptions): Driver {
   const links = new Map<AppName, DeliveryLink>();
-  const unaryClients = new Map<AppName, ServiceClient<typeof MessageService>>();
+  const unaryClients = new Map<AppName, H2UnaryClient>();
   const subs = new Map<string, DeviceSubscription>();
   const pendingAcks = new Map<string, string[]>();
   let flushTimer: NodeJS.Timeout | undefined;
@@ -115,16 +135,13 @@ export function createDeliveryDriver(opts: DeliveryDriverOptions): Driver {
   }
 
   // Unary sends get a connection of their own: on the link's connection they would share
-  // HTTP/2 flow control (and the socket) with the deliveries coming back.
-  function unary(app: AppName): ServiceClient<typeof MessageService> {
+  // HTTP/2 flow control (and the socket) with the deliveries coming back. They skip grpc-js,
+  // whose per-call machinery cost the load generator about 130 µs of CPU per send.
+  function unary(app: AppName): H2UnaryClient {
     let c = unaryClients.get(app);
     if (!c) {
       const token = opts.appTokens[app] ?? "";
-      c = createClient(MessageService, opts.target, {
-        metadata: () => ({ authorization: `Bearer ${token}` }),
-        channelOptions: { "grpc.use_local_subchannel_pool": 1 },
-        codecs: messageServiceCodecs,
-      });
+      c = createH2UnaryClient({ target: opts.target, metadata: { authorization: `Bearer ${token}` } });
       unaryClients.set(app, c);
     }
     return c;
@@ -235,7 +252,12 @@ export function createDeliveryDriver(opts: DeliveryDriverOptions): Driver {
         const l = link(m.sender.app);
         return directResult(
           opts.mode === "delivery-unary"
-            ? await unary(m.sender.app).sendMessage(req, { deadlineMs: opts.sendTimeoutMs })
+            ? await unary(m.sender.app).call(
+                SEND_MESSAGE_PATH,
+                encodeSendMessage(req),
+                decodeSendMessage,
+                opts.sendTimeoutMs,
+              )
             : await l.send(req),
         );
       } catch (err) {
@@ -255,7 +277,12 @@ export function createDeliveryDriver(opts: DeliveryDriverOptions): Driver {
         const l = link(m.sender.app);
         return groupResult(
           opts.mode === "delivery-unary"
-            ? await unary(m.sender.app).sendGroupMessage(req, { deadlineMs: opts.sendTimeoutMs })
+            ? await unary(m.sender.app).call(
+                SEND_GROUP_MESSAGE_PATH,
+                encodeSendGroupMessage(req),
+                decodeSendGroupMessage,
+                opts.sendTimeoutMs,
+              )
             : await l.sendGroup(req),
         );
       } catch (err) {
@@ -267,8 +294,10 @@ export function createDeliveryDriver(opts: DeliveryDriverOptions): Driver {
 
     async close() {
       await flushAcks();
-      await Promise.all([...links.values()].map((l) => l.close()));
-      for (const c of unaryClients.values()) c.close();
+      await Promise.all([
+        ...[...links.values()].map((l) => l.close()),
+        ...[...unaryClients.values()].map((c) => c.close()),
+      ]);
       links.clear();
       unaryClients.clear();
       subs.clear();
