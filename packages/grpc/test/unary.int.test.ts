@@ -1,6 +1,7 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { AppError, Code, isAppError } from "@switchboard/errors";
+import { AppError, Code } from "@switchboard/errors";
+import { rejection } from "@switchboard/testkit";
 import {
   App,
   DirectoryService,
@@ -18,15 +19,6 @@ function directoryClient(target: string) {
   });
   onTestFinished(() => client.close());
   return client;
-}
-
-async function rejection(promise: Promise<unknown>): Promise<AppError> {
-  const err: unknown = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!isAppError(err)) throw new Error(`expected an AppError, got ${String(err)}`);
-  return err;
 }
 
 describe("unary calls", () => {

@@ -5,5 +5,6 @@ export { withDatabase } from "./kysely.js";
 export type { DatabaseClone } from "./database.js";
 export { redisTestPrefix, redisUrl } from "./redis.js";
 export type { ProvidedKey } from "./provided-context.js";
+export { rejection } from "./rejection.js";
 export { seededRandom } from "./random.js";
 export type { SeededRandom } from "./random.js";

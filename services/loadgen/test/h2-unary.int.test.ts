@@ -3,7 +3,7 @@ import { randomUUID } from "node:crypto";
 import http2 from "node:http2";
 import { createServer, type AddressInfo } from "node:net";
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
-import { AppError, Code, isAppError } from "@switchboard/errors";
+import { AppError, Code } from "@switchboard/errors";
 import { appErrorToStatus, createClient, createGrpcServer, STATUS_DETAILS_KEY } from "@switchboard/grpc";
 import {
   EnvelopeType,
@@ -11,6 +11,7 @@ import {
   SendMessageRequestSchema,
   SendMessageResponseSchema,
 } from "@switchboard/proto";
+import { rejection } from "@switchboard/testkit";
 import { describe, expect, onTestFinished, test } from "vitest";
 import { createDeliveryDriver } from "../src/drivers/delivery-driver.js";
 import { createH2UnaryClient, type H2UnaryClient } from "../src/drivers/h2-unary.js";
@@ -41,15 +42,6 @@ function grpcJsClient(target: string, token = TOKENS.whatsapp) {
   });
   onTestFinished(() => client.close());
   return client;
-}
-
-async function rejection(promise: Promise<unknown>): Promise<AppError> {
-  const err: unknown = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!isAppError(err)) throw new Error(`expected an AppError, got ${String(err)}`);
-  return err;
 }
 
 /** What the load generator (and a caller) sees of an AppError. */

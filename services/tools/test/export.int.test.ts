@@ -5,7 +5,6 @@ import { randomInt } from "node:crypto";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { isAppError } from "@switchboard/errors";
 import {
   TABLE_EXPORT_RULES,
   createDatabase,
@@ -14,7 +13,7 @@ import {
   importApp,
   type Database,
 } from "@switchboard/storage";
-import { cloneTemplateDatabase, type DatabaseClone } from "@switchboard/testkit";
+import { cloneTemplateDatabase, rejection, type DatabaseClone } from "@switchboard/testkit";
 import { sql, type Kysely } from "kysely";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { exportAppToFile } from "../src/app-files.js";
@@ -50,16 +49,6 @@ const countsOf = (lines: readonly string[]): Record<string, number> => {
   for (const l of rowsOf(lines)) if (l.table) counts[l.table] = (counts[l.table] ?? 0) + 1;
   return counts;
 };
-
-async function rejection(p: Promise<unknown>): Promise<{ reason: string; message: string }> {
-  try {
-    await p;
-  } catch (err) {
-    if (isAppError(err)) return { reason: err.reason, message: err.message };
-    throw err;
-  }
-  throw new Error("expected a rejection");
-}
 
 describe("exportApp / importApp", () => {
   const clones: DatabaseClone[] = [];
