@@ -1,6 +1,7 @@
 // Integration harness: a real delivery service (buildApp over a cloned database and a prefixed
 // Redis fan-out) on port 0, and SDK clients talking to it over gRPC.
-import { buildApp, type AppConfig } from "@switchboard/delivery";
+import { buildApp } from "@switchboard/delivery";
+import { testDeliveryConfig } from "@switchboard/delivery/testing";
 import { createRedisFanout } from "@switchboard/fanout";
 import { App, type Envelope } from "@switchboard/proto";
 import { createDatabase, type Database } from "@switchboard/storage";
@@ -23,19 +24,7 @@ import {
 
 export const APP_TOKEN = "wa-sdk-test-token-0123456789abcdef";
 
-const config: AppConfig = {
-  APP_TOKENS: [{ app: App.WHATSAPP, providerId: "", token: APP_TOKEN }],
-  MAX_CIPHERTEXT_BYTES: 256 * 1024,
-  QUEUE_TTL_SECONDS: 3600,
-  MAX_QUEUE_LENGTH: 10_000,
-  SEND_BATCH_MAX: 500,
-  SEND_LANES: 4,
-  ACK_BATCH_MAX: 2000,
-  STREAM_POLL_MS: 15_000,
-  MAX_DEVICES: 6,
-  MAX_GROUP_MEMBERS: 1000,
-  INSTANCE_ID: "sdk-test",
-};
+const config = testDeliveryConfig({ whatsapp: APP_TOKEN }, { INSTANCE_ID: "sdk-test" });
 
 /** A delivery service started for one test, with its database and Redis key prefix. */
 export interface TestDelivery {

@@ -17,6 +17,7 @@ import type { Kysely } from "kysely";
 import pino from "pino";
 import { onTestFinished } from "vitest";
 import { buildApp, type AppConfig, type DeliveryApp } from "../src/app.js";
+import { testDeliveryConfig } from "../src/testing.js";
 
 export const TOKENS = {
   whatsapp: "wa-token-0123456789abcdef",
@@ -24,24 +25,7 @@ export const TOKENS = {
   instagram: "ig-token-0123456789abcdef",
 } as const;
 
-export const testConfig = (over: Partial<AppConfig> = {}): AppConfig => ({
-  APP_TOKENS: [
-    { app: App.WHATSAPP, providerId: "", token: TOKENS.whatsapp },
-    { app: App.MESSENGER, providerId: "", token: TOKENS.messenger },
-    { app: App.INSTAGRAM, providerId: "", token: TOKENS.instagram },
-  ],
-  MAX_CIPHERTEXT_BYTES: 256 * 1024,
-  QUEUE_TTL_SECONDS: 3600,
-  MAX_QUEUE_LENGTH: 10_000,
-  SEND_BATCH_MAX: 500,
-  SEND_LANES: 4,
-  ACK_BATCH_MAX: 2000,
-  STREAM_POLL_MS: 15_000,
-  MAX_DEVICES: 6,
-  MAX_GROUP_MEMBERS: 1000,
-  INSTANCE_ID: "test",
-  ...over,
-});
+export const testConfig = (over: Partial<AppConfig> = {}): AppConfig => testDeliveryConfig(TOKENS, over);
 
 export const testLog = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
 

@@ -2,9 +2,9 @@
 // Redis fan-out) on port 0, and the Instagram-style gateway over the same database on port 0.
 import { randomUUID } from "node:crypto";
 import { buildApp as buildDelivery, type AppConfig as DeliveryConfig } from "@switchboard/delivery";
+import { testDeliveryConfig } from "@switchboard/delivery/testing";
 import { createDeliveryLink, type DeliveryLink } from "@switchboard/delivery-link";
 import { createRedisFanout } from "@switchboard/fanout";
-import { App } from "@switchboard/proto";
 import { createDatabase } from "@switchboard/storage";
 import { cloneTemplateDatabase, redisTestPrefix, redisUrl } from "@switchboard/testkit";
 import type { Kysely } from "kysely";
@@ -18,22 +18,7 @@ export const TOKENS = {
   whatsapp: "wa-test-token-0123456789abcdef",
 } as const;
 
-const deliveryConfig: DeliveryConfig = {
-  APP_TOKENS: [
-    { app: App.INSTAGRAM, providerId: "", token: TOKENS.instagram },
-    { app: App.WHATSAPP, providerId: "", token: TOKENS.whatsapp },
-  ],
-  MAX_CIPHERTEXT_BYTES: 256 * 1024,
-  QUEUE_TTL_SECONDS: 3600,
-  MAX_QUEUE_LENGTH: 10_000,
-  SEND_BATCH_MAX: 500,
-  SEND_LANES: 4,
-  ACK_BATCH_MAX: 2000,
-  STREAM_POLL_MS: 15_000,
-  MAX_DEVICES: 6,
-  MAX_GROUP_MEMBERS: 1000,
-  INSTANCE_ID: "ig-test",
-};
+const deliveryConfig = testDeliveryConfig(TOKENS, { INSTANCE_ID: "ig-test" });
 
 export const testLog = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
 

@@ -16,6 +16,7 @@ import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { buildApp as buildDelivery } from "@switchboard/delivery";
+import { testDeliveryConfig } from "@switchboard/delivery/testing";
 import { createMemoryFanout } from "@switchboard/fanout";
 import { App } from "@switchboard/proto";
 import { createDatabase, insertAccount, migrateToLatest } from "@switchboard/storage";
@@ -61,19 +62,7 @@ await migrateGatewayDatabase(gwDb);
 
 const fanout = createMemoryFanout();
 const delivery = buildDelivery({
-  config: {
-    APP_TOKENS: [{ app: App.MESSENGER, providerId: "", token: TOKEN }],
-    MAX_CIPHERTEXT_BYTES: 256 * 1024,
-    QUEUE_TTL_SECONDS: 3600,
-    MAX_QUEUE_LENGTH: 10_000,
-    SEND_BATCH_MAX: 500,
-    SEND_LANES: 4,
-    ACK_BATCH_MAX: 2000,
-    STREAM_POLL_MS: 60_000,
-    MAX_DEVICES: 6,
-    MAX_GROUP_MEMBERS: 1000,
-    INSTANCE_ID: "bench",
-  },
+  config: testDeliveryConfig({ messenger: TOKEN }, { STREAM_POLL_MS: 60_000, INSTANCE_ID: "bench" }),
   db,
   fanout,
   log: pino({ level: "warn" }),

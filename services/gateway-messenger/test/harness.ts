@@ -2,6 +2,7 @@
 // fan-out) on port 0, and the Messenger-style gateway on port 0 over the same database.
 import { randomBytes } from "node:crypto";
 import { buildApp as buildDelivery, type AppConfig as DeliveryConfig } from "@switchboard/delivery";
+import { testDeliveryConfig } from "@switchboard/delivery/testing";
 import { createDeliveryLink, type DeliveryLink } from "@switchboard/delivery-link";
 import { createRedisFanout } from "@switchboard/fanout";
 import { App, type Envelope } from "@switchboard/proto";
@@ -24,23 +25,7 @@ export const TOKENS = {
 
 export const testLog = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
 
-const deliveryConfig: DeliveryConfig = {
-  APP_TOKENS: [
-    { app: App.WHATSAPP, providerId: "", token: TOKENS.whatsapp },
-    { app: App.MESSENGER, providerId: "", token: TOKENS.messenger },
-    { app: App.INSTAGRAM, providerId: "", token: TOKENS.instagram },
-  ],
-  MAX_CIPHERTEXT_BYTES: 256 * 1024,
-  QUEUE_TTL_SECONDS: 3600,
-  MAX_QUEUE_LENGTH: 10_000,
-  SEND_BATCH_MAX: 500,
-  SEND_LANES: 4,
-  ACK_BATCH_MAX: 2000,
-  STREAM_POLL_MS: 15_000,
-  MAX_DEVICES: 6,
-  MAX_GROUP_MEMBERS: 1000,
-  INSTANCE_ID: "gwms-test",
-};
+const deliveryConfig = testDeliveryConfig(TOKENS, { INSTANCE_ID: "gwms-test" });
 
 /** A cloned database with the delivery and gateway schemas and a Redis prefix; dropped after the test. */
 export async function createBackend() {

@@ -18,6 +18,7 @@ import { openSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { parseArgs } from "node:util";
 import { buildApp as buildDelivery } from "@switchboard/delivery";
+import { testDeliveryConfig } from "@switchboard/delivery/testing";
 import { createRedisFanout } from "@switchboard/fanout";
 import { createClient } from "@switchboard/grpc";
 import { App, grpcHealthV1, whatsapp } from "@switchboard/proto";
@@ -199,19 +200,7 @@ async function runMain(): Promise<void> {
   const log = pino({ level: "warn" });
   const fanout = await createRedisFanout({ url: redisUrl, keyPrefix: `benchwa${Date.now()}:` });
   const delivery = buildDelivery({
-    config: {
-      APP_TOKENS: [{ app: App.WHATSAPP, providerId: "", token: TOKEN }],
-      MAX_CIPHERTEXT_BYTES: 256 * 1024,
-      QUEUE_TTL_SECONDS: 3600,
-      MAX_QUEUE_LENGTH: 10_000,
-      SEND_BATCH_MAX: 500,
-      SEND_LANES: 4,
-      ACK_BATCH_MAX: 2000,
-      STREAM_POLL_MS: 60_000,
-      MAX_DEVICES: 6,
-      MAX_GROUP_MEMBERS: 1000,
-      INSTANCE_ID: "bench",
-    },
+    config: testDeliveryConfig({ whatsapp: TOKEN }, { STREAM_POLL_MS: 60_000, INSTANCE_ID: "bench" }),
     db,
     fanout,
     log,

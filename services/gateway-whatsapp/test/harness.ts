@@ -3,17 +3,11 @@
 import { randomBytes } from "node:crypto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { buildApp as buildDelivery, type AppConfig } from "@switchboard/delivery";
+import { testDeliveryConfig } from "@switchboard/delivery/testing";
 import { createDeliveryLink, type DeliveryLink } from "@switchboard/delivery-link";
 import { createRedisFanout } from "@switchboard/fanout";
 import { createClient, type ServiceClient } from "@switchboard/grpc";
-import {
-  DirectoryService,
-  KeyService,
-  MessageService,
-  App,
-  EnvelopeType,
-  whatsapp,
-} from "@switchboard/proto";
+import { DirectoryService, KeyService, MessageService, EnvelopeType, whatsapp } from "@switchboard/proto";
 import { createDatabase } from "@switchboard/storage";
 import { cloneTemplateDatabase, redisTestPrefix, redisUrl } from "@switchboard/testkit";
 import pino from "pino";
@@ -30,22 +24,7 @@ export const TOKENS = {
 
 export const testLog = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
 
-const deliveryConfig: AppConfig = {
-  APP_TOKENS: [
-    { app: App.WHATSAPP, providerId: "", token: TOKENS.whatsapp },
-    { app: App.MESSENGER, providerId: "", token: TOKENS.messenger },
-  ],
-  MAX_CIPHERTEXT_BYTES: 256 * 1024,
-  QUEUE_TTL_SECONDS: 3600,
-  MAX_QUEUE_LENGTH: 10_000,
-  SEND_BATCH_MAX: 500,
-  SEND_LANES: 4,
-  ACK_BATCH_MAX: 2000,
-  STREAM_POLL_MS: 15_000,
-  MAX_DEVICES: 6,
-  MAX_GROUP_MEMBERS: 1000,
-  INSTANCE_ID: "gw-wa-test",
-};
+const deliveryConfig = testDeliveryConfig(TOKENS, { INSTANCE_ID: "gw-wa-test" });
 
 /** A delivery instance and the gateway, for one test; everything is closed when it finishes. */
 export interface Stack {

@@ -1,7 +1,7 @@
 // An in-process delivery service for the integration tests (cloned database, prefixed Redis).
 import { buildApp } from "@switchboard/delivery";
+import { testDeliveryConfig } from "@switchboard/delivery/testing";
 import { createRedisFanout } from "@switchboard/fanout";
-import { App } from "@switchboard/proto";
 import { createDatabase } from "@switchboard/storage";
 import { cloneTemplateDatabase, redisTestPrefix, redisUrl } from "@switchboard/testkit";
 import pino from "pino";
@@ -26,23 +26,7 @@ export async function startDelivery(instanceId: string): Promise<string> {
   const db = createDatabase({ url: clone.url, poolSize: 10 });
   const fanout = await createRedisFanout({ url: redisUrl(), keyPrefix: redisTestPrefix() });
   const app = buildApp({
-    config: {
-      APP_TOKENS: [
-        { app: App.WHATSAPP, providerId: "", token: TOKENS.whatsapp },
-        { app: App.MESSENGER, providerId: "", token: TOKENS.messenger },
-        { app: App.INSTAGRAM, providerId: "", token: TOKENS.instagram },
-      ],
-      MAX_CIPHERTEXT_BYTES: 256 * 1024,
-      QUEUE_TTL_SECONDS: 3600,
-      MAX_QUEUE_LENGTH: 10_000,
-      SEND_BATCH_MAX: 500,
-      SEND_LANES: 4,
-      ACK_BATCH_MAX: 2000,
-      STREAM_POLL_MS: 15_000,
-      MAX_DEVICES: 6,
-      MAX_GROUP_MEMBERS: 1000,
-      INSTANCE_ID: instanceId,
-    },
+    config: testDeliveryConfig(TOKENS, { INSTANCE_ID: instanceId }),
     db,
     fanout,
     log,
