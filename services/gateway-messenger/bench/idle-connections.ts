@@ -20,6 +20,7 @@ import { testDeliveryConfig } from "@switchboard/delivery/testing";
 import { createMemoryFanout } from "@switchboard/fanout";
 import { App } from "@switchboard/proto";
 import { createDatabase, insertAccount, migrateToLatest } from "@switchboard/storage";
+import { freePort } from "@switchboard/testkit/service-process";
 import pg from "pg";
 import pino from "pino";
 import WebSocket from "ws";
@@ -89,7 +90,9 @@ await forEachConcurrently(N, 16, async (i) => {
   tokens[i] = token;
 });
 
-const httpPort = 41000 + Math.floor(Math.random() * 9000);
+// A port the OS just handed out: a guessed one can collide with a socket still closing from an
+// earlier run (EADDRINUSE).
+const httpPort = await freePort();
 const base = `http://127.0.0.1:${httpPort}`;
 const child = spawn(
   process.execPath,

@@ -15,7 +15,6 @@
 import { randomUUID } from "node:crypto";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { openSync, readFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { parseArgs } from "node:util";
 import { buildApp as buildDelivery } from "@switchboard/delivery";
 import { testDeliveryConfig } from "@switchboard/delivery/testing";
@@ -23,6 +22,7 @@ import { createRedisFanout } from "@switchboard/fanout";
 import { createClient } from "@switchboard/grpc";
 import { App, grpcHealthV1, whatsapp } from "@switchboard/proto";
 import { createDatabase, insertAccount, migrateToLatest } from "@switchboard/storage";
+import { freePort } from "@switchboard/testkit/service-process";
 import pg from "pg";
 import pino from "pino";
 import { sha256 } from "../src/domain/secrets.js";
@@ -147,15 +147,6 @@ async function runClient(): Promise<void> {
   );
   process.stdout.write(`ready ${failed}\n`);
   await new Promise(() => {});
-}
-
-/** A port the OS just handed out (so concurrent benches do not collide on a guessed one). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return typeof address === "object" && address ? address.port : 0;
 }
 
 function rssKiB(pid: number): number {
