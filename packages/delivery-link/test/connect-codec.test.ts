@@ -71,7 +71,8 @@ const I64 = [
 const U64 = [0n, 1n, 300n, 2n ** 31n, 2n ** 32n - 1n, 2n ** 32n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 64n - 1n];
 const ENUMS = [0, 1, 3, 6, 8, 99, 2 ** 31 - 1];
 
-const text = (r: Rng) => (r.next() < 0.7 ? randomUUID() : r.pick(STRINGS));
+// From the seeded generator (not randomUUID), so a failing run replays.
+const text = (r: Rng) => (r.next() < 0.7 ? r.uuid() : r.pick(STRINGS));
 const anyText = (r: Rng) => (r.next() < 0.05 ? r.pick(LOSSY_STRINGS) : text(r));
 const bytes = (r: Rng, max: number) => Uint8Array.from({ length: r.int(max) }, () => r.int(256));
 const u32 = (r: Rng) => (r.next() < 0.7 ? 1 + r.int(6) : r.pick(U32));
@@ -152,7 +153,7 @@ function requestFrame(r: Rng, inBatch: boolean): RequestInit {
         case: "sendGroup",
         value: {
           correlationId: BigInt(r.int(1000)),
-          request: { groupId: randomUUID(), content: bytes(r, 40), clientMessageId: text(r) },
+          request: { groupId: r.uuid(), content: bytes(r, 40), clientMessageId: text(r) },
         },
       },
     };
@@ -360,7 +361,7 @@ function envelope(r: Rng) {
     clientTimestampMs: r.next() < 0.8 ? BigInt(Date.now()) : r.pick(ENVELOPE_I64),
     ephemeral: r.next() < 0.2,
     urgent: r.next() < 0.5,
-    groupId: r.next() < 0.2 ? randomUUID() : "",
+    groupId: r.next() < 0.2 ? r.uuid() : "",
     forwarded: r.next() < 0.2,
     reportTag: r.next() < 0.2 ? bytes(r, 64) : new Uint8Array(0),
     sequence: r.next() < 0.8 ? BigInt(1 + r.int(1e6)) : r.pick(ENVELOPE_I64),

@@ -9,7 +9,12 @@ export function seededRandom(seed: number) {
   };
   const int = (n: number) => Math.floor(next() * n);
   const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)] as T;
-  return { next, int, pick };
+  /** A UUID-shaped string from the same sequence (not a valid v4: any hex digit anywhere). */
+  const uuid = () =>
+    [8, 4, 4, 4, 12]
+      .map((n) => Array.from({ length: n }, () => "0123456789abcdef"[int(16)]).join(""))
+      .join("-");
+  return { next, int, pick, uuid };
 }
 
 /** What {@link seededRandom} returns. */

@@ -44,7 +44,13 @@ function readConnectRequest(r: Reader, end: number, top: boolean): ConnectReques
     // A frame inside a batch falls back on its own; the top-level message as a whole.
     if (err !== FALLBACK || top) throw err;
     r.pos = end;
-    return fromBinary(ConnectRequestSchema, r.buf.subarray(start, end));
+    try {
+      return fromBinary(ConnectRequestSchema, r.buf.subarray(start, end));
+    } catch {
+      // protobuf-es may decode the whole message where the frame alone fails: inside the whole, a
+      // group in the frame may end past the frame's bytes. Let it decode (or fail on) the whole.
+      throw FALLBACK;
+    }
   }
   return { $typeName: "switchboard.delivery.v1.ConnectRequest", frame };
 }
