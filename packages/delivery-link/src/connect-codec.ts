@@ -1,7 +1,8 @@
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { WireReader } from "@switchboard/grpc";
 import {
+  readNestedOrFallback,
   readOrFallback,
   WIRE_FALLBACK as FALLBACK,
   WIRE_LEN,
@@ -624,13 +625,6 @@ export function encodeSendMessageRequest(
 // Decoding
 
 /**
- * protobuf-es's read options for a frame of a batch decoded on its own: its default recursion
- * limit (100) less the two levels (ConnectResponse, ConnectResponseBatch) above the frame, so
- * that a frame fails exactly where it would inside the whole message.
- */
-const FRAME_READ_OPTIONS = { recursionLimit: 98 };
-
-/**
  * Decodes a Connect stream response; returns exactly what `fromBinary(ConnectResponseSchema,
  * bytes)` returns and throws where it throws. `delivery`, `sendResult` (a `send` with `sent`, or
  * an `error`) and `queueEmpty` frames, alone or batched, are read directly; anything else (other
@@ -678,13 +672,8 @@ function readResponse(r: WireReader, end: number, top: boolean): ConnectResponse
   } catch (err) {
     // A frame inside a batch falls back on its own; the top-level message as a whole.
     if (err !== FALLBACK || top) throw err;
-    r.pos = end;
-    try {
-      return fromBinary(ConnectResponseSchema, r.buf.subarray(start, end), FRAME_READ_OPTIONS);
-    } catch {
-      // Let protobuf-es fail on the whole message, with its own error.
-      throw FALLBACK;
-    }
+    // Two levels (ConnectResponse, ConnectResponseBatch) above the frame.
+    return readNestedOrFallback(ConnectResponseSchema, r, start, end, 2);
   }
   return { $typeName: "switchboard.delivery.v1.ConnectResponse", frame };
 }

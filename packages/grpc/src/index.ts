@@ -34,4 +34,11 @@ export type {
 export { channelTlsCredentials, serverTlsCredentials } from "./tls.js";
 export type { ChannelTlsFiles, ServerTlsFiles } from "./tls.js";
 export { useBufferTextEncoding } from "./text-encoding.js";
-export { readOrFallback, WireReader, WIRE_FALLBACK, WIRE_LEN, WIRE_VARINT } from "./wire-reader.js";
+export {
+  readNestedOrFallback,
+  readOrFallback,
+  WireReader,
+  WIRE_FALLBACK,
+  WIRE_LEN,
+  WIRE_VARINT,
+} from "./wire-reader.js";

@@ -134,3 +134,28 @@ export function readOrFallback<Desc extends DescMessage>(
     throw err;
   }
 }
+
+/** protobuf-es's default recursion limit of `fromBinary`. */
+const RECURSION_LIMIT = 100;
+
+/**
+ * Decodes with protobuf-es a message a hand-written decoder met nested `depth` levels deep
+ * (`r.buf[start, end)`; `r` moves past it), as `fromBinary` of the whole message reads it: with the
+ * recursion limit the levels above it leave. Where it fails on its own bytes, throws
+ * {@link WIRE_FALLBACK} so that protobuf-es decodes (or fails on) the whole message: inside the
+ * whole, a group started in it may end past its bytes.
+ */
+export function readNestedOrFallback<Desc extends DescMessage>(
+  schema: Desc,
+  r: WireReader,
+  start: number,
+  end: number,
+  depth: number,
+): MessageShape<Desc> {
+  r.pos = end;
+  try {
+    return fromBinary(schema, r.buf.subarray(start, end), { recursionLimit: RECURSION_LIMIT - depth });
+  } catch {
+    throw WIRE_FALLBACK;
+  }
+}

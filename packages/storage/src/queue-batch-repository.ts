@@ -219,9 +219,13 @@ export interface QueueBatch {
 export interface QueueBatchResult {
   /** Message ids whose idempotency entry this batch inserted (others raced an earlier send). */
   logged: Set<string>;
-  /** Committed rows: `${account}/${device}/${messageId}` → sequence and the destination's app. */
+  /** Committed rows by {@link queuedKey} → sequence and the destination's app. */
   queued: Map<string, { seq: number; app: number }>;
 }
+
+/** The key {@link QueueBatchResult.queued} holds a committed row by: `account/device/messageId`. */
+export const queuedKey = (r: Pick<QueueInsert, "account_id" | "device_id" | "message_id">): string =>
+  `${r.account_id}/${r.device_id}/${r.message_id}`;
 
 /**
  * Commits a batch of sends in ONE statement (one round trip, one transaction): claims the
@@ -329,7 +333,7 @@ export async function commitQueueBatch(db: Kysely<Database>, batch: QueueBatch):
   rows.forEach((r, i) => {
     const device = bases.get(`${r.account_id}/${r.device_id}`);
     if (device === undefined || (batch.logged[i] === true && !out.logged.has(r.message_id))) return;
-    out.queued.set(`${r.account_id}/${r.device_id}/${r.message_id}`, {
+    out.queued.set(queuedKey(r), {
       seq: device.base + (ord[i] as number),
       app: device.app,
     });

@@ -7,6 +7,7 @@ import {
   createDatabase,
   insertAccount,
   insertDevice,
+  queuedKey,
   type Database,
   type DeviceSummary,
   type QueueInsert,
@@ -167,9 +168,7 @@ export function queueRow(
   };
 }
 
-/** The key `commitQueueBatch` reports a queued row by: `account/device/messageId`. */
-export const queuedKey = (r: Pick<QueueInsert, "account_id" | "device_id" | "message_id">): string =>
-  `${r.account_id}/${r.device_id}/${r.message_id}`;
+export { queuedKey };
 
 /**
  * Queues rows the way the send path queues delivery receipts (`commitQueueBatch` with no

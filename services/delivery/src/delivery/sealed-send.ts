@@ -22,6 +22,7 @@ import {
   findUnidentifiedAccessMany,
   isRetryableTransactionError,
   listQueueDevices,
+  queuedKey,
   sendLogKey,
   type Database,
   type QueueDevice,
@@ -273,7 +274,7 @@ export function createSealedSender(deps: SealedSenderDeps): SealedSender {
     }
     const events: Array<{ key: { accountId: string; deviceId: number }; payload: Uint8Array }> = [];
     for (const row of rows) {
-      const q = committed.queued.get(`${row.account_id}/${row.device_id}/${row.message_id}`);
+      const q = committed.queued.get(queuedKey(row));
       if (!q) continue;
       const envelope = queuedMessageToEnvelope({ ...row, app: q.app, seq: q.seq }, deps.franker);
       events.push({

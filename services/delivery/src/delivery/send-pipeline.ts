@@ -9,6 +9,7 @@ import {
   insertAcceptedRelationships,
   QUEUE_FLAG_HELD,
   QUEUE_FLAG_REQUEST,
+  queuedKey,
   readSendFacts,
   isRetryableTransactionError,
   isUnavailableError,
@@ -650,7 +651,7 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
     const keys: Array<{ accountId: string; deviceId: number }> = [];
     const perAppPair = new Map<number, number>();
     for (const row of rows) {
-      const q = committed.queued.get(`${row.account_id}/${row.device_id}/${row.message_id}`);
+      const q = committed.queued.get(queuedKey(row));
       if (!q) continue; // raced send, or the device vanished
       if ((row.flags & QUEUE_FLAG_HELD) !== 0) continue; // a held request wakes no one
       // Encoded straight from the row (envelope-wire.ts): no Envelope object on the hot path. The

@@ -1,6 +1,11 @@
-import { fromBinary } from "@bufbuild/protobuf";
 import type { WireReader as Reader } from "@switchboard/grpc";
-import { readOrFallback, WIRE_FALLBACK as FALLBACK, WIRE_LEN, WIRE_VARINT } from "@switchboard/grpc";
+import {
+  readNestedOrFallback,
+  readOrFallback,
+  WIRE_FALLBACK as FALLBACK,
+  WIRE_LEN,
+  WIRE_VARINT,
+} from "@switchboard/grpc";
 import {
   ConnectRequestSchema,
   type AckFrame,
@@ -43,14 +48,8 @@ function readConnectRequest(r: Reader, end: number, top: boolean): ConnectReques
   } catch (err) {
     // A frame inside a batch falls back on its own; the top-level message as a whole.
     if (err !== FALLBACK || top) throw err;
-    r.pos = end;
-    try {
-      return fromBinary(ConnectRequestSchema, r.buf.subarray(start, end));
-    } catch {
-      // protobuf-es may decode the whole message where the frame alone fails: inside the whole, a
-      // group in the frame may end past the frame's bytes. Let it decode (or fail on) the whole.
-      throw FALLBACK;
-    }
+    // Two levels (ConnectRequest, ConnectRequestBatch) above the frame.
+    return readNestedOrFallback(ConnectRequestSchema, r, start, end, 2);
   }
   return { $typeName: "switchboard.delivery.v1.ConnectRequest", frame };
 }
