@@ -157,8 +157,13 @@ describe("docker-compose.yml", () => {
       const pkg = service.build?.args?.SERVICE;
       if (!pkg) throw new Error(`${name}: no SERVICE build arg`);
       const command = service.command ?? runtime.command;
-      const entry = command[0] === "node" ? /^dist\/(.+)\.js$/.exec(command[1] ?? "") : null;
-      if (!entry) throw new Error(`${name}: expected "node dist/<entry>.js", got ${JSON.stringify(command)}`);
+      // `node [--flag ...] dist/<entry>.js`: the flags (V8's, which NODE_OPTIONS refuses) run here too.
+      const flags = command[0] === "node" ? command.slice(1).filter((a) => a.startsWith("--")) : [];
+      const entry = command[0] === "node" ? /^dist\/(.+)\.js$/.exec(command[1 + flags.length] ?? "") : null;
+      if (!entry || command.length !== 2 + flags.length)
+        throw new Error(
+          `${name}: expected "node [--flag ...] dist/<entry>.js", got ${JSON.stringify(command)}`,
+        );
       const env: Record<string, string> = { ...runtime.env };
       for (const [key, value] of Object.entries(environmentOf(service, dotEnv))) env[key] = localValue(value);
       // Each service binds its own address, on the compose container ports.
@@ -169,6 +174,7 @@ describe("docker-compose.yml", () => {
         `PATH=${process.env.PATH ?? "/usr/bin:/bin"}`,
         ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
         process.execPath,
+        ...flags,
         "--conditions=switchboard-source",
         "--import",
         "tsx",

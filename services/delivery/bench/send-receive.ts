@@ -61,11 +61,12 @@ const { values: args } = parseArgs({
      */
     "frame-batching": { type: "string", default: "on" },
     /**
-     * Node flags of the child; the default is `pnpm start`'s 64 MiB young generation. Add more
-     * (e.g. `--server-node-flags="--max-semi-space-size=64 --cpu-prof"`), or pass an empty value
-     * for V8's defaults.
+     * Node flags of the child; the default is `pnpm start`'s (a 64 MiB young generation, garbage
+     * collection on the main thread only). Add more (e.g.
+     * `--server-node-flags="--max-semi-space-size=64 --single-threaded-gc --cpu-prof"`), or pass an
+     * empty value for V8's defaults.
      */
-    "server-node-flags": { type: "string", default: "--max-semi-space-size=64" },
+    "server-node-flags": { type: "string", default: "--max-semi-space-size=64 --single-threaded-gc" },
   },
 });
 const DEVICES = Number(args.devices);
