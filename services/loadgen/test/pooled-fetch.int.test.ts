@@ -59,6 +59,21 @@ describe("createPooledFetch", () => {
     expect(await empty.text()).toBe("");
   });
 
+  test("a response read whole: repeated headers, a body that is not JSON rejects json()", async () => {
+    const { url, fetch } = await serve((_req, _body, res) => {
+      res.setHeader("set-cookie", ["a=1", "b=2"]);
+      res.writeHead(502, { "content-type": "text/plain" });
+      res.end("bad gateway");
+    });
+    const res = await fetch(`${url}/x`);
+    expect(res.ok).toBe(false);
+    expect(res.statusText).toBe("Bad Gateway");
+    expect(res.headers.getSetCookie()).toEqual(["a=1", "b=2"]);
+    expect(res.body).toBeNull();
+    await expect(res.json()).rejects.toThrow(SyntaxError);
+    expect(await res.text()).toBe("bad gateway");
+  });
+
   test("streams an event stream before it ends, and the signal ends it", async () => {
     const { url, fetch } = await serve((_req, _body, res) => {
       res.writeHead(200, { "content-type": "text/event-stream" });
