@@ -236,4 +236,30 @@ describe("MessageService", () => {
     const err = await sendTo(c, [bob], "overflow").catch((e: unknown) => e);
     expect(err).toMatchObject({ code: Code.ResourceExhausted, reason: "RECIPIENT_QUEUE_FULL" });
   });
+
+  test("after MAX_QUEUE_LENGTH messages in a device's life, the limit still counts only what is queued", async () => {
+    const backend = await createBackend();
+    const inst = await startInstance(backend, { config: { MAX_QUEUE_LENGTH: 10 } });
+    const alice = await registerAccount(inst.target);
+    const bob = await registerAccount(inst.target);
+    const c = clientsFor(inst.target, alice.auth);
+    const drain = () =>
+      sql`DELETE FROM queued_messages WHERE account_id = ${bob.accountId}`.execute(backend.db);
+    // Three lifetimes of the limit, each drained (as acks would): the sequence runs far past it.
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 10; i++) await sendTo(c, [bob], `r${round}m${i}`);
+      const full = await sendTo(c, [bob], "overflow").catch((e: unknown) => e);
+      expect(full).toMatchObject({ code: Code.ResourceExhausted, reason: "RECIPIENT_QUEUE_FULL" });
+      await drain();
+    }
+    // Partly drained: room for exactly what was removed.
+    for (let i = 0; i < 10; i++) await sendTo(c, [bob], `last${i}`);
+    await sql`DELETE FROM queued_messages WHERE account_id = ${bob.accountId} AND seq IN (
+      SELECT seq FROM queued_messages WHERE account_id = ${bob.accountId} ORDER BY seq LIMIT 3)`.execute(
+      backend.db,
+    );
+    for (let i = 0; i < 3; i++) await sendTo(c, [bob], `refill${i}`);
+    const err = await sendTo(c, [bob], "overflow").catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: Code.ResourceExhausted, reason: "RECIPIENT_QUEUE_FULL" });
+  });
 });

@@ -44,6 +44,7 @@ import { ACCESS_KEY_BYTES, accessKeyMatches } from "../domain/sealed-sender.js";
 import type { Metrics } from "../metrics.js";
 import { toDirectSend } from "../rpc/message-service.js";
 import { encodeMessageEvent } from "./events.js";
+import { createQueueBounds } from "./queue-bounds.js";
 import { checkLimits, type RateLimitPolicies } from "./rate-limits.js";
 import type { SendOutcome } from "./send-pipeline.js";
 
@@ -157,10 +158,14 @@ export function createSealedSender(deps: SealedSenderDeps): SealedSender {
     return new Uint8Array(key);
   }
 
+  const queueBounds = createQueueBounds();
+
   /** Fails RESOURCE_EXHAUSTED (RECIPIENT_QUEUE_FULL) when any of `devices` has a full queue. */
   async function requireQueueRoom(devices: readonly QueueDevice[]): Promise<void> {
-    const nearFull = devices.filter((d) => d.queueSeq + 1 >= deps.maxQueueLength);
+    // Count exactly only where the queue limit may be hit (queue-bounds.ts).
+    const nearFull = devices.filter((d) => queueBounds.upper(d) + 1 >= deps.maxQueueLength);
     const queued = await countQueued(deps.db, nearFull);
+    for (const d of nearFull) queueBounds.counted(d, queued.get(`${d.accountId}/${d.deviceId}`) ?? 0);
     if ([...queued.values()].some((n) => n >= deps.maxQueueLength))
       throw new AppError(
         Code.ResourceExhausted,

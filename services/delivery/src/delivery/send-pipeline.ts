@@ -29,6 +29,7 @@ import type { Franker } from "../domain/franking.js";
 import { decideDirect, hasBlocked } from "../domain/relationship-policy.js";
 import { loadInteropPolicy } from "../domain/interop-policy.js";
 import type { Metrics } from "../metrics.js";
+import { createQueueBounds } from "./queue-bounds.js";
 import { encodeQueuedMessageEvent } from "./events.js";
 import { checkLimits, type RateLimitPolicies } from "./rate-limits.js";
 
@@ -158,6 +159,7 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
   let idle: (() => void) | undefined;
   /** Wake-up publishes still waiting for Redis (close() waits for them). */
   const publishes = new Set<Promise<void>>();
+  const queueBounds = createQueueBounds();
 
   function kick(lane: { queue: Pending[]; running: boolean }) {
     if (lane.running || lane.queue.length === 0) return;
@@ -337,9 +339,10 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
       list.push(d);
       devicesOf.set(d.accountId, list);
     }
-    // A device's sequence bounds its queue length; count exactly only where the bound may be hit.
-    const nearFull = devices.filter((d) => d.queueSeq + all.length >= opts.maxQueueLength);
+    // Count exactly only where the queue limit may be hit (queue-bounds.ts).
+    const nearFull = devices.filter((d) => queueBounds.upper(d) + all.length >= opts.maxQueueLength);
     const queued = await countQueued(opts.db, nearFull);
+    for (const d of nearFull) queueBounds.counted(d, queued.get(`${d.accountId}/${d.deviceId}`) ?? 0);
     const queueLength = (d: QueueDevice) => queued.get(`${d.accountId}/${d.deviceId}`) ?? 0;
     const pendingPerDevice = new Map<string, number>();
 
