@@ -2,13 +2,13 @@
 // redis-server processes (single servers and three-master clusters) that tests may stop and restart.
 import { spawn, execFile } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { randomBytes, randomInt } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
+import { freePort } from "./ports.js";
 
 /** The shared Redis: `REDIS_URL`, else a local default. */
 
@@ -80,10 +80,10 @@ export interface RedisServer {
   resume(): void;
 }
 
-/** Start redis-server on a free random port in 20000–39999 (and a free port + 10000 when `cluster`). */
+/** Start redis-server on a free port (and a free port + 10000 when `cluster`), see ports.ts. */
 export async function startRedisServer(options: { dir: string; cluster?: boolean }): Promise<RedisServer> {
   for (let attempt = 1; ; attempt++) {
-    const port = await freePort(options.cluster === true);
+    const port = await freeRedisPort(options.cluster === true);
     const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
     args.push("--daemonize", "no", "--dir", options.dir, "--logfile", join(options.dir, `redis-${port}.log`));
     if (options.cluster === true) {
@@ -162,19 +162,9 @@ async function waitForPing(port: number, timeoutMs: number): Promise<void> {
   }
 }
 
-async function freePort(withClusterBus: boolean): Promise<number> {
-  for (;;) {
-    const port = randomInt(20_000, 40_000);
-    if ((await isFree(port)) && (!withClusterBus || (await isFree(port + 10_000)))) return port;
-  }
-}
-
-function isFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once("error", () => resolve(false));
-    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
-  });
+/** A free port (reserved among this machine's test processes), and its cluster bus port + 10000. */
+function freeRedisPort(withClusterBus: boolean): Promise<number> {
+  return freePort(withClusterBus ? { alsoFree: 10_000 } : {});
 }
 
 /** A local Redis Cluster of three masters without replicas. */

@@ -2,8 +2,6 @@
 // environment, wait until it is ready, stop it (gracefully or with SIGKILL) and start it again.
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { createServer } from "node:net";
 
 /** How to start a service process. */
 export interface ServiceProcessOptions {
@@ -47,50 +45,8 @@ const SOURCE_ARGS = ["--conditions=switchboard-source", "--import", "tsx", "src/
 const RUN_REDIS_PREFIX = `test-${randomBytes(4).toString("hex")}:`;
 const MAX_OUTPUT_CHARS = 20_000;
 
-/**
- * A free TCP port on 127.0.0.1 for a child process to listen on. Taken below the kernel's ephemeral
- * range (`net.ipv4.ip_local_port_range`, 32768–60999 by default) where there is room: a port the
- * OS hands out for `listen(0)` comes from that range, and between its release and the child's
- * `listen` any outgoing connection of the parallel test suites may take it (EADDRINUSE). Each
- * candidate is bound once to check it is free; without room below the range, the OS picks.
- */
-export async function freePort(): Promise<number> {
-  const below = ephemeralLow();
-  if (below - LISTEN_PORTS_FROM >= 1000) {
-    for (let attempt = 0; attempt < 20; attempt++) {
-      const port = LISTEN_PORTS_FROM + Math.floor(Math.random() * (below - LISTEN_PORTS_FROM));
-      if ((await listenOnce(port)) === port) return port;
-    }
-  }
-  return listenOnce(0);
-}
-
-/** Where {@link freePort} starts looking (above the registered services most machines run). */
-const LISTEN_PORTS_FROM = 20_000;
-
-/** The first port of the kernel's ephemeral range (Linux), or 0 when unknown. */
-function ephemeralLow(): number {
-  try {
-    return Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]) || 0;
-  } catch {
-    return 0;
-  }
-}
-
-/** Binds `port` (0: any) on 127.0.0.1 and releases it; resolves the port bound, or -1 when taken. */
-function listenOnce(port: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", (err: NodeJS.ErrnoException) =>
-      err.code === "EADDRINUSE" ? resolve(-1) : reject(err),
-    );
-    srv.listen(port, "127.0.0.1", () => {
-      const address = srv.address();
-      const bound = typeof address === "object" && address ? address.port : 0;
-      srv.close(() => resolve(bound));
-    });
-  });
-}
+/** A free port for a child to listen on, reserved among this machine's test processes (ports.ts). */
+export { freePort } from "./ports.js";
 
 /** Resolves true when an HTTP GET of `url` answers 2xx. */
 export const httpReady = (url: string) => async (): Promise<boolean> => {

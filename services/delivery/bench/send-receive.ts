@@ -32,6 +32,7 @@ import pg from "pg";
 import pino from "pino";
 import { buildApp } from "../src/app.js";
 import { hashPassword } from "../src/auth/password.js";
+import { freePort } from "@switchboard/testkit/service-process";
 
 const { values: args } = parseArgs({
   args: process.argv.slice(2).filter((a) => a !== "--"),
@@ -95,7 +96,7 @@ if (process.env.BENCH_SQL) await sql.raw(process.env.BENCH_SQL).execute(db);
 
 const log = pino({ level: process.env.LOG_LEVEL ?? "warn" });
 const SEPARATE = args["separate-process"];
-const serverPort = Number(args.port) || 40000 + Math.floor(Math.random() * 10000);
+const serverPort = Number(args.port) || (await freePort());
 const children: ChildProcess[] = [];
 const metricsPorts: number[] = [];
 const targets: string[] = [];

@@ -25,6 +25,7 @@ import { buildApp } from "../src/app.js";
 import { generateAccessToken, tokenDigest } from "../src/domain/tokens.js";
 import { migrateGateway } from "../src/storage/migrate.js";
 import type { IgDatabase } from "../src/storage/schema.js";
+import { freePort } from "@switchboard/testkit/service-process";
 
 const { values: args } = parseArgs({
   args: process.argv.slice(2).filter((a) => a !== "--"),
@@ -66,7 +67,7 @@ async function cleanup() {
 }
 
 try {
-  const grpcPort = 40000 + Math.floor(Math.random() * 10000);
+  const grpcPort = await freePort();
   const delivery = spawn(
     process.execPath,
     ["--conditions=switchboard-source", "--import", "tsx", "src/main.ts"],
