@@ -77,7 +77,7 @@ export function reservePort(port: number): boolean {
 }
 
 /** The first port of the kernel's ephemeral range (Linux), or 0 when unknown. */
-export function ephemeralLow(): number {
+function ephemeralLow(): number {
   try {
     return Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]) || 0;
   } catch {
@@ -86,7 +86,7 @@ export function ephemeralLow(): number {
 }
 
 /** Binds `port` (0: any) on 127.0.0.1 and releases it; resolves the port bound, or -1 when taken. */
-export function listenOnce(port: number): Promise<number> {
+function listenOnce(port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once("error", (err: NodeJS.ErrnoException) =>

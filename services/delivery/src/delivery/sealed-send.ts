@@ -16,7 +16,6 @@ import {
 import type { RateLimiter } from "@switchboard/ratelimit";
 import {
   commitQueueBatch,
-  countQueued,
   findSendLog,
   findUnidentifiedAccess,
   findUnidentifiedAccessMany,
@@ -163,9 +162,7 @@ export function createSealedSender(deps: SealedSenderDeps): SealedSender {
   /** Fails RESOURCE_EXHAUSTED (RECIPIENT_QUEUE_FULL) when any of `devices` has a full queue. */
   async function requireQueueRoom(devices: readonly QueueDevice[]): Promise<void> {
     // Count exactly only where the queue limit may be hit (queue-bounds.ts).
-    const nearFull = devices.filter((d) => queueBounds.upper(d) + 1 >= deps.maxQueueLength);
-    const queued = await countQueued(deps.db, nearFull);
-    for (const d of nearFull) queueBounds.counted(d, queued.get(`${d.accountId}/${d.deviceId}`) ?? 0);
+    const queued = await queueBounds.nearLimit(deps.db, devices, 1, deps.maxQueueLength);
     if ([...queued.values()].some((n) => n >= deps.maxQueueLength))
       throw new AppError(
         Code.ResourceExhausted,

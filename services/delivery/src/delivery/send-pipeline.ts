@@ -4,7 +4,6 @@ import type { Fanout } from "@switchboard/fanout";
 import { App, EnvelopeType } from "@switchboard/proto";
 import {
   commitQueueBatch,
-  countQueued,
   findSendLog,
   insertAcceptedRelationships,
   QUEUE_FLAG_HELD,
@@ -340,9 +339,7 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
       devicesOf.set(d.accountId, list);
     }
     // Count exactly only where the queue limit may be hit (queue-bounds.ts).
-    const nearFull = devices.filter((d) => queueBounds.upper(d) + all.length >= opts.maxQueueLength);
-    const queued = await countQueued(opts.db, nearFull);
-    for (const d of nearFull) queueBounds.counted(d, queued.get(`${d.accountId}/${d.deviceId}`) ?? 0);
+    const queued = await queueBounds.nearLimit(opts.db, devices, all.length, opts.maxQueueLength);
     const queueLength = (d: QueueDevice) => queued.get(`${d.accountId}/${d.deviceId}`) ?? 0;
     const pendingPerDevice = new Map<string, number>();
 
