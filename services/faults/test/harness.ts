@@ -268,6 +268,7 @@ export function loadOptions(target: string, name: string): LoadgenOptions {
     streams: 2,
     gateways: {},
     window: 200,
+    messengerSends: "socket",
     outDir: undefined,
     name,
     watch: [],

@@ -188,7 +188,13 @@ export type StreamEvent =
   | { type: "queue_empty" }
   | { type: "displaced" }
   | { type: "pong" }
-  | { type: "error"; problem: { reason: string; status: number } };
+  | { type: "error"; problem: { reason: string; status: number } }
+  | {
+      type: "send_result";
+      ref: string;
+      result?: Record<string, unknown>;
+      problem?: { reason: string; status: number; [member: string]: unknown };
+    };
 
 /** A device's WebSocket, collecting events; acks messages automatically unless told not to. */
 export async function openStream(
@@ -234,6 +240,13 @@ export async function openStream(
     events,
     messages,
     deliveries: () => events.filter((e): e is EnvelopeEvent & { type: "delivery" } => e.type === "delivery"),
+    /** The send_result events, by ref. */
+    results: () =>
+      new Map(
+        events
+          .filter((e): e is Extract<StreamEvent, { type: "send_result" }> => e.type === "send_result")
+          .map((e) => [e.ref, e]),
+      ),
     get closeCode() {
       return closeCode;
     },

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { App, EnvelopeType } from "@switchboard/proto";
 import { describe, expect, test } from "vitest";
+import { MAX_PENDING_SENDS } from "../src/live/connections.js";
 import {
   addDevice,
   api,
@@ -335,6 +336,155 @@ describe("the Send API and the WebSocket", () => {
     await stream.until(() => stream.closeCode !== undefined);
     expect(stream.closeCode).toBe(4001);
     expect(stream.events.at(-1)).toMatchObject({ type: "error", problem: { reason: "DEVICE_REMOVED" } });
+  });
+});
+
+describe("sends on the WebSocket", () => {
+  const ciphertexts = (devices: Devices, text: string) =>
+    devices.map((d) => ({
+      device_id: d.deviceId,
+      registration_id: d.registrationId,
+      type: "ciphertext",
+      body: fakeBody(text),
+    }));
+
+  test("pipelined send frames are answered by ref and delivered in order, a retry as a duplicate", async () => {
+    const { gateway } = await startStack();
+    const a = await signup(gateway);
+    const b = await signup(gateway);
+    const aStream = await openStream(gateway, a);
+    const bStream = await openStream(gateway, b);
+    // More frames than MAX_PENDING_SENDS at once: the server stops reading the socket and resumes.
+    const n = MAX_PENDING_SENDS + 44;
+    for (let i = 0; i < n; i++)
+      aStream.send({
+        type: "send",
+        ref: `r${i}`,
+        recipient: { id: b.userId },
+        message: { mid: `ws-${i}`, ciphertexts: ciphertexts([b], `m${i}`) },
+      });
+    await aStream.until(() => aStream.results().size === n, 30_000);
+    const results = aStream.results();
+    expect(results.get("r0")).toEqual({
+      type: "send_result",
+      ref: "r0",
+      result: {
+        recipient_id: b.accountId,
+        message_id: expect.any(String) as string,
+        mid: "ws-0",
+        timestamp: expect.any(Number) as number,
+        duplicate: false,
+      },
+    });
+    expect([...results.values()].filter((r) => r.result?.duplicate === false)).toHaveLength(n);
+    await bStream.until(() => bStream.messages().length === n, 30_000);
+    expect(bStream.messages().map(textOf)).toEqual(Array.from({ length: n }, (_, i) => `m${i}`));
+    expect(bStream.messages()[0]?.server_id).toBe(results.get("r0")?.result?.message_id);
+
+    aStream.send({
+      type: "send",
+      ref: "again",
+      recipient: { account_id: b.accountId },
+      message: { mid: "ws-0", ciphertexts: ciphertexts([b], "m0") },
+    });
+    await aStream.until(() => aStream.results().has("again"));
+    expect(aStream.results().get("again")?.result).toMatchObject({
+      message_id: results.get("r0")?.result?.message_id,
+      duplicate: true,
+    });
+    await sleep(200);
+    expect(bStream.messages()).toHaveLength(n);
+  });
+
+  test("a failed send is answered under its ref with the REST call's problem; nothing is stored", async () => {
+    const { gateway } = await startStack();
+    const a = await signup(gateway);
+    const b = await signup(gateway);
+    const aStream = await openStream(gateway, a);
+    aStream.send({
+      type: "send",
+      ref: "unknown",
+      recipient: { account_id: randomUUID() },
+      message: { ciphertexts: ciphertexts([b], "x") },
+    });
+    aStream.send({
+      type: "send",
+      ref: "stale",
+      recipient: { id: b.userId },
+      message: { ciphertexts: [{ ...ciphertexts([b], "x")[0], registration_id: b.registrationId + 1 }] },
+    });
+    aStream.send({
+      type: "send",
+      ref: "invalid",
+      recipient: { id: b.userId },
+      message: {
+        ciphertexts: [{ device_id: 1, registration_id: b.registrationId, type: "bogus", body: "%" }],
+      },
+      extra: true,
+    });
+    aStream.send({ type: "send", recipient: { id: b.userId }, message: {} });
+    await aStream.until(() => aStream.results().size === 3 && aStream.events.some((e) => e.type === "error"));
+    const results = aStream.results();
+    expect(results.get("unknown")?.problem).toMatchObject({ status: 404, reason: "RECIPIENT_NOT_FOUND" });
+    expect(results.get("stale")?.problem).toMatchObject({
+      status: 409,
+      reason: "DEVICES_CHANGED",
+      code: "ABORTED",
+      account_id: b.accountId,
+      stale: [1],
+    });
+    const invalid = results.get("invalid")?.problem;
+    expect(invalid).toMatchObject({ status: 400, reason: "INVALID_REQUEST", code: "INVALID_ARGUMENT" });
+    expect((invalid?.errors as { pointer: string }[]).map((e) => e.pointer)).toEqual(
+      expect.arrayContaining(["/", "/message/ciphertexts/0/type", "/message/ciphertexts/0/body"]),
+    );
+    expect(aStream.events.find((e) => e.type === "error")).toMatchObject({
+      problem: { status: 400, reason: "INVALID_FRAME" },
+    });
+    const bStream = await openStream(gateway, b);
+    await bStream.until(() => bStream.events.some((e) => e.type === "queue_empty"));
+    expect(bStream.messages()).toHaveLength(0);
+    expect(aStream.closeCode).toBeUndefined();
+  });
+
+  test("send_group frames fan out to the members; a non-member gets NOT_A_MEMBER", async () => {
+    const { gateway } = await startStack();
+    const a = await signup(gateway);
+    const b = await signup(gateway);
+    const c = await signup(gateway);
+    const created = await api<{ id: string }>(gateway, "POST", "/v1/groups", {
+      token: a.token,
+      body: { members: [{ id: b.userId }] },
+    });
+    const groupId = created.body.id;
+    const aStream = await openStream(gateway, a);
+    const bStream = await openStream(gateway, b);
+    const cStream = await openStream(gateway, c);
+    aStream.send({
+      type: "send_group",
+      ref: "g",
+      group_id: groupId,
+      message: { mid: "g-1", body: fakeBody("hey") },
+    });
+    cStream.send({ type: "send_group", ref: "out", group_id: groupId, message: { body: fakeBody("no") } });
+    aStream.send({
+      type: "send_group",
+      ref: "bad",
+      group_id: "not-a-uuid",
+      message: { body: fakeBody("x") },
+    });
+    await aStream.until(() => aStream.results().size === 2);
+    expect(aStream.results().get("g")?.result).toMatchObject({
+      group_id: groupId,
+      mid: "g-1",
+      duplicate: false,
+    });
+    expect(aStream.results().get("bad")?.problem).toMatchObject({ status: 400, reason: "INVALID_REQUEST" });
+    await cStream.until(() => cStream.results().has("out"));
+    expect(cStream.results().get("out")?.problem).toMatchObject({ status: 403, reason: "NOT_A_MEMBER" });
+    await bStream.until(() => bStream.messages().length === 1);
+    expect(bStream.messages()[0]).toMatchObject({ group_id: groupId, kind: "sender_key", mid: "g-1" });
+    expect(textOf(bStream.messages()[0] ?? {})).toBe("hey");
   });
 });
 

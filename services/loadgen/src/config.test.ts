@@ -123,6 +123,15 @@ describe("parseCommandLine", () => {
     ]);
   });
 
+  test("--messenger-sends: socket frames by default, or POST requests", () => {
+    const gw = ["--via", "gateways", "--messenger", "http://127.0.0.1:8081"];
+    expect(parse(gw).messengerSends).toBe("socket");
+    expect(parse([...gw, "--messenger-sends", "http"]).messengerSends).toBe("http");
+    expect(() => parse([...gw, "--messenger-sends", "mqtt"])).toThrow(
+      /--messenger-sends: expected socket or http, got "mqtt"/,
+    );
+  });
+
   test("rejects a gateway run without the gateways its mix needs", () => {
     expect(() => parse(["--via", "gateways"])).toThrow(/needs at least one of --whatsapp/);
     expect(() =>

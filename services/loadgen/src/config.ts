@@ -36,6 +36,9 @@ System under test
   --instagram URL           gateways: the Instagram-style gateway, e.g. http://127.0.0.1:8082
   --streams N               Connect streams per app token (default ${DEFAULTS.streams})
   --window N                unacknowledged deliveries in flight per device (default ${DEFAULTS.window})
+  --messenger-sends socket|http
+                            gateways: Messenger-style sends as frames on the device's WebSocket
+                            or as POST /v1/me/messages requests (default ${DEFAULTS.messengerSends})
 
 Population
   --devices N               simulated devices (default ${DEFAULTS.devices}); accounts are paired one-to-one
@@ -92,6 +95,7 @@ const OPTIONS = {
   instagram: { type: "string" },
   streams: { type: "string" },
   window: { type: "string" },
+  "messenger-sends": { type: "string" },
   devices: { type: "string" },
   "devices-per-account": { type: "string" },
   mix: { type: "string" },
@@ -258,6 +262,9 @@ export function parseCommandLine(
 
   const closedLoop = v["closed-loop"] ?? false;
   if (closedLoop && v.rate !== undefined) problems.push("--rate and --closed-loop exclude each other");
+  const messengerSends = v["messenger-sends"] ?? DEFAULTS.messengerSends;
+  if (messengerSends !== "socket" && messengerSends !== "http")
+    problems.push(`--messenger-sends: expected socket or http, got "${messengerSends}"`);
   const until = v.until ?? "delivered";
   if (until !== "delivered" && until !== "result")
     problems.push(`--until: expected delivered or result, got "${until}"`);
@@ -307,6 +314,7 @@ export function parseCommandLine(
     streams: num("streams", v.streams, DEFAULTS.streams, 1, 256),
     gateways,
     window: num("window", v.window, DEFAULTS.window, 1, 1000),
+    messengerSends: messengerSends === "http" ? "http" : "socket",
     outDir,
     name: v.name ?? (outDir ? basename(outDir) : "loadtest"),
     watch,

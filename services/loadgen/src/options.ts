@@ -62,6 +62,8 @@ export interface LoadgenOptions {
   };
   /** Unacknowledged deliveries in flight per device (1..1000). */
   window: number;
+  /** `gateways`: Messenger-style sends as frames on the device's WebSocket, or as POST requests. */
+  messengerSends: "socket" | "http";
   /** Directory for report.json and report.html; undefined writes none. */
   outDir: string | undefined;
   /** Title of the report. */
@@ -106,6 +108,7 @@ export const DEFAULTS = {
   signalPoolSize: 16,
   streams: 2,
   window: 500,
+  messengerSends: "socket" as const,
   registerConcurrency: 16,
   drainQuietSeconds: 5,
   drainTimeoutSeconds: 60,

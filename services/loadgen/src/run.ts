@@ -60,6 +60,7 @@ export function createDriver(options: LoadgenOptions, log: Logger): Driver {
       return createGatewayDriver({
         targets: options.gateways,
         window: options.window,
+        messengerSendOverSocket: options.messengerSends === "socket",
         sendTimeoutMs: options.sendTimeoutSeconds * 1000,
         log,
       });

@@ -40,6 +40,7 @@ function options(target: string, outDir: string, over: Partial<LoadgenOptions>):
     streams: 2,
     gateways: {},
     window: 100,
+    messengerSends: "socket",
     outDir,
     name: "smoke",
     watch: [],

@@ -5,7 +5,10 @@ import {
   SendGroupMessageRequestSchema,
   SendMessageRequestSchema,
 } from "@switchboard/proto";
-import { afterEach, describe, expect, test, vi } from "vitest";
+import type { AddressInfo } from "node:net";
+import { Code } from "@switchboard/errors";
+import { afterEach, describe, expect, onTestFinished, test, vi } from "vitest";
+import { WebSocketServer, type WebSocket } from "ws";
 import { createMessengerTransport, messengerEventToEnvelope } from "./messenger-transport.js";
 
 const self = { accountId: "0b6f3c52-3a4e-4a43-9a55-0c7e0b1e9d10", deviceId: 2 };
@@ -202,5 +205,135 @@ describe("MessengerTransport sends", () => {
     expect(await t.sendMessage(sendRequest)).toMatchObject({ kind: "sent", messageId: "s-1" });
     expect(calls).toEqual(["http://gateway.test/v1/me/messages"]);
     expect(global).toHaveLength(0);
+  });
+});
+
+describe("MessengerTransport sends on the live socket", () => {
+  /** A WebSocket server standing in for the gateway's /v1/stream: records frames, answers with `reply`. */
+  async function socketGateway(reply: (frame: Record<string, unknown>, socket: WebSocket) => void) {
+    const server = new WebSocketServer({ port: 0, host: "127.0.0.1" });
+    await new Promise<void>((resolve) => server.once("listening", resolve));
+    const frames: Record<string, unknown>[] = [];
+    server.on("connection", (socket) => {
+      socket.send(JSON.stringify({ type: "queue_empty" }));
+      socket.on("message", (data: Buffer) => {
+        const frame = JSON.parse(data.toString("utf8")) as Record<string, unknown>;
+        frames.push(frame);
+        reply(frame, socket);
+      });
+    });
+    onTestFinished(
+      () =>
+        new Promise<void>((resolve) => {
+          for (const c of server.clients) c.terminate();
+          server.close(() => resolve());
+        }),
+    );
+    const { port } = server.address() as AddressInfo;
+    const t = createMessengerTransport({ baseUrl: `http://127.0.0.1:${port}`, accessToken: "t".repeat(43) });
+    t.setDeviceCredentials({ ...self, password: "unused" });
+    const events = t.receive()[Symbol.asyncIterator]();
+    expect((await events.next()).value).toEqual({ kind: "queue_empty" });
+    onTestFinished(() => t.close());
+    return { t, frames };
+  }
+
+  test("a send is a frame with a ref, answered by its send_result; problems map as over HTTP", async () => {
+    const { t, frames } = await socketGateway((frame, socket) => {
+      const ref = frame.ref as string;
+      if (frame.type === "send_group")
+        socket.send(
+          JSON.stringify({ type: "send_result", ref, problem: { status: 403, reason: "NOT_A_MEMBER" } }),
+        );
+      else if ((frame.message as { mid: string }).mid === "m-1")
+        socket.send(
+          JSON.stringify({
+            type: "send_result",
+            ref,
+            result: { recipient_id: peer, message_id: "s-1", mid: "m-1", timestamp: 5, duplicate: false },
+          }),
+        );
+      else
+        socket.send(
+          JSON.stringify({
+            type: "send_result",
+            ref,
+            problem: { status: 409, reason: "DEVICES_CHANGED", account_id: peer, missing: [3], extra: [] },
+          }),
+        );
+    });
+    const calls = answer(500, {});
+    expect(await t.sendMessage(sendRequest)).toEqual({
+      kind: "sent",
+      messageId: "s-1",
+      serverTimestampMs: 5,
+      duplicate: false,
+    });
+    expect(frames[0]).toMatchObject({
+      type: "send",
+      ref: expect.any(String) as string,
+      recipient: { account_id: peer },
+      message: { mid: "m-1" },
+    });
+    expect(
+      await t.sendMessage(create(SendMessageRequestSchema, { ...sendRequest, clientMessageId: "m-2" })),
+    ).toEqual({ kind: "mismatched", accountId: peer, missingDevices: [3], extraDevices: [] });
+    const group = create(SendGroupMessageRequestSchema, {
+      groupId: peer,
+      content: new Uint8Array([1]),
+      clientMessageId: "g-1",
+    });
+    expect(await t.sendGroupMessage(group)).toEqual({ kind: "not_a_member" });
+    expect(frames[2]).toMatchObject({ type: "send_group", group_id: peer, message: { mid: "g-1" } });
+    expect(new Set(frames.map((f) => f.ref)).size).toBe(3);
+    expect(calls).toHaveLength(0);
+  });
+
+  test("sends awaiting results when the socket closes fail as retryable STREAM_CLOSED", async () => {
+    const { t } = await socketGateway((_frame, socket) => socket.close(1001));
+    await expect(t.sendMessage(sendRequest)).rejects.toMatchObject({
+      code: Code.Unavailable,
+      reason: "STREAM_CLOSED",
+    });
+    // With the socket gone, the next send is a POST.
+    const calls = answer(200, {
+      recipient_id: peer,
+      message_id: "s-2",
+      mid: "m-1",
+      timestamp: 6,
+      duplicate: true,
+    });
+    expect(await t.sendMessage(sendRequest)).toMatchObject({
+      kind: "sent",
+      messageId: "s-2",
+      duplicate: true,
+    });
+    expect(calls[0]?.url).toMatch(/\/v1\/me\/messages$/);
+  });
+
+  test("sendOverSocket: false always posts", async () => {
+    const server = new WebSocketServer({ port: 0, host: "127.0.0.1" });
+    await new Promise<void>((resolve) => server.once("listening", resolve));
+    server.on("connection", (socket) => socket.send(JSON.stringify({ type: "queue_empty" })));
+    onTestFinished(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const { port } = server.address() as AddressInfo;
+    const t = createMessengerTransport({
+      baseUrl: `http://127.0.0.1:${port}`,
+      accessToken: "t".repeat(43),
+      sendOverSocket: false,
+    });
+    t.setDeviceCredentials({ ...self, password: "unused" });
+    const events = t.receive()[Symbol.asyncIterator]();
+    expect((await events.next()).value).toEqual({ kind: "queue_empty" });
+    onTestFinished(() => t.close());
+    const calls = answer(200, {
+      recipient_id: peer,
+      message_id: "s-3",
+      mid: "m-1",
+      timestamp: 7,
+      duplicate: false,
+    });
+    expect(await t.sendMessage(sendRequest)).toMatchObject({ kind: "sent", messageId: "s-3" });
+    expect(calls).toHaveLength(1);
   });
 });

@@ -82,6 +82,12 @@ export interface MessengerTransportOptions {
    * return a `Response` whose body streams (the event stream reads it incrementally).
    */
   fetch?: typeof fetch;
+  /**
+   * While this device's WebSocket is open (`receive`), send messages as `send` / `send_group` frames
+   * on it instead of POST requests: no HTTP request per message, and a device's messages keep their
+   * order without waiting for each other's results. Default true; false always POSTs.
+   */
+  sendOverSocket?: boolean;
 }
 
 // ---- JSON shapes of the gateway (its /openapi.json is the reference) ---------------------------
@@ -173,6 +179,14 @@ interface Problem {
   extra?: number[];
   stale?: number[];
   accounts?: { account_id: string; missing: number[]; extra: number[]; stale: number[] }[];
+}
+
+/** The WebSocket's answer to a send frame: the 200 body (`result`) or the problem. */
+interface SendResultFrame {
+  type: "send_result";
+  ref: string;
+  result?: SendResultBody;
+  problem?: Problem;
 }
 
 // ---- mapping -------------------------------------------------------------------------------------
@@ -325,6 +339,26 @@ function errorOf(status: number, problem: Problem): AppError {
 }
 
 const MAX_ACK_IDS = 1000;
+
+/** A send answered with 200 (`body`) or with a problem the caller turns into an outcome. */
+type Outcome<T> = { ok: true; body: T } | { ok: false; status: number; problem: Problem };
+
+/** A send frame waiting for its `send_result`. */
+interface PendingSend {
+  socket: WebSocket;
+  /** Problem statuses returned as outcomes rather than thrown. */
+  expected: number[];
+  resolve(outcome: Outcome<SendResultBody>): void;
+  reject(err: AppError): void;
+  timer: NodeJS.Timeout;
+}
+
+/** The 200 body of a send (and a send_result's `result`). */
+interface SendResultBody {
+  message_id: string;
+  timestamp: number;
+  duplicate: boolean;
+}
 const NORMAL_CLOSE = 1000;
 const DISPLACED_CLOSE = 4000;
 
@@ -358,6 +392,10 @@ export class MessengerTransport implements Transport {
   private pendingToken: string | undefined;
   private readonly sockets = new Set<WebSocket>();
   private live: WebSocket | undefined;
+  private readonly sendOverSocket: boolean;
+  /** Send frames awaiting their results, by ref. */
+  private readonly pendingSends = new Map<string, PendingSend>();
+  private nextRef = 0;
 
   constructor(options: MessengerTransportOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, "");
@@ -366,6 +404,7 @@ export class MessengerTransport implements Transport {
     this.fetch = options.fetch ?? ((input, init) => fetch(input, init));
     this.onAccessToken = options.onAccessToken;
     this.pendingToken = options.accessToken;
+    this.sendOverSocket = options.sendOverSocket ?? true;
   }
 
   /** The current device's access token, if known (persist it to act as the device after a restart). */
@@ -596,8 +635,8 @@ export class MessengerTransport implements Transport {
   }
 
   async sendMessage(request: SendMessageRequest): Promise<SendOutcome> {
-    const r = await this.outcome<{ message_id: string; timestamp: number; duplicate: boolean }>(
-      "POST",
+    const r = await this.send(
+      "send",
       "/v1/me/messages",
       {
         recipient: { account_id: request.destinationAccountId },
@@ -708,11 +747,12 @@ export class MessengerTransport implements Transport {
         devices: r.devices.map((d) => ({ device_id: d.deviceId, registration_id: d.registrationId })),
       }));
     }
-    const r = await this.outcome<{ message_id: string; timestamp: number; duplicate: boolean }>(
-      "POST",
+    const r = await this.send(
+      "send_group",
       `/v1/groups/${encodeURIComponent(request.groupId)}/messages`,
       body,
       [403, 409],
+      { group_id: request.groupId },
     );
     if (r.ok)
       return {
@@ -804,6 +844,9 @@ export class MessengerTransport implements Transport {
         case "queue_empty":
           queue.push({ kind: "queue_empty" });
           break;
+        case "send_result":
+          this.settleSend(event as SendResultFrame);
+          break;
         case "displaced":
           failure = new AppError(Code.Aborted, "DISPLACED", "another connection subscribed this device");
           break;
@@ -843,6 +886,7 @@ export class MessengerTransport implements Transport {
     socket.on("close", (code: number) => {
       this.sockets.delete(socket);
       if (this.live === socket) this.live = undefined;
+      this.failSends(socket);
       if (queue.closed) return;
       if (code === DISPLACED_CLOSE)
         queue.fail(new AppError(Code.Aborted, "DISPLACED", "another connection subscribed this device"));
@@ -882,6 +926,67 @@ export class MessengerTransport implements Transport {
   }
 
   // ---- internals ---------------------------------------------------------------------------------
+
+  /**
+   * A send: a frame of `type` on the live socket when one is open (and `sendOverSocket`), else a
+   * POST of `body` to `path`. Problems with a status in `expected` are returned, others thrown.
+   */
+  private async send(
+    type: "send" | "send_group",
+    path: string,
+    body: Record<string, unknown>,
+    expected: number[],
+    frameFields: Record<string, unknown> = {},
+  ): Promise<Outcome<SendResultBody>> {
+    const socket = this.live;
+    if (!this.sendOverSocket || socket === undefined || socket.readyState !== WebSocket.OPEN)
+      return this.outcome<SendResultBody>("POST", path, body, expected);
+    const ref = String(++this.nextRef);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pendingSends.delete(ref);
+        reject(new AppError(Code.DeadlineExceeded, "GATEWAY_TIMEOUT", "the gateway did not answer in time"));
+      }, this.timeoutMs);
+      this.pendingSends.set(ref, { socket, expected, resolve, reject, timer });
+      socket.send(JSON.stringify({ type, ref, ...frameFields, ...body }), (err) => {
+        if (err) this.settle(ref, (p) => p.reject(asAppError(err)));
+      });
+    });
+  }
+
+  private settle(ref: string, fn: (pending: PendingSend) => void): void {
+    const pending = this.pendingSends.get(ref);
+    if (pending === undefined) return;
+    this.pendingSends.delete(ref);
+    clearTimeout(pending.timer);
+    fn(pending);
+  }
+
+  private settleSend(frame: SendResultFrame): void {
+    this.settle(frame.ref, (p) => {
+      if (frame.result !== undefined) return p.resolve({ ok: true, body: frame.result });
+      const problem = frame.problem ?? {};
+      const status = problem.status ?? 500;
+      if (p.expected.includes(status)) p.resolve({ ok: false, status, problem });
+      else p.reject(errorOf(status, problem));
+    });
+  }
+
+  /** Fails the sends awaiting results on a socket that closed: they may or may not have been stored. */
+  private failSends(socket: WebSocket): void {
+    for (const [ref, pending] of this.pendingSends) {
+      if (pending.socket !== socket) continue;
+      this.settle(ref, (p) =>
+        p.reject(
+          new AppError(
+            Code.Unavailable,
+            "STREAM_CLOSED",
+            "the gateway stream closed before the send was answered: retry with the same mid",
+          ),
+        ),
+      );
+    }
+  }
 
   private closeSockets(): void {
     for (const socket of this.sockets) socket.close(NORMAL_CLOSE);

@@ -9,6 +9,17 @@ describe("parseClientFrame", () => {
     expect(parseClientFrame('{"type":"ping"}')).toEqual({ type: "ping" });
   });
 
+  test("parses send frames by their ref, leaving the body to schema validation", () => {
+    const send = { type: "send", ref: "r1", recipient: { id: "100004" }, message: {} };
+    expect(parseClientFrame(JSON.stringify(send))).toEqual({ type: "send", ref: "r1", frame: send });
+    const group = { type: "send_group", ref: "x".repeat(64), group_id: id };
+    expect(parseClientFrame(JSON.stringify(group))).toEqual({
+      type: "send_group",
+      ref: "x".repeat(64),
+      frame: group,
+    });
+  });
+
   test("rejects malformed frames with a reason", () => {
     expect(() => parseClientFrame("{")).toThrow(expect.objectContaining({ reason: "INVALID_JSON" }));
     for (const bad of [
@@ -18,6 +29,10 @@ describe("parseClientFrame", () => {
       '{"type":"ack"}',
       '{"type":"ack","ids":[]}',
       '{"type":"ack","ids":["x"]}',
+      '{"type":"send"}',
+      '{"type":"send","ref":""}',
+      '{"type":"send","ref":7}',
+      `{"type":"send_group","ref":"${"x".repeat(65)}"}`,
     ]) {
       expect(() => parseClientFrame(bad)).toThrow(expect.objectContaining({ reason: "INVALID_FRAME" }));
     }

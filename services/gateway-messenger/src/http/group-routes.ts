@@ -1,21 +1,13 @@
 // Group threads: members of any app, one sender-key ciphertext per message.
-import { randomUUID } from "node:crypto";
 import { AppError, Code } from "@switchboard/errors";
 import type { Group } from "@switchboard/proto";
 import type { FastifyInstance } from "fastify";
-import { groupSendFromJson, groupToJson, type SendGroupMessageJson } from "../domain/translate.js";
+import { groupToJson, type SendGroupMessageJson } from "../domain/translate.js";
 import { recipientFromJson, recipientFromPath, type RecipientJson } from "../domain/users.js";
 import { principalOf } from "./auth.js";
 import { CALL, type RouteDeps } from "./deps.js";
-import { ProblemError } from "./problem.js";
-import {
-  MAX_CIPHERTEXT_B64,
-  b64,
-  messageOptions,
-  problems,
-  sendOutcomeFields,
-  uuidSchema,
-} from "./schemas.js";
+import { problems, sendGroupMessageBody, sendOutcomeFields, uuidSchema } from "./schemas.js";
+import { submitGroupSend } from "./sends.js";
 
 const groupParams = {
   type: "object",
@@ -160,46 +152,7 @@ export async function groupRoutes(app: FastifyInstance, deps: RouteDeps): Promis
           "DEVICES_CHANGED with an `accounts` list; a non-member gets 403 NOT_A_MEMBER.",
         security,
         params: groupParams,
-        body: {
-          type: "object",
-          required: ["message"],
-          properties: {
-            notification_type: { type: "string", enum: ["REGULAR", "NO_PUSH"] },
-            sender_action: { type: "string", enum: ["typing_on", "typing_off"] },
-            message: {
-              type: "object",
-              required: ["body"],
-              properties: { ...messageOptions, body: b64(MAX_CIPHERTEXT_B64, "sender-key ciphertext") },
-              additionalProperties: false,
-            },
-            expected_recipients: {
-              type: "array",
-              maxItems: 1000,
-              items: {
-                type: "object",
-                required: ["user", "devices"],
-                properties: {
-                  user: { $ref: "Recipient#" },
-                  devices: {
-                    type: "array",
-                    maxItems: 100,
-                    items: {
-                      type: "object",
-                      required: ["device_id", "registration_id"],
-                      properties: {
-                        device_id: { type: "integer", minimum: 1 },
-                        registration_id: { type: "integer", minimum: 0, maximum: 16380 },
-                      },
-                      additionalProperties: false,
-                    },
-                  },
-                },
-                additionalProperties: false,
-              },
-            },
-          },
-          additionalProperties: false,
-        },
+        body: sendGroupMessageBody,
         response: {
           200: {
             type: "object",
@@ -210,60 +163,7 @@ export async function groupRoutes(app: FastifyInstance, deps: RouteDeps): Promis
         },
       },
     },
-    async (request) => {
-      const me = principalOf(request);
-      const body = request.body;
-      const expectedAccountIds = await resolveAll((body.expected_recipients ?? []).map((r) => r.user));
-      const req = groupSendFromJson(body, {
-        sender: { accountId: me.accountId, deviceId: me.deviceId },
-        groupId: request.params.id,
-        expectedAccountIds,
-        defaults: { mid: randomUUID(), timestampMs: Date.now() },
-      });
-      const r = (await deps.link.sendGroup(req)).result;
-      switch (r.case) {
-        case "sent":
-          return {
-            group_id: request.params.id,
-            message_id: r.value.messageId,
-            mid: req.clientMessageId,
-            timestamp: Number(r.value.serverTimestampMs),
-            duplicate: r.value.duplicate,
-          };
-        case "mismatchedDevices": {
-          const accounts = new Map<
-            string,
-            { account_id: string; missing: number[]; extra: number[]; stale: number[] }
-          >();
-          const entry = (accountId: string) => {
-            let e = accounts.get(accountId);
-            if (e === undefined) {
-              e = { account_id: accountId, missing: [], extra: [], stale: [] };
-              accounts.set(accountId, e);
-            }
-            return e;
-          };
-          for (const m of r.value.mismatched) {
-            entry(m.accountId).missing.push(...m.missingDevices);
-            entry(m.accountId).extra.push(...m.extraDevices);
-          }
-          for (const s of r.value.stale) entry(s.accountId).stale.push(...s.staleDevices);
-          throw new ProblemError(
-            Code.Aborted,
-            "DEVICES_CHANGED",
-            "member devices differ from expected_recipients: distribute the sender key to missing and stale devices and retry",
-            { accounts: [...accounts.values()] },
-          );
-        }
-        case "notAMember":
-          throw new AppError(
-            Code.PermissionDenied,
-            "NOT_A_MEMBER",
-            "the group does not exist or you are not a member",
-          );
-        default:
-          throw new AppError(Code.Internal, "INVALID_RESPONSE", "send returned no outcome");
-      }
-    },
+    async (request) =>
+      (await submitGroupSend(deps, principalOf(request), request.params.id, request.body)).result,
   );
 }

@@ -72,36 +72,38 @@ export function problemOf(err: AppError, requestId?: string, status = httpStatus
   };
 }
 
-interface ValidationItem {
+/** One schema validation error (ajv's shape). */
+export interface ValidationItem {
   instancePath?: string;
   message?: string;
   keyword?: string;
   params?: Record<string, unknown>;
 }
 
+/** The INVALID_REQUEST problem of schema validation errors of the request part (or frame) `where`. */
+export function validationError(items: readonly ValidationItem[], where: string): ProblemError {
+  const errors = items.map((v) => ({
+    location: where,
+    pointer: v.instancePath === undefined || v.instancePath === "" ? "/" : v.instancePath,
+    message: v.message ?? "is invalid",
+    ...(v.keyword === undefined ? {} : { keyword: v.keyword }),
+    ...(v.params?.missingProperty === undefined ? {} : { property: v.params.missingProperty }),
+    ...(v.params?.additionalProperty === undefined ? {} : { property: v.params.additionalProperty }),
+  }));
+  return new ProblemError(
+    Code.InvalidArgument,
+    "INVALID_REQUEST",
+    `the request ${where} does not match the schema: ${errors.map((e) => `${e.pointer} ${e.message}`).join("; ")}`,
+    { errors },
+  );
+}
+
 /** Maps what fastify and its plugins throw (schema, parser and size errors) to an AppError and HTTP status. */
 export function toAppError(err: unknown): { error: AppError; status?: number } {
   if (isAppError(err)) return { error: err };
   const fe = err as Partial<FastifyError> & { validation?: ValidationItem[]; validationContext?: string };
-  if (Array.isArray(fe.validation)) {
-    const where = fe.validationContext ?? "body";
-    const errors = fe.validation.map((v) => ({
-      location: where,
-      pointer: v.instancePath === undefined || v.instancePath === "" ? "/" : v.instancePath,
-      message: v.message ?? "is invalid",
-      ...(v.keyword === undefined ? {} : { keyword: v.keyword }),
-      ...(v.params?.missingProperty === undefined ? {} : { property: v.params.missingProperty }),
-      ...(v.params?.additionalProperty === undefined ? {} : { property: v.params.additionalProperty }),
-    }));
-    return {
-      error: new ProblemError(
-        Code.InvalidArgument,
-        "INVALID_REQUEST",
-        `the request ${where} does not match the schema: ${errors.map((e) => `${e.pointer} ${e.message}`).join("; ")}`,
-        { errors },
-      ),
-    };
-  }
+  if (Array.isArray(fe.validation))
+    return { error: validationError(fe.validation, fe.validationContext ?? "body") };
   const status = typeof fe.statusCode === "number" ? fe.statusCode : undefined;
   if (status !== undefined && status >= 400 && status < 500) {
     const reason =

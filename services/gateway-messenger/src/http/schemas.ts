@@ -276,48 +276,6 @@ const ControlEventSchema = {
   },
 } as const;
 
-const ClientFrameSchema = {
-  $id: "StreamClientFrame",
-  type: "object",
-  description:
-    'WebSocket client → server: {"type":"ack","ids":["<server_id>", ...]} (1-1000 ids) removes delivered messages ' +
-    'and receipts from the device queue; {"type":"ping"} is answered with {"type":"pong"}.',
-  required: ["type"],
-  properties: {
-    type: { enum: ["ack", "ping"] },
-    ids: { type: "array", minItems: 1, maxItems: 1000, items: uuid },
-  },
-} as const;
-
-/** Every shared schema, in dependency order. */
-export const SHARED_SCHEMAS = [
-  UserSchema,
-  RecipientSchema,
-  DeviceSchema,
-  ProfileSchema,
-  GroupSchema,
-  PreKeySchema,
-  SignedPreKeySchema,
-  BundleSchema,
-  ProblemSchema,
-  MessageEventSchema,
-  DeliveryEventSchema,
-  ControlEventSchema,
-  ClientFrameSchema,
-];
-
-/** Problem responses for the given statuses, for route schemas. */
-export function problems(...statuses: number[]): Record<number, unknown> {
-  const out: Record<number, unknown> = {};
-  for (const s of statuses) {
-    out[s] = {
-      description: "problem details",
-      content: { "application/problem+json": { schema: { $ref: "Problem#" } } },
-    };
-  }
-  return out;
-}
-
 /** `message` members common to one-to-one and group sends. */
 export const messageOptions = {
   mid: {
@@ -353,6 +311,184 @@ export const sendOutcomeFields = {
   timestamp: { ...millis, description: "server commit time" },
   duplicate: { type: "boolean", description: "true when this answers a retry with the same mid" },
 } as const;
+
+const ClientFrameSchema = {
+  $id: "StreamClientFrame",
+  type: "object",
+  description:
+    'WebSocket client → server: {"type":"ack","ids":["<server_id>", ...]} (1-1000 ids) removes delivered messages ' +
+    'and receipts from the device queue; {"type":"ping"} is answered with {"type":"pong"}; {"type":"send",...} ' +
+    '(StreamSendFrame) and {"type":"send_group",...} (StreamSendGroupFrame) send messages, each answered with a ' +
+    "StreamSendResult carrying the frame's ref.",
+  required: ["type"],
+  properties: {
+    type: { enum: ["ack", "ping", "send", "send_group"] },
+    ids: { type: "array", minItems: 1, maxItems: 1000, items: uuid },
+  },
+} as const;
+
+/** `ref` of a send frame: the client's correlation id, echoed in its StreamSendResult. */
+const sendRef = {
+  type: "string",
+  minLength: 1,
+  maxLength: 64,
+  description: "the client's correlation id, echoed in the StreamSendResult (unique among its pending sends)",
+} as const;
+
+/** The body of POST /v1/me/messages. */
+export const sendMessageBody = {
+  type: "object",
+  required: ["recipient", "message"],
+  properties: {
+    recipient: { $ref: "Recipient#" },
+    messaging_type: {
+      type: "string",
+      enum: ["RESPONSE", "UPDATE", "MESSAGE_TAG"],
+      description: "accepted for compatibility; not carried to the recipient",
+    },
+    notification_type: {
+      type: "string",
+      enum: ["REGULAR", "NO_PUSH"],
+      description: "REGULAR (default) wakes the recipient (urgent); NO_PUSH does not",
+    },
+    sender_action: { type: "string", enum: ["typing_on", "typing_off"] },
+    message: {
+      type: "object",
+      required: ["ciphertexts"],
+      properties: {
+        ...messageOptions,
+        ciphertexts: { type: "array", minItems: 1, maxItems: 100, items: ciphertextSchema },
+      },
+      additionalProperties: false,
+    },
+  },
+  additionalProperties: false,
+} as const;
+
+/** The body of POST /v1/groups/{id}/messages. */
+export const sendGroupMessageBody = {
+  type: "object",
+  required: ["message"],
+  properties: {
+    notification_type: { type: "string", enum: ["REGULAR", "NO_PUSH"] },
+    sender_action: { type: "string", enum: ["typing_on", "typing_off"] },
+    message: {
+      type: "object",
+      required: ["body"],
+      properties: { ...messageOptions, body: b64(MAX_CIPHERTEXT_B64, "sender-key ciphertext") },
+      additionalProperties: false,
+    },
+    expected_recipients: {
+      type: "array",
+      maxItems: 1000,
+      items: {
+        type: "object",
+        required: ["user", "devices"],
+        properties: {
+          user: { $ref: "Recipient#" },
+          devices: {
+            type: "array",
+            maxItems: 100,
+            items: {
+              type: "object",
+              required: ["device_id", "registration_id"],
+              properties: {
+                device_id: { type: "integer", minimum: 1 },
+                registration_id: { type: "integer", minimum: 0, maximum: 16380 },
+              },
+              additionalProperties: false,
+            },
+          },
+        },
+        additionalProperties: false,
+      },
+    },
+  },
+  additionalProperties: false,
+} as const;
+
+const SendFrameSchema = {
+  $id: "StreamSendFrame",
+  ...sendMessageBody,
+  description:
+    "WebSocket client → server: a one-to-one send on the live socket, the body of POST /v1/me/messages with " +
+    '"type":"send" and a "ref". Frames are submitted in the order they arrive (one device\'s messages keep their ' +
+    "order); each is answered with a StreamSendResult, in the order the sends complete.",
+  required: ["type", "ref", ...sendMessageBody.required],
+  properties: { type: { const: "send" }, ref: sendRef, ...sendMessageBody.properties },
+} as const;
+
+const SendGroupFrameSchema = {
+  $id: "StreamSendGroupFrame",
+  ...sendGroupMessageBody,
+  description:
+    "WebSocket client → server: a group send on the live socket, the body of POST /v1/groups/{id}/messages with " +
+    '"type":"send_group", a "ref" and the "group_id".',
+  required: ["type", "ref", "group_id", ...sendGroupMessageBody.required],
+  properties: {
+    type: { const: "send_group" },
+    ref: sendRef,
+    group_id: { ...uuid, description: "the group thread" },
+    ...sendGroupMessageBody.properties,
+  },
+} as const;
+
+const SendResultSchema = {
+  $id: "StreamSendResult",
+  type: "object",
+  description:
+    'WebSocket server → client: the outcome of the send frame with this ref: "result" holds what the REST call ' +
+    'answers with 200, "problem" the problem document it would answer otherwise (its status and reason: 409 ' +
+    "DEVICES_CHANGED, 404 RECIPIENT_NOT_FOUND, 403 NOT_A_MEMBER, 400 INVALID_REQUEST, 429 TOO_MANY_PENDING_SENDS, " +
+    "503 ...). A send whose result never arrived (the socket closed) may or may not have been stored: retry it " +
+    "with the same mid.",
+  required: ["type", "ref"],
+  properties: {
+    type: { const: "send_result" },
+    ref: { type: "string" },
+    result: {
+      type: "object",
+      properties: {
+        recipient_id: { ...uuid, description: "one-to-one: the recipient's account_id" },
+        group_id: { ...uuid, description: "group: the group thread" },
+        ...sendOutcomeFields,
+      },
+    },
+    problem: { $ref: "Problem#" },
+  },
+} as const;
+
+/** Every shared schema, in dependency order. */
+export const SHARED_SCHEMAS = [
+  UserSchema,
+  RecipientSchema,
+  DeviceSchema,
+  ProfileSchema,
+  GroupSchema,
+  PreKeySchema,
+  SignedPreKeySchema,
+  BundleSchema,
+  ProblemSchema,
+  MessageEventSchema,
+  DeliveryEventSchema,
+  ControlEventSchema,
+  ClientFrameSchema,
+  SendFrameSchema,
+  SendGroupFrameSchema,
+  SendResultSchema,
+];
+
+/** Problem responses for the given statuses, for route schemas. */
+export function problems(...statuses: number[]): Record<number, unknown> {
+  const out: Record<number, unknown> = {};
+  for (const s of statuses) {
+    out[s] = {
+      description: "problem details",
+      content: { "application/problem+json": { schema: { $ref: "Problem#" } } },
+    };
+  }
+  return out;
+}
 
 export {
   MAX_CIPHERTEXT_B64,

@@ -6,7 +6,7 @@ import type { FastifyInstance } from "fastify";
 import { sendFromJson, type CiphertextJson } from "../domain/translate.js";
 import { principalOf } from "./auth.js";
 import { CALL, type RouteDeps } from "./deps.js";
-import { devicesChanged } from "./message-routes.js";
+import { devicesChanged } from "./sends.js";
 import { b64, ciphertextSchema, messageOptions, problems, sendOutcomeFields, uuidSchema } from "./schemas.js";
 
 interface SealedSendJson {

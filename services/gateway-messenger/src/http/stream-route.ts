@@ -1,9 +1,40 @@
 // GET /v1/stream: the WebSocket for live delivery and acks.
 import { AppError, Code } from "@switchboard/errors";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { SendGroupMessageJson, SendMessageJson } from "../domain/translate.js";
+import type { SocketSends } from "../live/connections.js";
 import { principalOf } from "./auth.js";
 import type { RouteDeps } from "./deps.js";
+import { validationError, type ValidationItem } from "./problem.js";
 import { problems } from "./schemas.js";
+import { submitGroupSend, submitSend } from "./sends.js";
+
+// Compiled once per route by fastify's validator (the shared schemas are registered on it), keyed by
+// these objects.
+const SEND_FRAME = { $ref: "StreamSendFrame#" } as const;
+const SEND_GROUP_FRAME = { $ref: "StreamSendGroupFrame#" } as const;
+
+/**
+ * The socket's sends for the device `request` authenticated: each frame is validated against its
+ * schema (as the REST body is), then submitted as POST /v1/me/messages or /v1/groups/{id}/messages.
+ */
+function socketSends(deps: RouteDeps, request: FastifyRequest): SocketSends {
+  const me = principalOf(request);
+  const validateSend = request.compileValidationSchema(SEND_FRAME);
+  const validateGroup = request.compileValidationSchema(SEND_GROUP_FRAME);
+  const invalid = (errors: unknown) => validationError((errors ?? []) as ValidationItem[], "frame");
+  return {
+    async submit({ type, frame }) {
+      if (type === "send") {
+        if (!validateSend(frame)) throw invalid(validateSend.errors);
+        return submitSend(deps, me, frame as unknown as SendMessageJson);
+      }
+      if (!validateGroup(frame)) throw invalid(validateGroup.errors);
+      const body = frame as unknown as SendGroupMessageJson & { group_id: string };
+      return submitGroupSend(deps, me, body.group_id, body);
+    },
+  };
+}
 
 /** GET /v1/stream (WebSocket upgrade). */
 export async function streamRoute(app: FastifyInstance, deps: RouteDeps): Promise<void> {
@@ -23,7 +54,9 @@ export async function streamRoute(app: FastifyInstance, deps: RouteDeps): Promis
         'with StreamClientFrame {"type":"ack","ids":[server_id...]}; unacknowledged messages are delivered ' +
         "again on the next connection (de-duplicate by server_id). At most `window` unacknowledged messages are in " +
         'flight. A second socket of the same device displaces this one ({"type":"displaced"}, close code 4000). ' +
-        'A bad frame gets {"type":"error","problem":{...}} and the socket stays open.',
+        'A bad frame gets {"type":"error","problem":{...}} and the socket stays open. The socket also carries sends: ' +
+        'StreamSendFrame {"type":"send","ref":"1",...} (the body of POST /v1/me/messages) and StreamSendGroupFrame ' +
+        '{"type":"send_group","ref":"2","group_id":"...",...}, each answered by a StreamSendResult with its ref.',
       security: [{ bearerAuth: [] }],
       querystring: {
         type: "object",
@@ -44,7 +77,10 @@ export async function streamRoute(app: FastifyInstance, deps: RouteDeps): Promis
       throw new AppError(Code.FailedPrecondition, "UPGRADE_REQUIRED", "connect with a WebSocket upgrade");
     },
     wsHandler: (socket, request) => {
-      deps.live.attach(socket, principalOf(request), { window: request.query.window ?? 0 });
+      deps.live.attach(socket, principalOf(request), {
+        window: request.query.window ?? 0,
+        sends: socketSends(deps, request),
+      });
     },
   });
 }

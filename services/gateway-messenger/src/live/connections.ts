@@ -6,9 +6,10 @@ import type { Envelope } from "@switchboard/proto";
 import type { Logger } from "pino";
 import type { WebSocket, RawData } from "ws";
 import type { Directory } from "../directory/directory.js";
-import { parseClientFrame } from "../domain/frames.js";
+import { parseClientFrame, type ClientFrame } from "../domain/frames.js";
 import { envelopeToEvent, type DeviceAddress } from "../domain/translate.js";
-import { problemOf } from "../http/problem.js";
+import { problemOf, toAppError } from "../http/problem.js";
+import type { Submitted } from "../http/sends.js";
 
 /** Close codes this server uses. */
 export const CLOSE = {
@@ -23,12 +24,27 @@ export const CLOSE = {
 /** Default of `maxBufferedBytes`: what one socket may hold unsent before it is dropped. */
 export const DEFAULT_MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
 
+/**
+ * Send frames of one socket submitted or waiting and not yet answered: at this many the server stops
+ * reading the socket until results come back (backpressure, as the WhatsApp-style Chat stream does).
+ */
+export const MAX_PENDING_SENDS = 256;
+
 const OPEN = 1;
+
+/** A `send` or `send_group` frame. */
+export type SendFrame = Extract<ClientFrame, { ref: string }>;
+
+/** Validates a socket's send frames and submits them for the connected device. */
+export interface SocketSends {
+  /** Throws INVALID_ARGUMENT (INVALID_REQUEST) for a frame that does not match its schema. */
+  submit(frame: SendFrame): Promise<Submitted>;
+}
 
 /** The live connections of one gateway instance. */
 export interface ConnectionRegistry {
   /** Serves a freshly upgraded socket for `device`, displacing an older socket of the same device. */
-  attach(socket: WebSocket, device: DeviceAddress, opts: { window: number }): void;
+  attach(socket: WebSocket, device: DeviceAddress, opts: { window: number; sends: SocketSends }): void;
   /** Closes the device's socket (it was removed). */
   disconnect(device: DeviceAddress): void;
   /** Records ids acknowledged over HTTP, so a redelivery of them is forwarded again. */
@@ -53,6 +69,9 @@ class DeviceConnection {
   alive = true;
   private sub: DeviceSubscription | undefined;
   private tail: Promise<void> = Promise.resolve();
+  /** Send frames are submitted one after another (a device's messages keep their order). */
+  private sendTail: Promise<void> = Promise.resolve();
+  private pendingSends = 0;
   /** Envelopes sent and not yet acknowledged: a redelivery of one (after a link reconnect) is skipped. */
   readonly unacked = new Set<string>();
   private ended = false;
@@ -63,6 +82,7 @@ class DeviceConnection {
     readonly socket: WebSocket,
     readonly device: DeviceAddress,
     private readonly ctx: Context,
+    private readonly sends: SocketSends,
   ) {}
 
   start(window: number): void {
@@ -154,10 +174,44 @@ class DeviceConnection {
       this.emit({ type: "pong" });
       return;
     }
+    if (frame.type !== "ack") {
+      this.send(frame);
+      return;
+    }
     for (const id of frame.ids) this.unacked.delete(id);
     const sub = this.sub;
     if (sub === undefined || this.ended) return;
     sub.ack(frame.ids).catch((err: unknown) => this.emitError(err));
+  }
+
+  /** Submits a send frame after those before it; answers it with a send_result when its outcome is known. */
+  private send(frame: SendFrame): void {
+    if (++this.pendingSends === MAX_PENDING_SENDS) this.socket.pause();
+    const { ref } = frame;
+    this.sendTail = this.sendTail.then(async () => {
+      let submitted: Submitted;
+      try {
+        submitted = await this.sends.submit(frame);
+      } catch (err) {
+        this.sendDone(ref, { error: err });
+        return;
+      }
+      submitted.result.then(
+        (result) => this.sendDone(ref, { result }),
+        (err: unknown) => this.sendDone(ref, { error: err }),
+      );
+    });
+  }
+
+  private sendDone(ref: string, outcome: { result: object } | { error: unknown }): void {
+    if (this.pendingSends-- === MAX_PENDING_SENDS && this.socket.readyState === OPEN) this.socket.resume();
+    if ("result" in outcome) {
+      this.emit({ type: "send_result", ref, result: outcome.result });
+      return;
+    }
+    const { error, status } = toAppError(outcome.error);
+    if (error.code === Code.Internal) this.ctx.log.error({ err: outcome.error }, "send frame failed");
+    this.emit({ type: "send_result", ref, problem: problemOf(error, undefined, status) });
   }
 
   /** Another connection of the device took over (`local`: on this instance). */
@@ -235,6 +289,7 @@ export function createConnectionRegistry(deps: {
         socket,
         { accountId: device.accountId, deviceId: device.deviceId },
         ctx,
+        opts.sends,
       );
       byDevice.set(key, conn);
       conn.start(opts.window);

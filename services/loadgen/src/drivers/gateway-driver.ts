@@ -60,6 +60,8 @@ export interface GatewayDriverOptions {
   targets: GatewayTargets;
   /** Unacknowledged deliveries in flight per device (Messenger and Instagram `?window=`). */
   window: number;
+  /** Messenger-style sends as frames on the device's WebSocket (true) or as POST requests. */
+  messengerSendOverSocket: boolean;
   /** Total time a send may take, retries included, before it counts as failed. */
   sendTimeoutMs: number;
   log: Logger;
@@ -165,6 +167,7 @@ export function createGatewayDriver(opts: GatewayDriverOptions): Driver {
   // Every HTTP transport shares one set of keep-alive pools (and a much cheaper fetch than the global one).
   const pooled = createPooledFetch();
   const http = { ...timeouts, fetch: pooled.fetch };
+  const messengerHttp = { ...http, sendOverSocket: opts.messengerSendOverSocket };
 
   /** A transport for a device that is to be registered (no credential yet). */
   function newTransport(app: AppName): Transport {
@@ -172,7 +175,7 @@ export function createGatewayDriver(opts: GatewayDriverOptions): Driver {
       case "whatsapp":
         return createWhatsAppTransport({ target: target(app), verificationCode, ...timeouts });
       case "messenger":
-        return createMessengerTransport({ baseUrl: target(app), ...http });
+        return createMessengerTransport({ baseUrl: target(app), ...messengerHttp });
       case "instagram":
         return createInstagramTransport({ baseUrl: target(app), ...http });
     }
@@ -205,7 +208,7 @@ export function createGatewayDriver(opts: GatewayDriverOptions): Driver {
         transport = createMessengerTransport({
           baseUrl: target("messenger"),
           accessToken: ref.secret,
-          ...http,
+          ...messengerHttp,
         });
         transport.setDeviceCredentials({ accountId: ref.accountId, deviceId: ref.deviceId, password: "" });
         break;
@@ -391,7 +394,7 @@ export function createGatewayDriver(opts: GatewayDriverOptions): Driver {
           transport = createMessengerTransport({
             baseUrl: target("messenger"),
             accessToken: secret,
-            ...http,
+            ...messengerHttp,
           });
           break;
         }
