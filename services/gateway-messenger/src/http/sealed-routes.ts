@@ -6,7 +6,7 @@ import type { FastifyInstance } from "fastify";
 import { sendFromJson, type CiphertextJson } from "../domain/translate.js";
 import { principalOf } from "./auth.js";
 import { CALL, type RouteDeps } from "./deps.js";
-import { devicesChanged } from "./sends.js";
+import { sendOutcome } from "./sends.js";
 import { b64, ciphertextSchema, messageOptions, problems, sendOutcomeFields, uuidSchema } from "./schemas.js";
 
 interface SealedSendJson {
@@ -174,31 +174,9 @@ export async function sealedRoutes(app: FastifyInstance, deps: RouteDeps): Promi
         },
       );
       req.sender = undefined;
-      const r = (await deps.link.sendSealed(req, fromB64(body.access_key))).result;
-      switch (r.case) {
-        case "sent":
-          return {
-            recipient_id: destinationAccountId,
-            message_id: r.value.messageId,
-            mid: req.clientMessageId,
-            timestamp: Number(r.value.serverTimestampMs),
-            duplicate: r.value.duplicate,
-          };
-        case "mismatchedDevices":
-          throw devicesChanged(r.value.accountId, {
-            missing: [...r.value.missingDevices],
-            extra: [...r.value.extraDevices],
-            stale: [],
-          });
-        case "staleDevices":
-          throw devicesChanged(r.value.accountId, {
-            missing: [],
-            extra: [],
-            stale: [...r.value.staleDevices],
-          });
-        default:
-          throw invalidAccessKey();
-      }
+      const response = await deps.link.sendSealed(req, fromB64(body.access_key));
+      // An unknown recipient is answered as a bad access key: a sealed sender learns nothing more.
+      return sendOutcome(response, destinationAccountId, req.clientMessageId, invalidAccessKey);
     },
   );
 }

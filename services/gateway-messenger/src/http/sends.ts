@@ -39,7 +39,7 @@ export interface Submitted {
 }
 
 /** The 409 a one-to-one send answers when the sender's device list is out of date. */
-export function devicesChanged(
+function devicesChanged(
   accountId: string,
   lists: { missing: number[]; extra: number[]; stale: number[] },
 ): ProblemError {
@@ -71,7 +71,17 @@ export async function submitSend(
   };
 }
 
-function sendOutcome(response: SendMessageResponse, recipientId: string, mid: string): SendResultJson {
+/**
+ * Renders a one-to-one send's outcome as the 200 body, or throws its problem; `notFound` is the
+ * error for an unknown recipient (a sealed send answers it as a bad access key instead).
+ */
+export function sendOutcome(
+  response: SendMessageResponse,
+  recipientId: string,
+  mid: string,
+  notFound: () => AppError = () =>
+    new AppError(Code.NotFound, "RECIPIENT_NOT_FOUND", "no user has this account id"),
+): SendResultJson {
   const r = response.result;
   switch (r.case) {
     case "sent":
@@ -91,7 +101,7 @@ function sendOutcome(response: SendMessageResponse, recipientId: string, mid: st
     case "staleDevices":
       throw devicesChanged(r.value.accountId, { missing: [], extra: [], stale: [...r.value.staleDevices] });
     case "recipientNotFound":
-      throw new AppError(Code.NotFound, "RECIPIENT_NOT_FOUND", "no user has this account id");
+      throw notFound();
     default:
       throw new AppError(Code.Internal, "INVALID_RESPONSE", "send returned no outcome");
   }
