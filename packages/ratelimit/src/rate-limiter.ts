@@ -59,15 +59,20 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(capacity * 1000 / rate) + 1000)
 return {allowed, retry}
 `;
 
-// The same over many buckets in one call: KEYS[i] with ARGV[4i-3..4i] = capacity, rate, cost, now.
-// Returns {allowed1, retry1, allowed2, retry2, ...}. Used on a single Redis (keys may span slots).
+// The same over many buckets in one call. ARGV: now ms, the number P of policies, P pairs (capacity,
+// refill/s), then per key i its policy's number (1..P) and cost — two arguments per bucket rather
+// than four, since a batch's buckets share the time and a few policies. Returns {allowed1, retry1,
+// allowed2, retry2, ...}. Used on a single Redis (keys may span slots).
 const TAKE_MANY_SCRIPT = `
+local now = tonumber(ARGV[1])
+local p = tonumber(ARGV[2])
+local base = 2 + 2 * p
 local out = {}
 for i, key in ipairs(KEYS) do
-  local capacity = tonumber(ARGV[4 * i - 3])
-  local rate = tonumber(ARGV[4 * i - 2])
-  local cost = tonumber(ARGV[4 * i - 1])
-  local now = tonumber(ARGV[4 * i])
+  local j = tonumber(ARGV[base + 2 * i - 1])
+  local capacity = tonumber(ARGV[1 + 2 * j])
+  local rate = tonumber(ARGV[2 + 2 * j])
+  local cost = tonumber(ARGV[base + 2 * i])
   local b = redis.call('HMGET', key, 'tokens', 'ts')
   local tokens = tonumber(b[1])
   local ts = tonumber(b[2])
@@ -127,10 +132,21 @@ export function createRedisRateLimiter(opts: {
       if (requests.length === 0) return [];
       const now = Date.now();
       if (!opts.nodes) {
-        // A single Redis: every bucket in one script call.
-        const keys = requests.map((r) => rateLimitKey(prefix, r.policy.name, r.subject));
-        const args = requests.flatMap((r) => [r.policy.capacity, r.policy.refillPerSecond, r.cost ?? 1, now]);
-        const flat = await redis.rlTakeMany(keys.length, ...keys, ...args);
+        // A single Redis: every bucket in one script call (KEYS, then TAKE_MANY_SCRIPT's ARGV).
+        const n = requests.length;
+        const args: Array<string | number> = [];
+        const policies = new Map<RateLimitPolicy, number>();
+        const perKey: number[] = [];
+        for (const r of requests) {
+          args.push(rateLimitKey(prefix, r.policy.name, r.subject));
+          let j = policies.get(r.policy);
+          if (j === undefined) policies.set(r.policy, (j = policies.size + 1));
+          perKey.push(j, r.cost ?? 1);
+        }
+        args.push(now, policies.size);
+        for (const policy of policies.keys()) args.push(policy.capacity, policy.refillPerSecond);
+        for (const x of perKey) args.push(x);
+        const flat = await redis.rlTakeMany(n, ...args);
         return requests.map((_, i) => ({ allowed: flat[2 * i] === 1, retryAfterMs: flat[2 * i + 1] ?? 0 }));
       }
       // A cluster: buckets live on different slots, so one script call per bucket, pipelined.

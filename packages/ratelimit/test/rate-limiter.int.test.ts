@@ -20,6 +20,24 @@ describe.each<[string, () => RateLimiter]>([
     expect(r[3]?.retryAfterMs).toBeLessThanOrEqual(100);
   });
 
+  test("takes from buckets of several policies and costs in one call, each by its own policy", async () => {
+    const subject = randomBytes(4).toString("hex");
+    const slow = { name: "slow", capacity: 1, refillPerSecond: 1 };
+    const r = await limiter().take([
+      { policy, subject, cost: 2 },
+      { policy: slow, subject },
+      { policy, subject, cost: 2 },
+      { policy: slow, subject },
+      { policy, subject },
+    ]);
+    expect(r.map((x) => x.allowed)).toEqual([true, true, false, false, true]);
+    // The third asked 2 of `policy`'s 1 token (10/s): 100 ms; the fourth 1 of `slow`'s 0 (1/s): 1 s.
+    expect(r[2]?.retryAfterMs).toBeGreaterThan(50);
+    expect(r[2]?.retryAfterMs).toBeLessThanOrEqual(100);
+    expect(r[3]?.retryAfterMs).toBeGreaterThan(900);
+    expect(r[3]?.retryAfterMs).toBeLessThanOrEqual(1000);
+  });
+
   test("refills over time and keeps subjects apart", async () => {
     const a = randomBytes(4).toString("hex");
     const b = randomBytes(4).toString("hex");
