@@ -130,6 +130,9 @@ describe("parseCommandLine", () => {
     expect(() => parse([...gw, "--messenger-sends", "mqtt"])).toThrow(
       /--messenger-sends: expected socket or http, got "mqtt"/,
     );
+    expect(parse(gw).whatsappConnections).toBe(0);
+    expect(parse([...gw, "--whatsapp-connections", "8"]).whatsappConnections).toBe(8);
+    expect(() => parse([...gw, "--whatsapp-connections", "-1"])).toThrow(/--whatsapp-connections/);
   });
 
   test("rejects a gateway run without the gateways its mix needs", () => {

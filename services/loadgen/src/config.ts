@@ -39,6 +39,8 @@ System under test
   --messenger-sends socket|http
                             gateways: Messenger-style sends as frames on the device's WebSocket
                             or as POST /v1/me/messages requests (default ${DEFAULTS.messengerSends})
+  --whatsapp-connections N  gateways: HTTP/2 connections the WhatsApp-style devices share; 0 (default):
+                            one per device, as real clients have
 
 Population
   --devices N               simulated devices (default ${DEFAULTS.devices}); accounts are paired one-to-one
@@ -96,6 +98,7 @@ const OPTIONS = {
   streams: { type: "string" },
   window: { type: "string" },
   "messenger-sends": { type: "string" },
+  "whatsapp-connections": { type: "string" },
   devices: { type: "string" },
   "devices-per-account": { type: "string" },
   mix: { type: "string" },
@@ -315,6 +318,13 @@ export function parseCommandLine(
     gateways,
     window: num("window", v.window, DEFAULTS.window, 1, 1000),
     messengerSends: messengerSends === "http" ? "http" : "socket",
+    whatsappConnections: num(
+      "whatsapp-connections",
+      v["whatsapp-connections"],
+      DEFAULTS.whatsappConnections,
+      0,
+      100_000,
+    ),
     outDir,
     name: v.name ?? (outDir ? basename(outDir) : "loadtest"),
     watch,

@@ -64,6 +64,8 @@ export interface LoadgenOptions {
   window: number;
   /** `gateways`: Messenger-style sends as frames on the device's WebSocket, or as POST requests. */
   messengerSends: "socket" | "http";
+  /** `gateways`: HTTP/2 connections shared by the WhatsApp-style devices; 0: one per device. */
+  whatsappConnections: number;
   /** Directory for report.json and report.html; undefined writes none. */
   outDir: string | undefined;
   /** Title of the report. */
@@ -109,6 +111,7 @@ export const DEFAULTS = {
   streams: 2,
   window: 500,
   messengerSends: "socket" as const,
+  whatsappConnections: 0,
   registerConcurrency: 16,
   drainQuietSeconds: 5,
   drainTimeoutSeconds: 60,

@@ -61,6 +61,7 @@ export function createDriver(options: LoadgenOptions, log: Logger): Driver {
         targets: options.gateways,
         window: options.window,
         messengerSendOverSocket: options.messengerSends === "socket",
+        whatsappConnections: options.whatsappConnections,
         sendTimeoutMs: options.sendTimeoutSeconds * 1000,
         log,
       });

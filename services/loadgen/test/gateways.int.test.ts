@@ -169,6 +169,7 @@ function options(
     gateways,
     window: 100,
     messengerSends: "socket",
+    whatsappConnections: 0,
     outDir,
     name: "gateways-smoke",
     watch: [],

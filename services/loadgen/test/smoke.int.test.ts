@@ -41,6 +41,7 @@ function options(target: string, outDir: string, over: Partial<LoadgenOptions>):
     gateways: {},
     window: 100,
     messengerSends: "socket",
+    whatsappConnections: 0,
     outDir,
     name: "smoke",
     watch: [],

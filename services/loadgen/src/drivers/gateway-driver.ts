@@ -62,6 +62,11 @@ export interface GatewayDriverOptions {
   window: number;
   /** Messenger-style sends as frames on the device's WebSocket (true) or as POST requests. */
   messengerSendOverSocket: boolean;
+  /**
+   * HTTP/2 connections the WhatsApp-style devices share (devices spread over them in turn); 0: one
+   * per device, as real clients have.
+   */
+  whatsappConnections: number;
   /** Total time a send may take, retries included, before it counts as failed. */
   sendTimeoutMs: number;
   log: Logger;
@@ -168,12 +173,25 @@ export function createGatewayDriver(opts: GatewayDriverOptions): Driver {
   const pooled = createPooledFetch();
   const http = { ...timeouts, fetch: pooled.fetch };
   const messengerHttp = { ...http, sendOverSocket: opts.messengerSendOverSocket };
+  // grpc-js shares one connection among channels with equal options: a distinct value of this
+  // (otherwise unused) option per group of devices gives each group its own connection.
+  let whatsappDevices = 0;
+  const whatsappChannel = () => {
+    const n = whatsappDevices++;
+    const connection = opts.whatsappConnections > 0 ? n % opts.whatsappConnections : n;
+    return { channelOptions: { "switchboard.loadgen.connection": connection } };
+  };
 
   /** A transport for a device that is to be registered (no credential yet). */
   function newTransport(app: AppName): Transport {
     switch (app) {
       case "whatsapp":
-        return createWhatsAppTransport({ target: target(app), verificationCode, ...timeouts });
+        return createWhatsAppTransport({
+          target: target(app),
+          verificationCode,
+          ...timeouts,
+          ...whatsappChannel(),
+        });
       case "messenger":
         return createMessengerTransport({ baseUrl: target(app), ...messengerHttp });
       case "instagram":
@@ -201,6 +219,7 @@ export function createGatewayDriver(opts: GatewayDriverOptions): Driver {
           target: target("whatsapp"),
           session: { token: ref.secret, jid, accountId: ref.accountId },
           ...timeouts,
+          ...whatsappChannel(),
         });
         break;
       }
