@@ -289,6 +289,27 @@ describe("MessengerTransport sends on the live socket", () => {
     expect(calls).toHaveLength(0);
   });
 
+  test("a send larger than the gateway's frame limit is a POST", async () => {
+    const { t, frames } = await socketGateway(() => undefined);
+    const calls = answer(200, {
+      recipient_id: peer,
+      message_id: "s-9",
+      mid: "m-1",
+      timestamp: 9,
+      duplicate: false,
+    });
+    const big = create(SendMessageRequestSchema, {
+      destinationAccountId: peer,
+      messages: [
+        { deviceId: 1, registrationId: 7, type: EnvelopeType.CIPHERTEXT, content: new Uint8Array(50_000) },
+      ],
+      clientMessageId: "m-1",
+    });
+    expect(await t.sendMessage(big)).toMatchObject({ kind: "sent", messageId: "s-9" });
+    expect(calls).toHaveLength(1);
+    expect(frames).toHaveLength(0);
+  });
+
   test("sends awaiting results when the socket closes fail as retryable STREAM_CLOSED", async () => {
     const { t } = await socketGateway((_frame, socket) => socket.close(1001));
     await expect(t.sendMessage(sendRequest)).rejects.toMatchObject({

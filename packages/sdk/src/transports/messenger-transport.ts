@@ -339,6 +339,8 @@ function errorOf(status: number, problem: Problem): AppError {
 }
 
 const MAX_ACK_IDS = 1000;
+/** The gateway's limit on a client WebSocket frame: larger sends go over HTTP. */
+const MAX_SOCKET_FRAME_BYTES = 64 * 1024;
 
 /** A send answered with 200 (`body`) or with a problem the caller turns into an outcome. */
 type Outcome<T> = { ok: true; body: T } | { ok: false; status: number; problem: Problem };
@@ -942,13 +944,17 @@ export class MessengerTransport implements Transport {
     if (!this.sendOverSocket || socket === undefined || socket.readyState !== WebSocket.OPEN)
       return this.outcome<SendResultBody>("POST", path, body, expected);
     const ref = String(++this.nextRef);
+    const text = JSON.stringify({ type, ref, ...frameFields, ...body });
+    // A frame over the gateway's limit would close the socket (1009): such a send is a POST.
+    if (text.length * 3 > MAX_SOCKET_FRAME_BYTES && Buffer.byteLength(text) > MAX_SOCKET_FRAME_BYTES)
+      return this.outcome<SendResultBody>("POST", path, body, expected);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pendingSends.delete(ref);
         reject(new AppError(Code.DeadlineExceeded, "GATEWAY_TIMEOUT", "the gateway did not answer in time"));
       }, this.timeoutMs);
       this.pendingSends.set(ref, { socket, expected, resolve, reject, timer });
-      socket.send(JSON.stringify({ type, ref, ...frameFields, ...body }), (err) => {
+      socket.send(text, (err) => {
         if (err) this.settle(ref, (p) => p.reject(asAppError(err)));
       });
     });
