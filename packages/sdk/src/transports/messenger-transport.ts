@@ -342,7 +342,7 @@ const MAX_ACK_IDS = 1000;
 /** The gateway's limit on a client WebSocket frame: larger sends go over HTTP. */
 const MAX_SOCKET_FRAME_BYTES = 64 * 1024;
 
-/** A send answered with 200 (`body`) or with a problem the caller turns into an outcome. */
+/** A call answered with 2xx (`body`) or with an expected problem the caller turns into an outcome. */
 type Outcome<T> = { ok: true; body: T } | { ok: false; status: number; problem: Problem };
 
 /** A send frame waiting for its `send_result`. */
@@ -1055,7 +1055,7 @@ export class MessengerTransport implements Transport {
     body: unknown,
     expected: number[],
     opts: { token?: string | null } = {},
-  ): Promise<{ ok: true; body: T } | { ok: false; status: number; problem: Problem }> {
+  ): Promise<Outcome<T>> {
     const headers: Record<string, string> = {};
     if (body !== undefined) headers["content-type"] = "application/json";
     if (opts.token !== null) {

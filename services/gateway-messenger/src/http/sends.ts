@@ -38,6 +38,17 @@ export interface Submitted {
   result: Promise<SendResultJson>;
 }
 
+/** The members of a send's 200 body common to one-to-one and group sends. */
+const sentFields = (
+  sent: { messageId: string; serverTimestampMs: bigint; duplicate: boolean },
+  mid: string,
+) => ({
+  message_id: sent.messageId,
+  mid,
+  timestamp: Number(sent.serverTimestampMs),
+  duplicate: sent.duplicate,
+});
+
 /** The 409 a one-to-one send answers when the sender's device list is out of date. */
 function devicesChanged(
   accountId: string,
@@ -85,13 +96,7 @@ export function sendOutcome(
   const r = response.result;
   switch (r.case) {
     case "sent":
-      return {
-        recipient_id: recipientId,
-        message_id: r.value.messageId,
-        mid,
-        timestamp: Number(r.value.serverTimestampMs),
-        duplicate: r.value.duplicate,
-      };
+      return { recipient_id: recipientId, ...sentFields(r.value, mid) };
     case "mismatchedDevices":
       throw devicesChanged(r.value.accountId, {
         missing: [...r.value.missingDevices],
@@ -134,13 +139,7 @@ function groupSendOutcome(response: SendGroupMessageResponse, groupId: string, m
   const r = response.result;
   switch (r.case) {
     case "sent":
-      return {
-        group_id: groupId,
-        message_id: r.value.messageId,
-        mid,
-        timestamp: Number(r.value.serverTimestampMs),
-        duplicate: r.value.duplicate,
-      };
+      return { group_id: groupId, ...sentFields(r.value, mid) };
     case "mismatchedDevices": {
       const accounts = new Map<
         string,

@@ -1,7 +1,7 @@
 // GET /v1/stream: the WebSocket for live delivery and acks.
 import { AppError, Code } from "@switchboard/errors";
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import type { SendGroupMessageJson, SendMessageJson } from "../domain/translate.js";
+import type { DeviceAddress, SendGroupMessageJson, SendMessageJson } from "../domain/translate.js";
 import type { SocketSends } from "../live/connections.js";
 import { principalOf } from "./auth.js";
 import type { RouteDeps } from "./deps.js";
@@ -18,8 +18,7 @@ const SEND_GROUP_FRAME = { $ref: "StreamSendGroupFrame#" } as const;
  * The socket's sends for the device `request` authenticated: each frame is validated against its
  * schema (as the REST body is), then submitted as POST /v1/me/messages or /v1/groups/{id}/messages.
  */
-function socketSends(deps: RouteDeps, request: FastifyRequest): SocketSends {
-  const me = principalOf(request);
+function socketSends(deps: RouteDeps, request: FastifyRequest, me: DeviceAddress): SocketSends {
   const validateSend = request.compileValidationSchema(SEND_FRAME);
   const validateGroup = request.compileValidationSchema(SEND_GROUP_FRAME);
   const invalid = (errors: unknown) => validationError((errors ?? []) as ValidationItem[], "frame");
@@ -77,9 +76,10 @@ export async function streamRoute(app: FastifyInstance, deps: RouteDeps): Promis
       throw new AppError(Code.FailedPrecondition, "UPGRADE_REQUIRED", "connect with a WebSocket upgrade");
     },
     wsHandler: (socket, request) => {
-      deps.live.attach(socket, principalOf(request), {
+      const me = principalOf(request);
+      deps.live.attach(socket, me, {
         window: request.query.window ?? 0,
-        sends: socketSends(deps, request),
+        sends: socketSends(deps, request, me),
       });
     },
   });

@@ -1,6 +1,6 @@
 // Live WebSocket connections: one per device on this instance, each subscribed to the device's
 // queue through the shared delivery link (a few multiplexed Connect streams for all devices).
-import { AppError, Code, isAppError } from "@switchboard/errors";
+import { AppError, Code } from "@switchboard/errors";
 import type { DeliveryLink, DeviceSubscription } from "@switchboard/delivery-link";
 import type { Envelope } from "@switchboard/proto";
 import type { Logger } from "pino";
@@ -149,11 +149,14 @@ class DeviceConnection {
   }
 
   private emitError(err: unknown): void {
-    const error = isAppError(err)
-      ? err
-      : new AppError(Code.Internal, "INTERNAL", "internal error", { cause: err });
-    if (error.code === Code.Internal) this.ctx.log.error({ err }, "stream frame failed");
-    this.emit({ type: "error", problem: problemOf(error) });
+    this.emit({ type: "error", problem: this.problemFor(err, "stream frame failed") });
+  }
+
+  /** The problem document of `err` (unexpected errors are logged, as `what`, and rendered INTERNAL). */
+  private problemFor(err: unknown, what: string) {
+    const { error, status } = toAppError(err);
+    if (error.code === Code.Internal) this.ctx.log.error({ err }, what);
+    return problemOf(error, undefined, status);
   }
 
   private onFrame(data: RawData, isBinary: boolean): void {
@@ -209,9 +212,7 @@ class DeviceConnection {
       this.emit({ type: "send_result", ref, result: outcome.result });
       return;
     }
-    const { error, status } = toAppError(outcome.error);
-    if (error.code === Code.Internal) this.ctx.log.error({ err: outcome.error }, "send frame failed");
-    this.emit({ type: "send_result", ref, problem: problemOf(error, undefined, status) });
+    this.emit({ type: "send_result", ref, problem: this.problemFor(outcome.error, "send frame failed") });
   }
 
   /** Another connection of the device took over (`local`: on this instance). */
