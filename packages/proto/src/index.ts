@@ -22,3 +22,5 @@ export * as grpcReflectionV1 from "./gen/grpc/reflection/v1/reflection_pb.js";
 export * as grpcReflectionV1alpha from "./gen/grpc/reflection/v1alpha/reflection_pb.js";
 // Internal events between delivery instances (not public API).
 export * as deliveryInternal from "./gen/switchboard/delivery/internal/v1/fanout_pb.js";
+// Reflection-free builders for the messages the hot paths make per message.
+export * from "./envelope.js";

@@ -5,7 +5,7 @@ import { create } from "@bufbuild/protobuf";
 import { AppError, Code } from "@switchboard/errors";
 import {
   App,
-  EnvelopeSchema,
+  newEnvelope,
   EnvelopeType,
   GetAccountResponseSchema,
   GetPreKeyBundlesResponseSchema,
@@ -305,7 +305,7 @@ function groupOfThread(t: JsonThread): Group {
 /** The envelope a thread item (the data of an `item` or `receipt` event) stands for. */
 export function envelopeOfItem(item: JsonItem): Envelope {
   const s = item.sender;
-  return create(EnvelopeSchema, {
+  return newEnvelope({
     id: item.server_id,
     clientMessageId: item.client_context,
     type: KINDS[item.kind] ?? EnvelopeType.UNSPECIFIED,

@@ -5,7 +5,7 @@ import { create } from "@bufbuild/protobuf";
 import { AppError, Code, codeName } from "@switchboard/errors";
 import {
   App,
-  EnvelopeSchema,
+  newEnvelope,
   EnvelopeType,
   RequestsPolicy,
   GetAccountResponseSchema,
@@ -287,7 +287,7 @@ export function messengerEventToEnvelope(
 ): Envelope {
   const isReceipt = event.type === "delivery";
   const app = event.sender === undefined ? undefined : appOf(event.sender.app);
-  return create(EnvelopeSchema, {
+  return newEnvelope({
     id: event.server_id,
     clientMessageId: isReceipt ? (event.delivery?.mids[0] ?? "") : (event.mid ?? ""),
     type: isReceipt ? EnvelopeType.SERVER_DELIVERY_RECEIPT : typeOfKind(event.kind),

@@ -17,7 +17,7 @@ import {
   AccountWithDevicesSchema,
   AddressSchema,
   App,
-  EnvelopeSchema,
+  newEnvelope,
   EnvelopeType,
   MessageRequestSchema,
   RequestsPolicy,
@@ -209,7 +209,7 @@ function sourceOf(from: string, accountId: string) {
 /** An IncomingChat as the Envelope the client core processes. */
 function incomingChatToEnvelope(msg: whatsapp.IncomingChat, ctx: FrameContext): Envelope {
   const { source, app } = sourceOf(msg.from, ctx.sourceAccountId);
-  return create(EnvelopeSchema, {
+  return newEnvelope({
     id: msg.serverId,
     clientMessageId: msg.id,
     type: typeOfKind(msg.kind),
@@ -236,7 +236,7 @@ function incomingChatToEnvelope(msg: whatsapp.IncomingChat, ctx: FrameContext): 
 /** A ServerReceipt as a SERVER_DELIVERY_RECEIPT envelope. */
 function serverReceiptToEnvelope(receipt: whatsapp.ServerReceipt, ctx: FrameContext): Envelope {
   const { source, app, providerId } = sourceOf(receipt.from, ctx.sourceAccountId);
-  return create(EnvelopeSchema, {
+  return newEnvelope({
     id: receipt.serverId,
     clientMessageId: receipt.id,
     type: EnvelopeType.SERVER_DELIVERY_RECEIPT,

@@ -1,14 +1,13 @@
 // The sealed-sender send path: authorised by the recipient's unidentified access key, stored
 // and delivered with no sender identity at all.
 import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
-import { create } from "@bufbuild/protobuf";
 import type { Metadata } from "@grpc/grpc-js";
 // The package root does not re-export the multi-recipient message parser.
 import SealedSenderMultiRecipientMessage from "@signalapp/libsignal-client/dist/SealedSenderMultiRecipientMessage.js";
 import { AppError, Code } from "@switchboard/errors";
 import type { Fanout } from "@switchboard/fanout";
 import {
-  EnvelopeSchema,
+  newEnvelope,
   EnvelopeType,
   type SendMessageRequest,
   type SendMultiRecipientMessageRequest,
@@ -185,7 +184,7 @@ export function createSealedSender(deps: SealedSenderDeps): SealedSender {
     const events = targets.map((t) => ({
       key: { accountId: t.accountId, deviceId: t.deviceId },
       payload: encodeMessageEvent(
-        create(EnvelopeSchema, {
+        newEnvelope({
           id: messageId,
           clientMessageId: send.clientMessageId,
           type: EnvelopeType.SEALED_SENDER,

@@ -1,5 +1,4 @@
-import { create } from "@bufbuild/protobuf";
-import { EnvelopeSchema, EnvelopeType, type App, type Envelope } from "@switchboard/proto";
+import { newEnvelope, EnvelopeType, type Envelope } from "@switchboard/proto";
 import type { QueuedMessage, QueueInsert } from "@switchboard/storage";
 import type { Franker } from "./franking.js";
 
@@ -25,19 +24,19 @@ export function queuedMessageToEnvelope(
   row: QueuedMessage | (QueueInsert & { seq: number }),
   franker?: Franker,
 ): Envelope {
-  return create(EnvelopeSchema, {
+  return newEnvelope({
     id: row.message_id,
     clientMessageId: row.client_message_id,
-    type: row.type as EnvelopeType,
+    type: row.type,
     source:
       row.source_account_id === null
         ? undefined
         : { accountId: row.source_account_id, deviceId: row.source_device_id ?? 0 },
-    sourceApp: row.source_app as App,
+    sourceApp: row.source_app,
     sourceProviderId: row.source_provider_id,
     sourceRegistrationId: row.source_registration_id,
     destination: { accountId: row.account_id, deviceId: row.device_id },
-    destinationApp: row.app as App,
+    destinationApp: row.app,
     content: row.content ?? EMPTY,
     serverTimestampMs: BigInt(row.server_timestamp_ms),
     clientTimestampMs: BigInt(row.client_timestamp_ms),

@@ -5,7 +5,7 @@ import type { Fanout } from "@switchboard/fanout";
 import { Encoded, type CallContext, type ServiceImpl } from "@switchboard/grpc";
 import type { MessageService } from "@switchboard/proto";
 import {
-  EnvelopeSchema,
+  newEnvelope,
   EnvelopeType,
   ConnectResponseSchema,
   type ConnectRequest,
@@ -290,7 +290,7 @@ export function createMessageService(deps: MessageServiceDeps): ServiceImpl<type
       const app = (await auth.accountApp(send.destinationAccountId))?.app ?? 0;
       for (const m of send.messages) {
         push(
-          create(EnvelopeSchema, {
+          newEnvelope({
             ...base,
             type: m.type,
             destination: { accountId: send.destinationAccountId, deviceId: m.deviceId },
@@ -306,7 +306,7 @@ export function createMessageService(deps: MessageServiceDeps): ServiceImpl<type
         if (d.accountId === send.sender.accountId && d.deviceId === send.sender.deviceId) continue;
         const app = (await auth.accountApp(d.accountId))?.app ?? 0;
         push(
-          create(EnvelopeSchema, {
+          newEnvelope({
             ...base,
             type: EnvelopeType.SENDER_KEY_MESSAGE,
             groupId: send.groupId,

@@ -2,10 +2,10 @@
 // Pure functions: no I/O. Lossless for everything the Envelope carries (see translate.test.ts);
 // the thread id is derived (group id, or the one-to-one id of sender and recipient) and the
 // sender's ref is looked up by the caller.
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import {
   App,
-  EnvelopeSchema,
+  newEnvelope,
   EnvelopeType,
   type Envelope,
   type SendGroupMessageRequestSchema,
@@ -156,7 +156,7 @@ export function envelopeToItem(
 /** The envelope a thread item stands for (the inverse of envelopeToItem; `ref` is not part of it). */
 export function itemToEnvelope(item: NativeItem): Envelope {
   const sender = item.sender;
-  return create(EnvelopeSchema, {
+  return newEnvelope({
     id: item.server_id,
     clientMessageId: item.client_context,
     type: typeOfKind(item.kind),

@@ -7,7 +7,7 @@
 import { create } from "@bufbuild/protobuf";
 import {
   App,
-  EnvelopeSchema,
+  newEnvelope,
   EnvelopeType,
   SendGroupMessageRequestSchema,
   SendMessageRequestSchema,
@@ -198,7 +198,7 @@ export function eventToEnvelope(
   const sender = event.sender;
   const app = sender === undefined ? undefined : parseAppName(sender.app);
   const isReceipt = event.type === "delivery";
-  return create(EnvelopeSchema, {
+  return newEnvelope({
     id: event.server_id,
     clientMessageId: isReceipt ? (event.delivery.mids[0] ?? "") : event.mid,
     type: isReceipt ? EnvelopeType.SERVER_DELIVERY_RECEIPT : typeOf(event.kind),

@@ -6,7 +6,7 @@ import { AppError, Code, isAppError } from "@switchboard/errors";
 import {
   AddressSchema,
   App,
-  EnvelopeSchema,
+  newEnvelope,
   EnvelopeType,
   SendGroupMessageRequestSchema,
   SendMessageRequestSchema,
@@ -119,7 +119,7 @@ function sourceOf(from: string, accountId: string): { jid?: UserJid; source?: Ad
  */
 export function incomingChatToEnvelope(msg: whatsapp.IncomingChat, ctx: EnvelopeContext): Envelope {
   const { jid, source } = sourceOf(msg.from, ctx.sourceAccountId);
-  return create(EnvelopeSchema, {
+  return newEnvelope({
     id: msg.serverId,
     clientMessageId: msg.id,
     type: kindToEnvelopeType(msg.kind),
@@ -146,7 +146,7 @@ export function incomingChatToEnvelope(msg: whatsapp.IncomingChat, ctx: Envelope
 /** The inverse of {@link envelopeToChatFrame} for a ServerReceipt. */
 export function serverReceiptToEnvelope(receipt: whatsapp.ServerReceipt, ctx: EnvelopeContext): Envelope {
   const { jid, source } = sourceOf(receipt.from, ctx.sourceAccountId);
-  return create(EnvelopeSchema, {
+  return newEnvelope({
     id: receipt.serverId,
     clientMessageId: receipt.id,
     type: EnvelopeType.SERVER_DELIVERY_RECEIPT,
