@@ -323,7 +323,9 @@ ${table(
     r.machineCpuPercent.max,
   )} % max of all ${esc(r.machine.cpus)} cores; load average ${esc(r.machine.loadAverageAtStart.join(" "))} at start, ${esc(
     r.machine.loadAverageAtEnd.join(" "),
-  )} at end. A watched process's RSS sums its descendants.</p>
+  )} at end. A watched process's RSS sums its descendants. A loopback round trip to another process took ${esc(
+    r.machine.loopback.wallMicros,
+  )} µs and ${esc(r.machine.loopback.cpuMicros)} µs of CPU (${esc(r.machine.loopback.systemMicros)} in the kernel) on this machine before the run: the cost of a wake-up, which differs between machines (docs/benchmarks.md).</p>
 ${cpu}
 ${rss}
 <h2>Setup</h2>

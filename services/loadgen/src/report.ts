@@ -2,6 +2,7 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { renderHtmlReport } from "./html-report.js";
+import type { LoopbackProbe } from "./machine-probe.js";
 import type { LoadgenOptions } from "./options.js";
 import type { SignalSetupStats } from "./signal-payloads.js";
 import type { LatencySummary } from "./stats.js";
@@ -69,6 +70,8 @@ export interface LoadReport {
     node: string;
     loadAverageAtStart: number[];
     loadAverageAtEnd: number[];
+    /** A loopback TCP ping-pong with another process, measured before setup (machine-probe.ts). */
+    loopback: LoopbackProbe;
   };
   /** The options, without app tokens. */
   options: Omit<LoadgenOptions, "appTokens"> & { apps: AppName[] };
@@ -167,6 +170,7 @@ export function summarize(report: LoadReport): string {
     );
   lines.push(
     `machine     cpu ${report.machineCpuPercent.mean}% mean of ${report.machine.cpus} cores, load ${report.machine.loadAverageAtEnd.join(" ")}`,
+    `            loopback round trip to another process ${report.machine.loopback.wallMicros} µs, ${report.machine.loopback.cpuMicros} µs of CPU (${report.machine.loopback.systemMicros} kernel)`,
   );
   return lines.join("\n");
 }

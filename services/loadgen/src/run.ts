@@ -28,6 +28,7 @@ import { createRng } from "./rng.js";
 import { loadPopulation, populationKey, savePopulation } from "./population.js";
 import { introducePopulation, registerPopulation, type Registered } from "./setup.js";
 import { createSignalPools, type SignalPools } from "./signal-payloads.js";
+import { probeLoopback } from "./machine-probe.js";
 import { LatencyHistogram } from "./stats.js";
 import { createTopology, type AppName } from "./topology.js";
 import { Verifier } from "./verifier.js";
@@ -128,6 +129,7 @@ export async function runLoadTest(options: LoadgenOptions, io: RunIO): Promise<R
   const o = options;
   const startedAt = new Date();
   const loadAverageAtStart = loadavg().map((x) => round(x, 2));
+  const loopback = await probeLoopback();
   const runId = randomInt(1, 2 ** 32 - 1);
   const topologyOptions = {
     devices: o.devices,
@@ -611,6 +613,7 @@ export async function runLoadTest(options: LoadgenOptions, io: RunIO): Promise<R
         node: process.version,
         loadAverageAtStart,
         loadAverageAtEnd: loadavg().map((x) => round(x, 2)),
+        loopback,
       },
       options: { ...publicOptions, apps: Object.keys(o.appTokens) as AppName[] },
       setup: {

@@ -82,10 +82,13 @@ describe("runLoadTest", () => {
 
     const json = JSON.parse(await readFile(files!.json, "utf8")) as typeof report;
     expect(json.verification.passed).toBe(true);
+    expect(json.machine.loopback.roundTrips).toBeGreaterThan(0);
+    expect(json.machine.loopback.wallMicros).toBeGreaterThan(0);
     expect(JSON.stringify(json)).not.toContain(TOKENS.whatsapp);
     const html = await readFile(files!.html, "utf8");
     expect(html).toContain("<svg");
     expect(html).toContain("PASSED");
+    expect(html).toContain("loopback round trip");
   });
 
   test("reuses a saved population in a later run", async () => {
