@@ -6,6 +6,7 @@ import type { ServerResponse } from "node:http";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { DeliveryLink } from "@switchboard/delivery-link";
 import { isAppError } from "@switchboard/errors";
+import { createWriteCoalescer } from "@switchboard/gateway-http";
 import { EnvelopeSchema, EnvelopeType, type Envelope } from "@switchboard/proto";
 import type { Kysely } from "kysely";
 import type { Logger } from "pino";
@@ -92,6 +93,8 @@ export function createEventHub(opts: EventHubOptions): EventHub {
   const { db, link, directory } = opts;
   const log = opts.log.child({ component: "event-hub" });
   const conns = new Map<string, SseConnection>();
+  /** Each connection's events of one tick go out in one write (a message and its receipt, say). */
+  const holdWrites = createWriteCoalescer();
   /** `owner/peer` pairs known accepted (acceptance is never revoked). */
   const accepted = boundedSet();
   /** `owner/thread` → when the inbox row was last touched. */
@@ -344,7 +347,11 @@ export function createEventHub(opts: EventHubOptions): EventHub {
         previous.end({ event: "displaced", data: {} });
         detach(previous);
       }
-      const c = new SseConnection({ accountId: device.accountId, deviceId: device.deviceId }, res);
+      const c = new SseConnection(
+        { accountId: device.accountId, deviceId: device.deviceId },
+        res,
+        holdWrites,
+      );
       conns.set(key, c);
       c.open();
       res.on("close", () => detach(c));

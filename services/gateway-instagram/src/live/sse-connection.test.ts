@@ -1,16 +1,19 @@
 import { createServer, get, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { createWriteCoalescer, type Corkable } from "@switchboard/gateway-http";
 import { describe, expect, onTestFinished, test } from "vitest";
 import { MAX_BUFFERED_BYTES, SseConnection } from "./sse-connection.js";
 
 /** An SSE response served to a real HTTP client on loopback, and the client's response. */
-async function connection(): Promise<{ conn: SseConnection; client: IncomingMessage }> {
-  let served!: (c: SseConnection) => void;
-  const ready = new Promise<SseConnection>((resolve) => (served = resolve));
+async function connection(
+  holdWrites?: (stream: Corkable) => void,
+): Promise<{ conn: SseConnection; client: IncomingMessage; res: ServerResponse }> {
+  let served!: (c: { conn: SseConnection; res: ServerResponse }) => void;
+  const ready = new Promise<{ conn: SseConnection; res: ServerResponse }>((resolve) => (served = resolve));
   const server = createServer((_req, res: ServerResponse) => {
-    const conn = new SseConnection({ accountId: "a", deviceId: 1 }, res);
+    const conn = new SseConnection({ accountId: "a", deviceId: 1 }, res, holdWrites);
     conn.open();
-    served(conn);
+    served({ conn, res });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   onTestFinished(
@@ -25,7 +28,7 @@ async function connection(): Promise<{ conn: SseConnection; client: IncomingMess
     get(`http://127.0.0.1:${port}/`, resolve).on("error", reject),
   );
   client.on("error", () => undefined);
-  return { conn: await ready, client };
+  return { ...(await ready), client };
 }
 
 describe("SseConnection", () => {
@@ -63,5 +66,21 @@ describe("SseConnection", () => {
       check();
     });
     expect(conn.closed).toBe(false);
+  });
+
+  test("holds the events of one tick for one write, and sends them after it", async () => {
+    const { conn, client, res } = await connection(createWriteCoalescer());
+    let text = "";
+    client.on("data", (b: Buffer) => (text += b.toString()));
+    conn.send("item", { n: 1 });
+    conn.send("item", { n: 2 });
+    expect(res.writableCorked).toBe(1);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    expect(res.writableCorked).toBe(0);
+    await new Promise<void>((resolve) => {
+      const check = () => (text.includes('{"n":2}') ? resolve() : setTimeout(check, 5));
+      check();
+    });
+    expect(text).toMatch(/data: \{"n":1\}\n\n.*event: item\ndata: \{"n":2\}\n\n/s);
   });
 });

@@ -2,6 +2,7 @@
 // to the device (released requests, live envelopes, markers) keeps its order.
 import type { ServerResponse } from "node:http";
 import type { DeviceSubscription } from "@switchboard/delivery-link";
+import type { Corkable } from "@switchboard/gateway-http";
 
 /** The device an SSE connection streams. */
 export interface DeviceKey {
@@ -43,9 +44,14 @@ export class SseConnection {
   private chain: Promise<void> = Promise.resolve();
   private ended = false;
 
+  /**
+   * `holdWrites` (a createWriteCoalescer): events written in one tick of the event loop go out in
+   * one write of the response instead of one each.
+   */
   constructor(
     readonly device: DeviceKey,
     private readonly res: ServerResponse,
+    private readonly holdWrites?: (stream: Corkable) => void,
   ) {}
 
   /** `accountId/deviceId`. */
@@ -74,6 +80,7 @@ export class SseConnection {
       return;
     }
     const idLine = id === undefined ? "" : `id: ${id}\n`;
+    this.holdWrites?.(this.res);
     this.res.write(`event: ${event}\n${idLine}data: ${JSON.stringify(data)}\n\n`);
   }
 

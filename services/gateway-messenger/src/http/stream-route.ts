@@ -80,6 +80,7 @@ export async function streamRoute(app: FastifyInstance, deps: RouteDeps): Promis
       deps.live.attach(socket, me, {
         window: request.query.window ?? 0,
         sends: socketSends(deps, request, me),
+        transport: request.raw.socket,
       });
     },
   });

@@ -2,6 +2,7 @@
 // queue through the shared delivery link (a few multiplexed Connect streams for all devices).
 import { AppError, Code } from "@switchboard/errors";
 import type { DeliveryLink, DeviceSubscription } from "@switchboard/delivery-link";
+import { createWriteCoalescer, type Corkable } from "@switchboard/gateway-http";
 import type { Envelope } from "@switchboard/proto";
 import type { Logger } from "pino";
 import type { WebSocket, RawData } from "ws";
@@ -43,8 +44,16 @@ export interface SocketSends {
 
 /** The live connections of one gateway instance. */
 export interface ConnectionRegistry {
-  /** Serves a freshly upgraded socket for `device`, displacing an older socket of the same device. */
-  attach(socket: WebSocket, device: DeviceAddress, opts: { window: number; sends: SocketSends }): void;
+  /**
+   * Serves a freshly upgraded socket for `device`, displacing an older socket of the same device.
+   * With `transport` (the TCP socket under it), the frames of one tick share a write
+   * (createWriteCoalescer).
+   */
+  attach(
+    socket: WebSocket,
+    device: DeviceAddress,
+    opts: { window: number; sends: SocketSends; transport?: Corkable },
+  ): void;
   /** Closes the device's socket (it was removed). */
   disconnect(device: DeviceAddress): void;
   /** Records ids acknowledged over HTTP, so a redelivery of them is forwarded again. */
@@ -63,6 +72,8 @@ interface Context {
   log: Logger;
   maxBufferedBytes: number;
   onEnd(conn: DeviceConnection): void;
+  /** Holds `transport`'s writes until this tick's frames are written (createWriteCoalescer). */
+  holdWrites(transport: Corkable): void;
 }
 
 class DeviceConnection {
@@ -83,6 +94,7 @@ class DeviceConnection {
     readonly device: DeviceAddress,
     private readonly ctx: Context,
     private readonly sends: SocketSends,
+    private readonly transport: Corkable | undefined,
   ) {}
 
   start(window: number): void {
@@ -145,6 +157,7 @@ class DeviceConnection {
       this.socket.terminate();
       return;
     }
+    if (this.transport !== undefined) this.ctx.holdWrites(this.transport);
     this.socket.send(JSON.stringify(event));
   }
 
@@ -269,6 +282,7 @@ export function createConnectionRegistry(deps: {
     onEnd: (conn) => {
       if (byDevice.get(keyOf(conn.device)) === conn) byDevice.delete(keyOf(conn.device));
     },
+    holdWrites: createWriteCoalescer(),
   };
   const heartbeat = setInterval(() => {
     for (const conn of byDevice.values()) {
@@ -291,6 +305,7 @@ export function createConnectionRegistry(deps: {
         { accountId: device.accountId, deviceId: device.deviceId },
         ctx,
         opts.sends,
+        opts.transport,
       );
       byDevice.set(key, conn);
       conn.start(opts.window);
