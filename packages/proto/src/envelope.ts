@@ -1,9 +1,13 @@
 // Builds Envelope and Address messages without protobuf-es reflection. `create(EnvelopeSchema, …)`
 // walks the schema's fields for every message (about 3 µs an envelope on the machine of
 // docs/benchmarks.md); every gateway and SDK transport builds one per message in each direction,
-// so the hot paths use these object literals instead. They produce exactly what `create` does —
-// the same fields, zero values and `$typeName` — which test/envelope.test.ts checks field by field
-// against the schema, so a field added to envelope.proto fails it until it is added here.
+// so the hot paths use these object literals instead. They produce what `create` does — the same
+// fields, zero values and `$typeName` — which test/envelope.test.ts checks field by field against
+// the schema, so a field added to envelope.proto fails it until it is added here. One difference
+// of shape, not of value: an absent `source` or `destination` is a key holding undefined (every
+// envelope has the same keys), where `create` leaves the key out; protobuf-es reads both as unset.
+// (The delivery link's wire decoder keeps its own literal: its tests compare with protobuf-es's
+// decoder key for key.)
 import type { Address } from "./gen/switchboard/common/v1/identity_pb.js";
 import type { Envelope } from "./gen/switchboard/common/v1/envelope_pb.js";
 
