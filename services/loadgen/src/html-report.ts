@@ -309,12 +309,13 @@ ${
 }
 <h2>Processes (measured window)</h2>
 ${table(
-  ["process", "pids", "CPU mean %", "CPU max %", "RSS mean MB", "RSS max MB"],
+  ["process", "pids", "CPU mean %", "CPU max %", "CPU µs per send", "RSS mean MB", "RSS max MB"],
   r.processes.map((p) => [
     p.name,
     p.pids.join(" "),
     p.cpuPercent.mean,
     p.cpuPercent.max,
+    p.cpuMicrosPerSend ?? "–",
     p.rssMB.mean,
     p.rssMB.max,
   ]),

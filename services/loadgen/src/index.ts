@@ -6,7 +6,7 @@ export type { CommandLine } from "./config.js";
 export { DEFAULTS, MODES } from "./options.js";
 export type { LoadgenOptions, Mode } from "./options.js";
 export type { LoadReport, TimelinePoint, ProcessReport, ErrorCount, Phase } from "./report.js";
-export { writeReport, summarize } from "./report.js";
+export { cpuMicrosPerSend, writeReport, summarize } from "./report.js";
 export { renderHtmlReport, lineChart } from "./html-report.js";
 export { Verifier } from "./verifier.js";
 export type { VerificationReport, ReceiveVerdict, VerifierExample } from "./verifier.js";

@@ -41,7 +41,21 @@ export interface ProcessReport {
   pids: number[];
   /** Percent of one core: mean and highest interval. */
   cpuPercent: { mean: number; max: number };
+  /**
+   * CPU time per confirmed send over the measured window, in µs (mean CPU % of one core × 10,000 /
+   * sends per second): the process's cost of a message, comparable between rates and machines.
+   * Null when nothing was sent.
+   */
+  cpuMicrosPerSend: number | null;
   rssMB: { mean: number; max: number; last: number };
+}
+
+/**
+ * A process's CPU time per send in µs, from its mean CPU (percent of one core) over a window that
+ * confirmed `sendsPerSecond` sends a second; null when it confirmed none.
+ */
+export function cpuMicrosPerSend(meanCpuPercent: number, sendsPerSecond: number): number | null {
+  return sendsPerSecond > 0 ? Math.round((meanCpuPercent * 10_000) / sendsPerSecond) : null;
 }
 
 /** An error count by where it happened, code and reason. */
@@ -166,7 +180,14 @@ export function summarize(report: LoadReport): string {
   ];
   for (const p of report.processes)
     lines.push(
-      `process     ${p.name} (pid ${p.pid}${p.pids.length > 1 ? ` +${p.pids.length - 1}` : ""})  cpu ${p.cpuPercent.mean}% mean ${p.cpuPercent.max}% max  rss ${p.rssMB.max} MB max`,
+      `process     ${p.name} (pid ${p.pid}${p.pids.length > 1 ? ` +${p.pids.length - 1}` : ""})  cpu ${p.cpuPercent.mean}% mean ${p.cpuPercent.max}% max${
+        p.cpuMicrosPerSend === null ? "" : ` (${p.cpuMicrosPerSend} µs per send)`
+      }  rss ${p.rssMB.max} MB max`,
+    );
+  const perSend = report.processes.flatMap((p) => (p.cpuMicrosPerSend === null ? [] : [p.cpuMicrosPerSend]));
+  if (perSend.length > 1 && perSend.length === report.processes.length)
+    lines.push(
+      `cpu/send    ${perSend.reduce((a, b) => a + b, 0)} µs in all ${perSend.length} processes above`,
     );
   lines.push(
     `machine     cpu ${report.machineCpuPercent.mean}% mean of ${report.machine.cpus} cores, load ${report.machine.loadAverageAtEnd.join(" ")}`,

@@ -17,6 +17,7 @@ import {
 } from "./payload.js";
 import { createProcSampler, type Snapshot } from "./proc-sampler.js";
 import {
+  cpuMicrosPerSend,
   writeReport,
   type ErrorCount,
   type LoadReport,
@@ -571,6 +572,7 @@ export async function runLoadTest(options: LoadgenOptions, io: RunIO): Promise<R
     const verification = verifier.report();
     const measured = snapshots.filter((x) => x.phase === "measure");
     const basis = measured.length > 0 ? measured : snapshots;
+    const sendsPerSecond = perSecond(window.sent);
     const processes: ProcessReport[] = [{ name: "loadgen", pid: process.pid }, ...o.watch].map((w, i) => {
       const samples = basis.map((x) => x.s.processes[i]).filter((p) => p !== undefined && p.alive);
       const pids = new Set<number>();
@@ -583,6 +585,7 @@ export async function runLoadTest(options: LoadgenOptions, io: RunIO): Promise<R
         pid: w.pid,
         pids: [...pids].sort((a, b) => a - b),
         cpuPercent: { mean: round(mean(cpu), 1), max: round(Math.max(0, ...cpu), 1) },
+        cpuMicrosPerSend: cpuMicrosPerSend(mean(cpu), sendsPerSecond),
         rssMB: {
           mean: round(mean(rss), 1),
           max: round(Math.max(0, ...rss), 1),
@@ -639,7 +642,7 @@ export async function runLoadTest(options: LoadgenOptions, io: RunIO): Promise<R
         offeredPerSecond: o.closedLoop ? null : o.ratePerSecond,
         interrupted,
         measuredSeconds: round(measuredSeconds, 2),
-        sendsPerSecond: perSecond(window.sent),
+        sendsPerSecond,
         deliveriesPerSecond: perSecond(window.delivered),
         receiptsPerSecond: perSecond(window.receipts),
         totals: {

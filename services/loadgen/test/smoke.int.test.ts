@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, onTestFinished, test } from "vitest";
-import { DEFAULTS, runLoadTest, type LoadgenOptions } from "../src/index.js";
+import { cpuMicrosPerSend, DEFAULTS, runLoadTest, summarize, type LoadgenOptions } from "../src/index.js";
 import { log, startDelivery, TOKENS } from "./delivery-instance.js";
 
 async function tempDir(): Promise<string> {
@@ -89,6 +89,15 @@ describe("runLoadTest", () => {
     expect(html).toContain("<svg");
     expect(html).toContain("PASSED");
     expect(html).toContain("loopback round trip");
+    // Each watched process's CPU per send (here the load generator alone), in all three forms.
+    const [self] = json.processes;
+    expect(self?.name).toBe("loadgen");
+    // (The report divides the unrounded mean CPU; the JSON's mean is rounded to 0.1 %.)
+    const expected = cpuMicrosPerSend(self?.cpuPercent.mean ?? 0, json.traffic.sendsPerSecond) ?? 0;
+    expect(self?.cpuMicrosPerSend).toBeGreaterThan(0);
+    expect(Math.abs((self?.cpuMicrosPerSend ?? 0) - expected)).toBeLessThanOrEqual(expected * 0.05 + 1);
+    expect(summarize(report)).toContain(`(${self?.cpuMicrosPerSend} µs per send)`);
+    expect(html).toContain("CPU µs per send");
   });
 
   test("reuses a saved population in a later run", async () => {
