@@ -184,8 +184,9 @@ export function summarize(report: LoadReport): string {
         p.cpuMicrosPerSend === null ? "" : ` (${p.cpuMicrosPerSend} µs per send)`
       }  rss ${p.rssMB.max} MB max`,
     );
+  // Null for every process or for none: they share the run's sends per second.
   const perSend = report.processes.flatMap((p) => (p.cpuMicrosPerSend === null ? [] : [p.cpuMicrosPerSend]));
-  if (perSend.length > 1 && perSend.length === report.processes.length)
+  if (perSend.length > 1)
     lines.push(
       `cpu/send    ${perSend.reduce((a, b) => a + b, 0)} µs in all ${perSend.length} processes above`,
     );
