@@ -50,7 +50,7 @@ export const CODEC_MESSAGE_FIELDS: Readonly<Record<string, readonly number[]>> =
   "switchboard.delivery.v1.ConnectRequest": [1, 2, 3, 4, 5, 6],
   "switchboard.delivery.v1.ConnectRequestBatch": [1],
   "switchboard.delivery.v1.SendFrame": [1, 2],
-  "switchboard.delivery.v1.SendMessageRequest": [1, 2, 3, 4, 5, 6, 7, 8, 9],
+  "switchboard.delivery.v1.SendMessageRequest": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
   "switchboard.delivery.v1.OutgoingMessage": [1, 2, 3, 4],
   "switchboard.delivery.v1.AckFrame": [1, 2],
   "switchboard.common.v1.Address": [1, 2],
@@ -353,6 +353,7 @@ class RequestEncoder {
     if (bool(m.forwarded, raw)) size += 2;
     const reportTag = bytes(m.reportTag, raw);
     if (reportTag.byteLength > 0) size += delimitedSize(reportTag.byteLength);
+    if (bool(m.noDeliveryReceipt, raw)) size += 2;
     this.slots[slot] = size;
     return size;
   }
@@ -533,6 +534,10 @@ class RequestEncoder {
     if (reportTag.byteLength > 0) {
       this.byte(tag(9, WIRE_LEN));
       this.raw(reportTag);
+    }
+    if (bool(m.noDeliveryReceipt, raw)) {
+      this.byte(tag(10, WIRE_VARINT));
+      this.byte(1);
     }
   }
 

@@ -126,6 +126,7 @@ function requestFrame(r: Rng, inBatch: boolean): RequestInit {
             urgent: maybe(r, r.next() < 0.5),
             forwarded: maybe(r, r.next() < 0.2),
             reportTag: maybe(r, r.next() < 0.2 ? bytes(r, 64) : new Uint8Array(0)),
+            noDeliveryReceipt: maybe(r, r.next() < 0.3),
           });
     const value = shape(r, SendFrameSchema, {
       correlationId: maybe(

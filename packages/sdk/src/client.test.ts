@@ -94,11 +94,17 @@ interface FakeGroup {
 class FakeServer {
   readonly accounts = new Map<string, FakeAccount>();
   readonly groups = new Map<string, FakeGroup>();
-  /** Every one-to-one envelope and group ciphertext committed, and every send outcome. */
-  readonly log: { envelopes: Envelope[]; groupCiphertexts: Uint8Array[]; outcomes: string[] } = {
+  /** Every one-to-one envelope and group ciphertext committed, every send outcome and one-to-one request. */
+  readonly log: {
+    envelopes: Envelope[];
+    groupCiphertexts: Uint8Array[];
+    outcomes: string[];
+    requests: SendMessageRequest[];
+  } = {
     envelopes: [],
     groupCiphertexts: [],
     outcomes: [],
+    requests: [],
   };
   private readonly sent = new Map<string, SendOutcome>();
 
@@ -331,6 +337,7 @@ class FakeTransport implements Transport {
   }
 
   async sendMessage(request: SendMessageRequest): Promise<SendOutcome> {
+    this.server.log.requests.push(request);
     const sender = this.server.authenticate(this.credentials);
     const key = `${sender.accountId}.${sender.deviceId}|${request.clientMessageId}`;
     const previous = this.server.previousSend(key);
@@ -653,6 +660,20 @@ describe("SwitchboardClient", () => {
       await alice.client.verifySafetyNumber(bob.accountId, 1, bobView?.scannable ?? new Uint8Array()),
     ).toBe(true);
     noFailures(alice, bob);
+  });
+
+  it("asks for no server delivery receipt when sent with serverReceipt: false", async () => {
+    const server = new FakeServer();
+    const alice = await registerUser(server, "+15550000021");
+    const bob = await registerUser(server, "+15550000022");
+    await alice.client.sendMessage(bob.accountId, { text: "quiet", serverReceipt: false });
+    await alice.client.sendMessage(bob.accountId, { text: "loud" });
+    await alice.client.sendMessage(bob.accountId, { text: "loud too", serverReceipt: true });
+    expect(
+      server.log.requests
+        .filter((r) => r.destinationAccountId === bob.accountId)
+        .map((r) => r.noDeliveryReceipt),
+    ).toEqual([true, false, false]);
   });
 
   it("delivers receipts, and typing indicators only to connected devices", async () => {

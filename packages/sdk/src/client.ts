@@ -159,6 +159,12 @@ export interface OutgoingData {
   /** Mark the message as forwarded. */
   forwarded?: boolean;
   /**
+   * Whether the server sends a delivery receipt (a `deliveryReceipt` event) when a recipient device
+   * acknowledges the message; default true. Apps that send their own end-to-end receipts turn it
+   * off and save the server a queued row, a push and an ack per message. One-to-one sends only.
+   */
+  serverReceipt?: boolean;
+  /**
    * Send it sealed: the server learns neither this account nor device. `accessKey` is the
    * recipient's unidentified access key (see `deriveAccessKey`).
    */
@@ -253,6 +259,8 @@ interface SendOptions {
   ephemeral?: boolean;
   urgent?: boolean;
   forwarded?: boolean;
+  /** No server delivery receipt for the message (SendMessageRequest.no_delivery_receipt). */
+  noDeliveryReceipt?: boolean;
   /** Devices the caller knows the account has (e.g. from a group), besides those with sessions. */
   expectedDevices?: number[];
   /** Message franking commitment (Envelope.report_tag). */
@@ -937,6 +945,7 @@ export class SwitchboardClient {
         timestampMs,
         urgent: true,
         forwarded: data.forwarded ?? false,
+        noDeliveryReceipt: data.serverReceipt === false,
         reportTag,
         sealed: data.sealedSender,
       });
@@ -1649,6 +1658,7 @@ export class SwitchboardClient {
         urgent: options.urgent ?? false,
         forwarded: options.forwarded ?? false,
         reportTag: options.reportTag,
+        noDeliveryReceipt: options.noDeliveryReceipt ?? false,
       });
       const outcome = options.sealed
         ? await this.sealedTransport("sendSealedMessage").sendSealedMessage(request, options.sealed.accessKey)

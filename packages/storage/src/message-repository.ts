@@ -39,6 +39,7 @@ export type DeletedMessage = Pick<
   | "client_timestamp_ms"
   | "server_timestamp_ms"
   | "group_id"
+  | "flags"
 >;
 
 /** The key of an idempotency entry (`account/device/clientMessageId`), as {@link findSendLog} reports it. */
@@ -141,7 +142,7 @@ export async function deleteMessages(
     USING unnest(${acks.map((a) => a.accountId)}::uuid[], ${acks.map((a) => a.deviceId)}::int[], ${acks.map((a) => a.messageId)}::uuid[]) AS k(a, d, m)
     WHERE q.account_id = k.a AND q.device_id = k.d AND q.message_id = k.m AND (q.flags & 16) = 0
     RETURNING q.account_id, q.device_id, q.message_id, q.app, q.type, q.source_account_id, q.source_device_id,
-              q.client_message_id, q.client_timestamp_ms, q.server_timestamp_ms, q.group_id
+              q.client_message_id, q.client_timestamp_ms, q.server_timestamp_ms, q.group_id, q.flags
   `.execute(trx);
   return r.rows;
 }

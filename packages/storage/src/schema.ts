@@ -94,7 +94,7 @@ export interface QueuedMessageTable {
   client_timestamp_ms: number;
   server_timestamp_ms: number;
   expires_at_ms: number;
-  /** Bit set: 1 urgent, 2 forwarded. */
+  /** Bit set: 1 urgent, 2 forwarded, 16 held request, 32 message request, 64 no delivery receipt. */
   flags: number;
   group_id: string | null;
   report_tag: Uint8Array | null;

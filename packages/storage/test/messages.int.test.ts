@@ -167,6 +167,7 @@ describeBackends("message repository", (ctx) => {
       client_message_id: "c1",
       client_timestamp_ms: 123,
       server_timestamp_ms: 456,
+      flags: 64 | 1,
     });
     const other = queueRow(a2);
     const kept = queueRow(a);
@@ -191,6 +192,8 @@ describeBackends("message repository", (ctx) => {
         client_timestamp_ms: 123,
         server_timestamp_ms: 456,
         group_id: null,
+        // The flags say whether the sender wants a server delivery receipt (64: no).
+        flags: 64 | 1,
       },
     ]);
     expect((await read(a)).map((m) => m.message_id)).toEqual([kept.message_id]);

@@ -74,6 +74,7 @@ await new Promise<void>((resolve) => {
         kind: "direct",
         sender: { accountId: from, deviceId: 1, app: App.WHATSAPP, providerId: "" },
         destinationAccountId: to,
+        noDeliveryReceipt: false,
         messages: [{ deviceId: 1, registrationId: 1, type: EnvelopeType.CIPHERTEXT, content }],
         clientMessageId: randomUUID(),
         clientTimestampMs: Date.now(),

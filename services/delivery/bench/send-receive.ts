@@ -62,6 +62,11 @@ const { values: args } = parseArgs({
      */
     "frame-batching": { type: "string", default: "on" },
     /**
+     * `off` sends with `no_delivery_receipt` (clients that send their own end-to-end receipts):
+     * acknowledging a message then queues no SERVER_DELIVERY_RECEIPT for its sender.
+     */
+    "server-receipts": { type: "string", default: "on" },
+    /**
      * Node flags of the child; the default is `pnpm start`'s (a 64 MiB young generation, garbage
      * collection on the main thread only). Add more (e.g.
      * `--server-node-flags="--max-semi-space-size=64 --single-threaded-gc --cpu-prof"`), or pass an
@@ -79,6 +84,7 @@ const STREAMS = Number(args.streams);
 const INSTANCES = Math.max(1, Number(args.instances));
 const MESSAGES = Number(args.messages);
 const BATCHING = args["frame-batching"] !== "off";
+const RECEIPTS = args["server-receipts"] !== "off";
 
 const adminUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -375,6 +381,7 @@ function pump() {
                 { deviceId: 1, registrationId: p.to.reg, type: EnvelopeType.CIPHERTEXT, content: payload },
               ],
               clientMessageId: cmid,
+              noDeliveryReceipt: !RECEIPTS,
             },
           },
         },
@@ -412,7 +419,7 @@ async function runMessages(count: number) {
     const now = await serverStats();
     if (
       (now.acks ?? 0) - (before.acks ?? 0) >= count &&
-      (now.receipts ?? 0) - (before.receipts ?? 0) >= count
+      (!RECEIPTS || (now.receipts ?? 0) - (before.receipts ?? 0) >= count)
     )
       break;
   }
@@ -511,6 +518,7 @@ console.log(
       streams: STREAMS,
       inflight: INFLIGHT,
       payloadBytes: SIZE,
+      serverReceipts: RECEIPTS,
       seconds: Number(elapsed.toFixed(1)),
       sendsPerSecond: Math.round(sent / elapsed),
       deliveriesPerSecond: Math.round(delivered / elapsed),

@@ -162,7 +162,7 @@ export function sendTo(
   to: TestDevice[],
   text: string,
   clientMessageId = randomUUID(),
-  extra: { ephemeral?: boolean } = {},
+  extra: { ephemeral?: boolean; noDeliveryReceipt?: boolean } = {},
 ) {
   return c.messages.sendMessage({
     destinationAccountId: to[0]?.accountId ?? "",

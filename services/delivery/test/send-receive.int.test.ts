@@ -161,6 +161,73 @@ describe("MessageService", () => {
     expect(receipt?.source?.accountId).toBe(bob.accountId);
   });
 
+  test("sends no server delivery receipt for a message sent with no_delivery_receipt", async () => {
+    const backend = await createBackend();
+    const inst = await startInstance(backend);
+    const alice = await registerAccount(inst.target);
+    const bob = await registerAccount(inst.target);
+    const aliceReader = connectDevice(inst.target, alice);
+    await aliceReader.until(() => aliceReader.queueEmpty);
+    const c = clientsFor(inst.target, alice.auth);
+    // Opted out: one unary send, one on a Connect stream (the service's own frame decoder).
+    const unary = randomUUID();
+    expect((await sendTo(c, [bob], "no receipt", unary, { noDeliveryReceipt: true })).result.case).toBe(
+      "sent",
+    );
+    const streamed = randomUUID();
+    const stream = c.messages.connect();
+    const result = (async () => {
+      for await (const f of stream.responses)
+        if (f.frame.case === "sendResult")
+          return f.frame.value.result.case === "send" ? f.frame.value.result.value : undefined;
+      return undefined;
+    })();
+    await stream.send({
+      frame: {
+        case: "send",
+        value: {
+          correlationId: 1n,
+          request: {
+            destinationAccountId: bob.accountId,
+            messages: [
+              {
+                deviceId: 1,
+                registrationId: bob.registrationId,
+                type: EnvelopeType.CIPHERTEXT,
+                content: Buffer.from("streamed"),
+              },
+            ],
+            clientMessageId: streamed,
+            noDeliveryReceipt: true,
+          },
+        },
+      },
+    });
+    expect((await result)?.result.case).toBe("sent");
+    stream.end();
+    // The last one asks for a receipt, so its arrival bounds when any other would have come.
+    const wanted = randomUUID();
+    await sendTo(c, [bob], "receipt please", wanted);
+    const flags = await sql<{ client_message_id: string; flags: number }>`
+      SELECT client_message_id, flags FROM queued_messages WHERE account_id = ${bob.accountId}`.execute(
+      backend.db,
+    );
+    expect(Object.fromEntries(flags.rows.map((r) => [r.client_message_id, r.flags & 64]))).toEqual({
+      [unary]: 64,
+      [streamed]: 64,
+      [wanted]: 0,
+    });
+    const bobReader = connectDevice(inst.target, bob);
+    await bobReader.until(() => bobReader.received.length === 3);
+    await aliceReader.until(() => aliceReader.received.length >= 1);
+    await sleep(300);
+    expect(aliceReader.received.map((e) => [e.type, e.clientMessageId])).toEqual([
+      [EnvelopeType.SERVER_DELIVERY_RECEIPT, wanted],
+    ]);
+    const left = await sql<{ n: number }>`SELECT count(*)::int AS n FROM queued_messages`.execute(backend.db);
+    expect(left.rows[0]?.n).toBe(0);
+  });
+
   test("does not store ephemeral messages for offline devices and delivers them to connected ones", async () => {
     const backend = await createBackend();
     const inst = await startInstance(backend);

@@ -269,6 +269,7 @@ export function loadOptions(target: string, name: string): LoadgenOptions {
     gateways: {},
     window: 200,
     messengerSends: "socket",
+    serverReceipts: true,
     whatsappConnections: 0,
     outDir: undefined,
     name,

@@ -110,6 +110,53 @@ describe("direct threads over SSE", () => {
     expect(inbox.body.threads[0]).toMatchObject({ thread_id: threadId, peer: { ref: ada.username } });
   });
 
+  it("returns no delivery receipt for an item sent with server_receipt: false", async () => {
+    const { gateway } = await startStack();
+    const ada = await signUp(gateway.url);
+    const bob = await signUp(gateway.url);
+    const threadId = await openThread(gateway.url, bob, ada);
+    await openThread(gateway.url, ada, bob);
+    const bobEvents = await openEvents(gateway.url, bob.token);
+    const adaEvents = await openEvents(gateway.url, ada.token);
+    await bobEvents.until((e) => e.some((x) => x.event === "queue_empty"));
+    await adaEvents.until((e) => e.some((x) => x.event === "queue_empty"));
+
+    const bad = await sendItem(gateway.url, ada, threadId, "x", one(bob), { server_receipt: "no" });
+    expect([bad.status, bad.body.reason]).toEqual([400, "INVALID_ARGUMENT"]);
+
+    const [quietContext, loudContext] = [randomUUID(), randomUUID()];
+    const quiet = await sendItem(gateway.url, ada, threadId, "no receipt, thanks", one(bob), {
+      client_context: quietContext,
+      server_receipt: false,
+    });
+    const loud = await sendItem(gateway.url, ada, threadId, "receipt, please", one(bob), {
+      client_context: loudContext,
+    });
+    expect([quiet.status, loud.status]).toEqual([200, 200]);
+    await bobEvents.until((e) => e.filter((x) => x.event === "item").length === 2);
+    expect(bobEvents.items().map((x) => x.id)).toEqual([quiet.body.server_id, loud.body.server_id]);
+
+    // Acked one after the other: by the time the second one's receipt arrives, the first ack is done.
+    for (const s of [quiet, loud]) {
+      const ack = await api(gateway.url, "POST", "/v1/direct/ack", {
+        token: bob.token,
+        body: { ids: [s.body.server_id] },
+      });
+      expect(ack.status).toBe(204);
+    }
+    await adaEvents.until((e) =>
+      e.some((x) => x.event === "receipt" && x.data.client_context === loudContext),
+    );
+    await sleep(300);
+    const receipts = adaEvents.events.filter((e) => e.event === "receipt");
+    expect(receipts.map((r) => r.data.client_context)).toEqual([loudContext]);
+    expect(receipts[0]?.data).toMatchObject({
+      kind: "delivery_receipt",
+      thread_id: threadId,
+      sender: { account_id: bob.accountId, device_id: 1 },
+    });
+  });
+
   it("answers a stale device list with 409 DEVICES_CHANGED and the device differences", async () => {
     const { gateway } = await startStack();
     const ada = await signUp(gateway.url);

@@ -96,6 +96,42 @@ describe("the Send API and the WebSocket", () => {
     });
   });
 
+  test("server_receipt: false spares the sender the delivery receipt of that message only", async () => {
+    const { gateway } = await startStack();
+    const a = await signup(gateway);
+    const b = await signup(gateway);
+    const aStream = await openStream(gateway, a);
+    const quiet = await send(gateway, a, { id: b.userId }, [b], "quiet", { server_receipt: false });
+    const loud = await send(gateway, a, { id: b.userId }, [b], "loud");
+    expect([quiet.status, loud.status]).toEqual([200, 200]);
+    // B's device acknowledges both, in order: a receipt for the first would be queued before the second's.
+    const bStream = await openStream(gateway, b);
+    await bStream.until(() => bStream.messages().length === 2);
+    expect(bStream.messages().map(textOf)).toEqual(["quiet", "loud"]);
+    await aStream.until(() => aStream.deliveries().length >= 1);
+    await sleep(300);
+    expect(aStream.deliveries()).toHaveLength(1);
+    expect(aStream.deliveries()[0]).toMatchObject({
+      sender: { account_id: b.accountId },
+      delivery: { mids: [loud.body.mid] },
+    });
+  });
+
+  test("a non-boolean server_receipt is a 400 INVALID_REQUEST problem; nothing is stored", async () => {
+    const { gateway } = await startStack();
+    const a = await signup(gateway);
+    const b = await signup(gateway);
+    const r = await send(gateway, a, { id: b.userId }, [b], "x", { server_receipt: "no" });
+    expect(r.status).toBe(400);
+    expect(r.body).toMatchObject({ reason: "INVALID_REQUEST", code: "INVALID_ARGUMENT" });
+    expect(r.body.errors).toEqual([
+      expect.objectContaining({ location: "body", pointer: "/server_receipt", keyword: "type" }),
+    ]);
+    const bStream = await openStream(gateway, b);
+    await bStream.until(() => bStream.events.some((e) => e.type === "queue_empty"));
+    expect(bStream.messages()).toHaveLength(0);
+  });
+
   test("a retry with the same mid is answered as a duplicate and delivered once", async () => {
     const { gateway } = await startStack();
     const a = await signup(gateway);
@@ -445,6 +481,37 @@ describe("sends on the WebSocket", () => {
     await bStream.until(() => bStream.events.some((e) => e.type === "queue_empty"));
     expect(bStream.messages()).toHaveLength(0);
     expect(aStream.closeCode).toBeUndefined();
+  });
+
+  test("a send frame with server_receipt: false gets no delivery receipt; a non-boolean is INVALID_REQUEST", async () => {
+    const { gateway } = await startStack();
+    const a = await signup(gateway);
+    const b = await signup(gateway);
+    const aStream = await openStream(gateway, a);
+    const frame = (ref: string, extra: object) => ({
+      type: "send",
+      ref,
+      recipient: { id: b.userId },
+      ...extra,
+      message: { mid: ref, ciphertexts: ciphertexts([b], ref) },
+    });
+    aStream.send(frame("bad", { server_receipt: "no" }));
+    aStream.send(frame("quiet", { server_receipt: false }));
+    aStream.send(frame("loud", { server_receipt: true }));
+    await aStream.until(() => aStream.results().size === 3);
+    const bad = aStream.results().get("bad")?.problem;
+    expect(bad).toMatchObject({ status: 400, reason: "INVALID_REQUEST", code: "INVALID_ARGUMENT" });
+    expect(bad?.errors).toEqual([
+      expect.objectContaining({ location: "frame", pointer: "/server_receipt", keyword: "type" }),
+    ]);
+    expect(aStream.results().get("quiet")?.result).toMatchObject({ mid: "quiet", duplicate: false });
+    expect(aStream.results().get("loud")?.result).toMatchObject({ mid: "loud", duplicate: false });
+    const bStream = await openStream(gateway, b);
+    await bStream.until(() => bStream.messages().length === 2);
+    expect(bStream.messages().map((m) => m.mid)).toEqual(["quiet", "loud"]);
+    await aStream.until(() => aStream.deliveries().length >= 1);
+    await sleep(300);
+    expect(aStream.deliveries().map((d) => d.delivery.mids)).toEqual([["loud"]]);
   });
 
   test("send_group frames fan out to the members; a non-member gets NOT_A_MEMBER", async () => {

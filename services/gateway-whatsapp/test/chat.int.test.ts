@@ -76,6 +76,32 @@ describe("Chat", () => {
     expect(a.receipts()[0]).toMatchObject({ id: "m-1", from: bob.jid });
   });
 
+  test("sends no server receipt for a message sent with no_server_receipt", async () => {
+    const stack = await startStack();
+    const alice = await registerPhone(stack);
+    const bob = await registerPhone(stack);
+    const a = openChat(alice);
+    const b = openChat(bob);
+    await a.until(() => a.drained() === 1);
+    await b.until(() => b.drained() === 1);
+    const to = await target(alice, bob);
+
+    // The flagged message goes (and is acknowledged by Bob) first, so a receipt wrongly produced
+    // for it would reach Alice before the normal message's.
+    await a.send({ ...textTo(to, "no receipt, please", "m-quiet"), noServerReceipt: true });
+    await a.until(() => a.acks().length === 1);
+    await a.send(textTo(to, "receipt, please", "m-normal"));
+    await a.until(() => a.acks().length === 2);
+    await b.until(() => b.messages().length === 2);
+    await a.until(() => a.receipts().some((r) => r.id === "m-normal"));
+    await sleep(500);
+
+    expect(a.acks().map((ack) => ack.status)).toEqual([SendAckStatus.OK, SendAckStatus.OK]);
+    expect(b.messages().map((m) => m.id)).toEqual(["m-quiet", "m-normal"]);
+    expect(a.receipts()).toHaveLength(1);
+    expect(a.receipts()[0]).toMatchObject({ id: "m-normal", from: bob.jid });
+  });
+
   test("reports device-list changes with device JIDs", async () => {
     const stack = await startStack();
     const alice = await registerPhone(stack);

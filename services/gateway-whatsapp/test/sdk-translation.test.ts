@@ -6,6 +6,7 @@ import {
   App,
   EnvelopeSchema,
   EnvelopeType,
+  HandleSchema,
   SendGroupMessageRequestSchema,
   SendMessageRequestSchema,
   SendMessageResponseSchema,
@@ -182,6 +183,7 @@ describe("SDK → gateway", () => {
   test("a one-to-one send written by the SDK is the same delivery send at the gateway", () => {
     const arb = fc.record({
       ...common,
+      noDeliveryReceipt: fc.boolean(),
       accounts: accountsArb,
       messages: fc.uniqueArray(
         fc.record({ deviceId: deviceArb, registrationId, type: typeArb, content: bytes }),
@@ -197,11 +199,31 @@ describe("SDK → gateway", () => {
           destinationAccountId: ids[0],
         });
         const chat = sdk.sendRequestToOutgoingChat(request, dir.handleOf);
+        expect(chat.noServerReceipt).toBe(request.noDeliveryReceipt);
         const plan = outgoingChatToSend(chat, { sender: ME, accountIdOf: dir.accountIdOf });
         expect(plan.kind).toBe("user");
         expect(equals(SendMessageRequestSchema, plan.request as typeof request, request)).toBe(true);
       }),
     );
+  });
+
+  test("a one-to-one send without a delivery receipt asks the gateway for no server receipt", () => {
+    const handle = create(HandleSchema, { app: App.WHATSAPP, value: "+15551230002" });
+    for (const noDeliveryReceipt of [true, false]) {
+      const request = create(SendMessageRequestSchema, {
+        sender: ME,
+        clientMessageId: "m1",
+        destinationAccountId: "b",
+        messages: [
+          { deviceId: 1, registrationId: 7, type: EnvelopeType.CIPHERTEXT, content: new Uint8Array([1]) },
+        ],
+        noDeliveryReceipt,
+      });
+      const chat = sdk.sendRequestToOutgoingChat(request, () => handle);
+      expect(chat.noServerReceipt).toBe(noDeliveryReceipt);
+      const plan = outgoingChatToSend(chat, { sender: ME, accountIdOf: () => "b" });
+      expect(plan.kind === "user" && plan.request.noDeliveryReceipt).toBe(noDeliveryReceipt);
+    }
   });
 
   test("a group send written by the SDK is the same delivery send at the gateway", () => {

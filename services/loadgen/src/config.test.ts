@@ -123,6 +123,16 @@ describe("parseCommandLine", () => {
     ]);
   });
 
+  test("--server-receipts: on by default, off sends with no_delivery_receipt", () => {
+    const base = ["--app-token", "t"];
+    expect(parse(base).serverReceipts).toBe(true);
+    expect(parse([...base, "--server-receipts", "on"]).serverReceipts).toBe(true);
+    expect(parse([...base, "--server-receipts", "off"]).serverReceipts).toBe(false);
+    expect(() => parse([...base, "--server-receipts", "no"])).toThrow(
+      /--server-receipts: expected on or off, got "no"/,
+    );
+  });
+
   test("--messenger-sends: socket frames by default, or POST requests", () => {
     const gw = ["--via", "gateways", "--messenger", "http://127.0.0.1:8081"];
     expect(parse(gw).messengerSends).toBe("socket");

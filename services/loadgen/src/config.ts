@@ -39,6 +39,9 @@ System under test
   --messenger-sends socket|http
                             gateways: Messenger-style sends as frames on the device's WebSocket
                             or as POST /v1/me/messages requests (default ${DEFAULTS.messengerSends})
+  --server-receipts on|off  one-to-one sends ask for server delivery receipts (on, the default) or
+                            not (off: no_delivery_receipt, as clients that send their own end-to-end
+                            receipts); receipts are counted, not verified
   --whatsapp-connections N  gateways: HTTP/2 connections the WhatsApp-style devices share; 0 (default):
                             one per device, as real clients have
 
@@ -98,6 +101,7 @@ const OPTIONS = {
   streams: { type: "string" },
   window: { type: "string" },
   "messenger-sends": { type: "string" },
+  "server-receipts": { type: "string" },
   "whatsapp-connections": { type: "string" },
   devices: { type: "string" },
   "devices-per-account": { type: "string" },
@@ -268,6 +272,9 @@ export function parseCommandLine(
   const messengerSends = v["messenger-sends"] ?? DEFAULTS.messengerSends;
   if (messengerSends !== "socket" && messengerSends !== "http")
     problems.push(`--messenger-sends: expected socket or http, got "${messengerSends}"`);
+  const serverReceipts = v["server-receipts"] ?? "on";
+  if (serverReceipts !== "on" && serverReceipts !== "off")
+    problems.push(`--server-receipts: expected on or off, got "${serverReceipts}"`);
   const until = v.until ?? "delivered";
   if (until !== "delivered" && until !== "result")
     problems.push(`--until: expected delivered or result, got "${until}"`);
@@ -318,6 +325,7 @@ export function parseCommandLine(
     gateways,
     window: num("window", v.window, DEFAULTS.window, 1, 1000),
     messengerSends: messengerSends === "http" ? "http" : "socket",
+    serverReceipts: serverReceipts !== "off",
     whatsappConnections: num(
       "whatsapp-connections",
       v["whatsapp-connections"],

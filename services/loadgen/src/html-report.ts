@@ -227,6 +227,7 @@ export function renderHtmlReport(r: LoadReport): string {
           v.idCollisions && `${v.idCollisions} id collisions`,
           v.misrouted && `${v.misrouted} misrouted`,
           v.unrecognized && `${v.unrecognized} unrecognized`,
+          v.unwantedReceipts && `${v.unwantedReceipts} unwanted server receipts`,
           r.errors.total && `${r.errors.total} errors`,
         ]
           .filter(Boolean)
@@ -293,6 +294,7 @@ ${kv([
   ["envelope id collisions", v.idCollisions],
   ["misrouted", v.misrouted],
   ["unrecognized", v.unrecognized],
+  ["server receipts for sends that asked for none", v.unwantedReceipts],
   ["redeliveries (absorbed by de-duplication)", v.redeliveries],
   ["deliveries of unconfirmed sends", v.unconfirmedDeliveries],
   ["leftovers of earlier runs (reused population)", v.earlierRunDeliveries],

@@ -64,6 +64,12 @@ export interface LoadgenOptions {
   window: number;
   /** `gateways`: Messenger-style sends as frames on the device's WebSocket, or as POST requests. */
   messengerSends: "socket" | "http";
+  /**
+   * Whether one-to-one sends ask for server delivery receipts (the default, as a client that
+   * relies on them); false sends with `no_delivery_receipt`, as a client that sends its own
+   * end-to-end receipts.
+   */
+  serverReceipts: boolean;
   /** `gateways`: HTTP/2 connections shared by the WhatsApp-style devices; 0: one per device. */
   whatsappConnections: number;
   /** Directory for report.json and report.html; undefined writes none. */
@@ -111,6 +117,7 @@ export const DEFAULTS = {
   streams: 2,
   window: 500,
   messengerSends: "socket" as const,
+  serverReceipts: true,
   whatsappConnections: 0,
   registerConcurrency: 16,
   drainQuietSeconds: 5,

@@ -170,10 +170,14 @@ export function summarize(report: LoadReport): string {
       t.offeredPerSecond !== null
         ? ` at ${t.offeredPerSecond}/s`
         : `, ${report.options.inflight} in flight until ${report.options.until}`
-    }, ${report.setup.devices} devices, ${t.measuredSeconds}s measured${t.interrupted ? ", interrupted" : ""})`,
+    }, ${report.setup.devices} devices, ${t.measuredSeconds}s measured${
+      report.options.serverReceipts ? "" : ", no server receipts"
+    }${t.interrupted ? ", interrupted" : ""})`,
     `throughput  sends ${t.sendsPerSecond}/s  deliveries ${t.deliveriesPerSecond}/s  receipts ${t.receiptsPerSecond}/s`,
     `end-to-end  p50 ${e.p50Ms} ms  p90 ${e.p90Ms} ms  p99 ${e.p99Ms} ms  p99.9 ${e.p999Ms} ms  max ${e.maxMs} ms  (${e.count} deliveries)`,
-    `verify      sent ${v.sends.confirmed}/${v.sends.issued}  delivered ${v.delivered}/${v.expectedDeliveries}  lost ${v.lost}  duplicates ${v.duplicates}  reordered ${v.reordered}  misrouted ${v.misrouted}  unrecognized ${v.unrecognized}  (redeliveries ${v.redeliveries})`,
+    `verify      sent ${v.sends.confirmed}/${v.sends.issued}  delivered ${v.delivered}/${v.expectedDeliveries}  lost ${v.lost}  duplicates ${v.duplicates}  reordered ${v.reordered}  misrouted ${v.misrouted}  unrecognized ${v.unrecognized}${
+      report.options.serverReceipts ? "" : `  unwanted receipts ${v.unwantedReceipts}`
+    }  (redeliveries ${v.redeliveries})`,
     `errors      ${report.errors.total}${report.errors.byReason
       .map((x) => `  ${x.source}:${x.code}/${x.reason}=${x.count}`)
       .join("")}`,

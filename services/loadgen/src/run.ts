@@ -132,6 +132,9 @@ export async function runLoadTest(options: LoadgenOptions, io: RunIO): Promise<R
   const loadAverageAtStart = loadavg().map((x) => round(x, 2));
   const loopback = await probeLoopback();
   const runId = randomInt(1, 2 ** 32 - 1);
+  // Every client message id of this run starts with it: `${runTag}.${sender}.${seq}`.
+  const runTag = runId.toString(36);
+  const runPrefix = `${runTag}.`;
   const topologyOptions = {
     devices: o.devices,
     devicesPerAccount: o.devicesPerAccount,
@@ -181,6 +184,10 @@ export async function runLoadTest(options: LoadgenOptions, io: RunIO): Promise<R
     const now = performance.now();
     lastEventAt = now;
     if (m.kind === "receipt") {
+      // Receipts echo the acknowledged send's client id: those of an earlier run (a reused
+      // population's leftovers) are not this run's.
+      if (!m.clientMessageId.startsWith(runPrefix)) return;
+      if (!options.serverReceipts) verifier.unwantedReceipt();
       interval.receipts++;
       totals.receipts++;
       if (inWindow(now)) window.receipts++;
@@ -315,7 +322,6 @@ export async function runLoadTest(options: LoadgenOptions, io: RunIO): Promise<R
     const groupRecipients = new Map<string, number[]>();
     const randomPayload = o.payload === "random" ? createRandomPayloads(o.sizeBytes) : undefined;
     const payloadBytes = { direct: 0, directCount: 0, group: 0, groupCount: 0 };
-    const runTag = runId.toString(36);
     let inflight = 0;
     /** Closed loop: sends holding a slot (until their result, or until delivered: `o.until`). */
     let open = 0;
@@ -427,6 +433,7 @@ export async function runLoadTest(options: LoadgenOptions, io: RunIO): Promise<R
             copies,
             clientMessageId,
             clientTimestampMs: Date.now(),
+            noDeliveryReceipt: !options.serverReceipts,
           });
         }
       } catch (err) {

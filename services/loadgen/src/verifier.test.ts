@@ -108,6 +108,16 @@ describe("Verifier", () => {
     expect(r).toMatchObject({ misrouted: 1, idCollisions: 1, unrecognized: 1, lost: 1 });
   });
 
+  test("fails on a server receipt for a send that asked for none", () => {
+    const v = new Verifier();
+    v.issued(0, 1, [1], 0);
+    v.confirmed(0, 1);
+    v.received(1, "e1", 0, 1, 0);
+    expect(v.report()).toMatchObject({ unwantedReceipts: 0, passed: true });
+    v.unwantedReceipt();
+    expect(v.report()).toMatchObject({ unwantedReceipts: 1, passed: false });
+  });
+
   test("finds recipients of large groups", () => {
     const v = new Verifier();
     const members = Array.from({ length: 100 }, (_, i) => i + 1);

@@ -41,6 +41,8 @@ export interface VerificationReport {
   misrouted: number;
   /** Content without a valid header of this run, or naming a message never issued. Must be 0. */
   unrecognized: number;
+  /** Server delivery receipts for this run's sends that asked for none (`--server-receipts off`). Must be 0. */
+  unwantedReceipts: number;
   /** Informational: redeliveries of an envelope already seen by the device (dropped by de-duplication). */
   redeliveries: number;
   /** Informational: deliveries of sends that failed or never got a result (they may have committed). */
@@ -105,6 +107,7 @@ export class Verifier {
   private idCollisions = 0;
   private misrouted = 0;
   private unrecognized = 0;
+  private unwantedReceipts = 0;
   private redeliveries = 0;
   private earlierRun = 0;
   private readonly examples: VerificationReport["examples"] = {
@@ -216,6 +219,11 @@ export class Verifier {
     this.unrecognized++;
   }
 
+  /** Counts a server delivery receipt for a send of this run that asked for none. */
+  unwantedReceipt(): void {
+    this.unwantedReceipts++;
+  }
+
   /** Counts a message of an earlier run (a reused population's leftovers): not this run's concern. */
   earlierRunContent(): void {
     this.earlierRun++;
@@ -278,6 +286,7 @@ export class Verifier {
       idCollisions: this.idCollisions,
       misrouted: this.misrouted,
       unrecognized: this.unrecognized,
+      unwantedReceipts: this.unwantedReceipts,
       redeliveries: this.redeliveries,
       unconfirmedDeliveries: unconfirmed,
       earlierRunDeliveries: this.earlierRun,
@@ -289,7 +298,8 @@ export class Verifier {
       report.reordered === 0 &&
       report.idCollisions === 0 &&
       report.misrouted === 0 &&
-      report.unrecognized === 0;
+      report.unrecognized === 0 &&
+      report.unwantedReceipts === 0;
     return { ...report, passed };
   }
 

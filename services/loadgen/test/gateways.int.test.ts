@@ -169,6 +169,7 @@ function options(
     gateways,
     window: 100,
     messengerSends: "socket",
+    serverReceipts: true,
     whatsappConnections: 0,
     outDir,
     name: "gateways-smoke",
@@ -251,8 +252,14 @@ describe("runLoadTest through the gateways", () => {
     expectClean(first.report);
     expect(first.report.setup.signal?.sessions).toBeGreaterThan(0);
     expect(first.report.setup.reusedPopulation).toBe(false);
+    // The second run also asks for no server receipts, through each app's native field.
     const second = await runLoadTest(
-      options(sys.gateways, join(out, "2"), { ...over, seed: 8, messengerSends: "http" }),
+      options(sys.gateways, join(out, "2"), {
+        ...over,
+        seed: 8,
+        messengerSends: "http",
+        serverReceipts: false,
+      }),
       {
         log,
         progress: () => {},
@@ -260,6 +267,9 @@ describe("runLoadTest through the gateways", () => {
     );
     expect(second.report.setup.reusedPopulation).toBe(true);
     expectClean(second.report);
+    expect(first.report.traffic.totals.receipts).toBeGreaterThan(0);
+    expect(second.report.traffic.totals.receipts).toBe(0);
+    expect(second.report.verification.unwantedReceipts).toBe(0);
   });
 
   test("retries sends with the same client id across a gateway restart, losing and duplicating nothing", async () => {

@@ -154,6 +154,7 @@ describe("createH2UnaryClient", () => {
       copies: [{ deviceId: 1, registrationId: 102, type: "ciphertext", content: new Uint8Array(16) }],
       clientMessageId: randomUUID(),
       clientTimestampMs: Date.now(),
+      noDeliveryReceipt: false,
     });
     expect(direct).toMatchObject({ ok: true });
     const groupId = await driver.createGroup(sender, [recipient]);

@@ -41,6 +41,7 @@ function options(target: string, outDir: string, over: Partial<LoadgenOptions>):
     gateways: {},
     window: 100,
     messengerSends: "socket",
+    serverReceipts: true,
     whatsappConnections: 0,
     outDir,
     name: "smoke",
@@ -78,6 +79,8 @@ describe("runLoadTest", () => {
     expect(report.errors.byReason).toEqual([]);
     expect(report.passed).toBe(true);
     expect(report.setup.accountsPerApp).toEqual({ whatsapp: 8, messenger: 6, instagram: 6 });
+    // Every acknowledged one-to-one message gets its sender a server delivery receipt.
+    expect(report.traffic.totals.receipts).toBeGreaterThan(0);
     expect(lines.some((l) => l.includes("delivered"))).toBe(true);
 
     const json = JSON.parse(await readFile(files!.json, "utf8")) as typeof report;
@@ -120,11 +123,12 @@ describe("runLoadTest", () => {
     }
   });
 
-  test("verifies unary sends of libsignal ciphertext to multi-device accounts", async () => {
+  test("verifies unary sends of libsignal ciphertext to multi-device accounts, without server receipts", async () => {
     const target = await startDelivery("loadgen-smoke");
     const out = await tempDir();
     const { report } = await runLoadTest(
       options(target, out, {
+        serverReceipts: false,
         mode: "delivery-unary",
         payload: "signal",
         devices: 12,
@@ -147,5 +151,9 @@ describe("runLoadTest", () => {
     });
     expect(report.errors.total).toBe(0);
     expect(report.passed).toBe(true);
+    // Sent with no_delivery_receipt: acknowledging them queued nothing for the senders.
+    expect(report.traffic.totals.receipts).toBe(0);
+    expect(v.unwantedReceipts).toBe(0);
+    expect(summarize(report)).toContain("no server receipts");
   });
 });

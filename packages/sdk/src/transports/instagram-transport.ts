@@ -659,6 +659,7 @@ export class InstagramTransport implements Transport {
             );
           return { device_id: m.deviceId, registration_id: m.registrationId, type, body: b64(m.content) };
         }),
+        ...(request.noDeliveryReceipt ? { server_receipt: false } : {}),
       },
       [404, 409],
     );

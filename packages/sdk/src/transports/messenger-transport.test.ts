@@ -138,6 +138,25 @@ describe("MessengerTransport sends", () => {
     });
   });
 
+  test("noDeliveryReceipt posts server_receipt: false", async () => {
+    const calls = answer(200, {
+      recipient_id: peer,
+      message_id: "s-1",
+      mid: "m-1",
+      timestamp: 5,
+      duplicate: false,
+    });
+    const t = transport();
+    await t.sendMessage(create(SendMessageRequestSchema, { ...sendRequest, noDeliveryReceipt: true }));
+    expect(JSON.parse(calls[0]?.init.body as string)).toMatchObject({
+      recipient: { account_id: peer },
+      server_receipt: false,
+      message: { mid: "m-1" },
+    });
+    await t.sendMessage(sendRequest);
+    expect(JSON.parse(calls[1]?.init.body as string)).not.toHaveProperty("server_receipt");
+  });
+
   test("maps 409 DEVICES_CHANGED to the mismatched and stale outcomes and 404 to not_found", async () => {
     answer(409, { reason: "DEVICES_CHANGED", account_id: peer, missing: [2], extra: [3], stale: [] });
     expect(await transport().sendMessage(sendRequest)).toEqual({
@@ -286,6 +305,30 @@ describe("MessengerTransport sends on the live socket", () => {
     expect(await t.sendGroupMessage(group)).toEqual({ kind: "not_a_member" });
     expect(frames[2]).toMatchObject({ type: "send_group", group_id: peer, message: { mid: "g-1" } });
     expect(new Set(frames.map((f) => f.ref)).size).toBe(3);
+    expect(calls).toHaveLength(0);
+  });
+
+  test("noDeliveryReceipt puts server_receipt: false in the send frame", async () => {
+    const { t, frames } = await socketGateway((frame, socket) => {
+      const mid = (frame.message as { mid: string }).mid;
+      socket.send(
+        JSON.stringify({
+          type: "send_result",
+          ref: frame.ref,
+          result: { recipient_id: peer, message_id: `s-${mid}`, mid, timestamp: 5, duplicate: false },
+        }),
+      );
+    });
+    const calls = answer(500, {});
+    expect(
+      await t.sendMessage(create(SendMessageRequestSchema, { ...sendRequest, noDeliveryReceipt: true })),
+    ).toMatchObject({ kind: "sent", messageId: "s-m-1" });
+    expect(
+      await t.sendMessage(create(SendMessageRequestSchema, { ...sendRequest, clientMessageId: "m-2" })),
+    ).toMatchObject({ kind: "sent", messageId: "s-m-2" });
+    expect(frames[0]).toMatchObject({ type: "send", server_receipt: false, message: { mid: "m-1" } });
+    expect(frames[1]).toMatchObject({ type: "send", message: { mid: "m-2" } });
+    expect(frames[1]).not.toHaveProperty("server_receipt");
     expect(calls).toHaveLength(0);
   });
 

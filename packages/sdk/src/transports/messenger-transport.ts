@@ -643,6 +643,8 @@ export class MessengerTransport implements Transport {
       {
         recipient: { account_id: request.destinationAccountId },
         notification_type: request.urgent ? "REGULAR" : "NO_PUSH",
+        // The same body is the socket's send frame and the POST's body.
+        ...(request.noDeliveryReceipt ? { server_receipt: false } : {}),
         message: {
           ...this.messageOptions(request),
           ciphertexts: request.messages.map((m) => ({

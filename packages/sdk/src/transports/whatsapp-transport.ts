@@ -249,7 +249,10 @@ function serverReceiptToEnvelope(receipt: whatsapp.ServerReceipt, ctx: FrameCont
   });
 }
 
-/** A one-to-one send as an OutgoingChat; `jidOf` renders an account id as its user JID's handle. */
+/**
+ * A one-to-one send as an OutgoingChat; `handleOf` renders an account id as its user JID's handle.
+ * `no_delivery_receipt` becomes `no_server_receipt`, so the gateway queues no ServerReceipt for it.
+ */
 function sendRequestToOutgoingChat(
   req: SendMessageRequest,
   handleOf: (accountId: string) => Handle,
@@ -269,6 +272,7 @@ function sendRequestToOutgoingChat(
     forwarded: req.forwarded,
     reportTag: req.reportTag,
     urgent: req.urgent,
+    noServerReceipt: req.noDeliveryReceipt,
   });
 }
 

@@ -23,7 +23,7 @@ import type { Kysely } from "kysely";
 import type { Logger } from "pino";
 import type { RateLimiter } from "@switchboard/ratelimit";
 import { checkDeviceList, type DeviceRegistration } from "../domain/device-list.js";
-import { packFlags } from "../domain/envelope.js";
+import { FLAG_NO_RECEIPT, packFlags } from "../domain/envelope.js";
 import type { Franker } from "../domain/franking.js";
 import { decideDirect, hasBlocked } from "../domain/relationship-policy.js";
 import { loadInteropPolicy } from "../domain/interop-policy.js";
@@ -53,6 +53,8 @@ interface SendCommon {
 export interface DirectSend extends SendCommon {
   kind: "direct";
   destinationAccountId: string;
+  /** No server delivery receipt when a recipient device acknowledges it. */
+  noDeliveryReceipt: boolean;
   messages: ReadonlyArray<{
     deviceId: number;
     registrationId: number;
@@ -548,7 +550,10 @@ export function createSendPipeline(opts: SendPipelineOptions): SendPipeline {
           client_timestamp_ms: s.clientTimestampMs,
           server_timestamp_ms: serverTimestampMs,
           expires_at_ms: serverTimestampMs + opts.queueTtlMs,
-          flags: packFlags(s.urgent, s.forwarded) | a.requestFlags,
+          flags:
+            packFlags(s.urgent, s.forwarded) |
+            a.requestFlags |
+            (s.kind === "direct" && s.noDeliveryReceipt ? FLAG_NO_RECEIPT : 0),
           group_id: s.kind === "group" ? s.groupId : null,
           report_tag: s.reportTag,
           content: t.content,

@@ -9,6 +9,8 @@ export const FLAG_FORWARDED = 2;
 export const FLAG_HELD = 16;
 /** From an account the recipient had no relationship with: `Envelope.message_request`. */
 export const FLAG_REQUEST = 32;
+/** Sent with `no_delivery_receipt`: acknowledging it queues no SERVER_DELIVERY_RECEIPT. */
+export const FLAG_NO_RECEIPT = 64;
 
 /** Packs envelope booleans into the `flags` column. */
 export const packFlags = (urgent: boolean, forwarded: boolean): number =>
@@ -61,14 +63,19 @@ export function queuedMessageToEnvelope(
   });
 }
 
-/** True for envelope types a server delivery receipt is generated for when acknowledged. */
+/**
+ * True for the acknowledged rows a server delivery receipt is generated for: identified
+ * one-to-one messages from another account whose sender did not opt out (`no_delivery_receipt`).
+ */
 export function wantsDeliveryReceipt(row: {
   type: number;
   source_account_id: string | null;
   account_id: string;
   group_id: string | null;
+  flags: number;
 }): boolean {
   return (
+    (row.flags & FLAG_NO_RECEIPT) === 0 &&
     row.type !== (EnvelopeType.SERVER_DELIVERY_RECEIPT as number) &&
     row.type !== (EnvelopeType.SEALED_SENDER as number) &&
     row.source_account_id !== null &&

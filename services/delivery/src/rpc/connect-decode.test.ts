@@ -54,6 +54,7 @@ function frame(r: Rng, inBatch: boolean): ConnectRequest {
                   urgent: r.next() < 0.5,
                   forwarded: r.next() < 0.2,
                   reportTag: r.next() < 0.2 ? bytes(r, 64) : new Uint8Array(0),
+                  noDeliveryReceipt: r.next() < 0.3,
                 },
         },
       },
@@ -174,7 +175,7 @@ describe("decodeConnectRequest", () => {
   test("the decoder knows every field of the messages it decodes (update it when they change)", () => {
     const numbers = (d: DescMessage) => d.fields.map((f) => f.number);
     expect(numbers(SendFrameSchema)).toEqual([1, 2]);
-    expect(numbers(SendMessageRequestSchema)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(numbers(SendMessageRequestSchema)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     expect(numbers(OutgoingMessageSchema)).toEqual([1, 2, 3, 4]);
     expect(numbers(AckFrameSchema)).toEqual([1, 2]);
     expect(numbers(AddressSchema)).toEqual([1, 2]);

@@ -95,6 +95,7 @@ function readSendRequest(r: Reader, end: number): SendMessageRequest {
     urgent: false,
     forwarded: false,
     reportTag: new Uint8Array(0),
+    noDeliveryReceipt: false,
   };
   while (r.pos < end) {
     const tag = r.tag(end);
@@ -127,6 +128,9 @@ function readSendRequest(r: Reader, end: number): SendMessageRequest {
         break;
       case (9 << 3) | WIRE_LEN:
         m.reportTag = r.bytes(end);
+        break;
+      case (10 << 3) | WIRE_VARINT:
+        m.noDeliveryReceipt = r.bool(end);
         break;
       default:
         throw FALLBACK;

@@ -128,6 +128,7 @@ export function toDirectSend(
     urgent: req.urgent,
     forwarded: req.forwarded,
     reportTag: reportTag(req.reportTag),
+    noDeliveryReceipt: req.noDeliveryReceipt,
   };
 }
 

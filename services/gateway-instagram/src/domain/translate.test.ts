@@ -172,8 +172,11 @@ const directSendArb: fc.Arbitrary<NativeDirectSend> = fc
       }),
       { maxLength: 6 },
     ),
+    server_receipt: fc.boolean(),
   })
-  .map((r) => withoutUndefined({ ...r.common, ciphertexts: r.ciphertexts }));
+  .map((r) =>
+    withoutUndefined({ ...r.common, ciphertexts: r.ciphertexts, server_receipt: r.server_receipt }),
+  );
 
 const groupSendArb: fc.Arbitrary<NativeGroupSend> = fc
   .record({
@@ -250,6 +253,26 @@ describe("translate", () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  it("asks for no delivery receipt only when a one-to-one send has server_receipt: false", () => {
+    const send = (server_receipt?: boolean): NativeDirectSend => ({
+      client_context: "c-1",
+      item_type: "message",
+      client_timestamp_ms: 1,
+      urgent: true,
+      forwarded: false,
+      ciphertexts: [{ device_id: 1, registration_id: 7, type: "ciphertext", body: "AQ==" }],
+      ...(server_receipt === undefined ? {} : { server_receipt }),
+    });
+    const sender = { accountId: "00000000-0000-4000-8000-000000000001", deviceId: 1 };
+    const peer = "00000000-0000-4000-8000-000000000002";
+    const noReceipt = (s: NativeDirectSend) =>
+      create(SendMessageRequestSchema, directSendToRequest(s, sender, peer)).noDeliveryReceipt;
+    expect(noReceipt(send(false))).toBe(true);
+    expect(noReceipt(send(true))).toBe(false);
+    // Absent (as in sealed sends): the default, receipts on.
+    expect(noReceipt(send())).toBe(false);
   });
 
   it("names a one-to-one item's thread by sender and recipient, the same from both sides", () => {

@@ -203,6 +203,12 @@ interface NativeSendCommon {
 /** The body of a send to a one-to-one thread (one ciphertext per recipient device). */
 export interface NativeDirectSend extends NativeSendCommon {
   ciphertexts: NativeCiphertext[];
+  /**
+   * Whether the sender's device gets a `receipt` event when a recipient device acknowledges the
+   * item (default true). False (SendMessageRequest.no_delivery_receipt) is for clients that send
+   * their own end-to-end delivery receipts. Groups have no receipts, so group sends lack it.
+   */
+  server_receipt?: boolean;
 }
 
 /** A member's devices as the sender distributed its sender key to them. */
@@ -249,7 +255,10 @@ function requestToCommon(req: {
   return common;
 }
 
-/** The delivery request for a one-to-one send by `sender` to `destinationAccountId`. */
+/**
+ * The delivery request for a one-to-one send by `sender` to `destinationAccountId`; `server_receipt:
+ * false` sets noDeliveryReceipt (absent: the default, receipts on).
+ */
 export function directSendToRequest(
   item: NativeDirectSend,
   sender: Address,
@@ -265,6 +274,7 @@ export function directSendToRequest(
       content: fromBase64(c.body),
     })),
     ...commonToRequest(item),
+    noDeliveryReceipt: item.server_receipt === false,
   };
 }
 
@@ -278,6 +288,7 @@ export function requestToDirectSend(req: SendRequestInit): NativeDirectSend {
       type: kindOfType(m.type ?? EnvelopeType.UNSPECIFIED) as DirectCiphertextKind,
       body: toBase64(m.content ?? new Uint8Array(0)),
     })),
+    server_receipt: req.noDeliveryReceipt !== true,
   };
 }
 

@@ -234,6 +234,7 @@ const sendJson: fc.Arbitrary<SendMessageJson> = fc
   .record({
     accountId: uuid,
     notification,
+    serverReceipt: fc.boolean(),
     options,
     ciphertexts: fc.array(
       fc.record({
@@ -245,9 +246,10 @@ const sendJson: fc.Arbitrary<SendMessageJson> = fc
       { minLength: 1, maxLength: 6 },
     ),
   })
-  .map(({ accountId, notification: n, options: o, ciphertexts }) => ({
+  .map(({ accountId, notification: n, serverReceipt, options: o, ciphertexts }) => ({
     recipient: { account_id: accountId },
     notification_type: n,
+    ...(serverReceipt ? {} : { server_receipt: false }),
     message: { ...o, ciphertexts },
   }));
 
@@ -304,6 +306,22 @@ describe("sendFromJson / sendToJson", () => {
         expect(equals(SendMessageRequestSchema, again, req)).toBe(true);
       }),
     );
+  });
+
+  test("server_receipt: false asks for no delivery receipt; true or absent keeps the default", () => {
+    const body = (extra: { server_receipt?: boolean }): SendMessageJson => ({
+      recipient: { account_id: sender.accountId },
+      ...extra,
+      message: { ciphertexts: [{ device_id: 1, registration_id: 5, type: "ciphertext", body: "AQ==" }] },
+    });
+    const ctx = { sender, defaults, destinationAccountId: "x" };
+    const off = sendFromJson(body({ server_receipt: false }), ctx);
+    expect(off.noDeliveryReceipt).toBe(true);
+    expect(sendToJson(off).server_receipt).toBe(false);
+    for (const on of [sendFromJson(body({ server_receipt: true }), ctx), sendFromJson(body({}), ctx)]) {
+      expect(on.noDeliveryReceipt).toBe(false);
+      expect(sendToJson(on)).not.toHaveProperty("server_receipt");
+    }
   });
 
   test("a sender action makes the message ephemeral; defaults fill mid and timestamp", () => {

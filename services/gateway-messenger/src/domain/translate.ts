@@ -257,6 +257,11 @@ export interface SendMessageJson {
   notification_type?: NotificationType;
   /** `typing_on`/`typing_off`: the message is a sender action and therefore ephemeral. */
   sender_action?: string;
+  /**
+   * `false`: no server delivery receipt (`delivery` event) for the sender when a recipient device
+   * acknowledges the message (SendMessageRequest.no_delivery_receipt). Default true.
+   */
+  server_receipt?: boolean;
   message: MessageOptionsJson & { ciphertexts: CiphertextJson[] };
 }
 
@@ -320,14 +325,19 @@ export function sendFromJson(
     clientMessageId: body.message.mid ?? ctx.defaults.mid,
     clientTimestampMs: big(body.message.timestamp ?? ctx.defaults.timestampMs),
     ...flagsOf(body),
+    noDeliveryReceipt: body.server_receipt === false,
   });
 }
 
-/** The canonical JSON of a one-to-one send (recipient by account id): the inverse of sendFromJson. */
+/**
+ * The canonical JSON of a one-to-one send (recipient by account id; `server_receipt` only when
+ * false): the inverse of sendFromJson.
+ */
 export function sendToJson(req: SendMessageRequest): SendMessageJson {
   return {
     recipient: { account_id: req.destinationAccountId },
     notification_type: req.urgent ? "REGULAR" : "NO_PUSH",
+    ...(req.noDeliveryReceipt ? { server_receipt: false } : {}),
     message: {
       ...optionsJson(req),
       ciphertexts: req.messages.map((m) => ({

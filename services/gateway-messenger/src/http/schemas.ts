@@ -352,6 +352,13 @@ export const sendMessageBody = {
       description: "REGULAR (default) wakes the recipient (urgent); NO_PUSH does not",
     },
     sender_action: { type: "string", enum: ["typing_on", "typing_off"] },
+    server_receipt: {
+      type: "boolean",
+      description:
+        "true (default): when a recipient device acknowledges the message, the sending device gets a " +
+        'StreamDeliveryEvent ({"type":"delivery"}); false: it gets none (for clients that send their own ' +
+        "end-to-end delivery receipts)",
+    },
     message: {
       type: "object",
       required: ["ciphertexts"],

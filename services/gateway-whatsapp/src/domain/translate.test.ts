@@ -5,10 +5,12 @@ import {
   EnvelopeSchema,
   EnvelopeType,
   HandleSchema,
+  SendGroupMessageRequestSchema,
   SendGroupMessageResponseSchema,
   SendMessageResponseSchema,
   whatsapp,
   type Handle,
+  type SendGroupMessageRequest,
 } from "@switchboard/proto";
 import { AppError, Code } from "@switchboard/errors";
 import fc from "fast-check";
@@ -149,10 +151,27 @@ const common = {
   urgent: fc.boolean(),
 };
 
+const BOB = create(HandleSchema, { app: App.WHATSAPP, value: "+15551230002" });
+const GROUP_ID = "3b1f6a2e-8c4d-4f7a-9e2b-5d6c7a8b9c0d";
+/** A one-to-one OutgoingChat to Bob's device 1. */
+const toBob = {
+  id: "m1",
+  to: formatUserJid(BOB),
+  participants: [
+    {
+      jid: formatUserJid(BOB, 1),
+      registrationId: 7,
+      kind: whatsapp.MessageKind.MSG,
+      ciphertext: new Uint8Array([1]),
+    },
+  ],
+};
+
 describe("outgoingChatToSend", () => {
   test("round-trips a one-to-one OutgoingChat → SendMessageRequest → OutgoingChat", () => {
     const arb = fc.record({
       ...common,
+      noServerReceipt: fc.boolean(),
       to: handleArb,
       accountId: uuid,
       participants: fc.array(
@@ -172,6 +191,7 @@ describe("outgoingChatToSend", () => {
         expect(plan.kind).toBe("user");
         expect(plan.request.sender).toEqual(ME);
         expect(plan.kind === "user" && plan.request.destinationAccountId).toBe(accountId);
+        expect(plan.kind === "user" && plan.request.noDeliveryReceipt).toBe(msg.noServerReceipt);
         expect(equals(whatsapp.OutgoingChatSchema, sendToOutgoingChat(plan, dir), msg)).toBe(true);
       }),
     );
@@ -219,6 +239,35 @@ describe("outgoingChatToSend", () => {
         expect(equals(whatsapp.OutgoingChatSchema, sendToOutgoingChat(plan, dir), msg)).toBe(true);
       }),
     );
+  });
+
+  test("maps no_server_receipt of a one-to-one send to no_delivery_receipt and back", () => {
+    const dir = directoryOf([BOB], ["b"]);
+    for (const noServerReceipt of [true, false]) {
+      const msg = create(whatsapp.OutgoingChatSchema, { ...toBob, noServerReceipt });
+      const plan = outgoingChatToSend(msg, { sender: ME, accountIdOf: dir.accountIdOf });
+      expect(plan.kind === "user" && plan.request.noDeliveryReceipt).toBe(noServerReceipt);
+      expect(sendToOutgoingChat(plan, dir).noServerReceipt).toBe(noServerReceipt);
+    }
+  });
+
+  test("accepts and ignores no_server_receipt on a group send", () => {
+    const group = { id: "g1", to: formatGroupJid(GROUP_ID), groupCiphertext: new Uint8Array([7]) };
+    const ctx = { sender: ME, accountIdOf: () => "b" };
+    const flagged = outgoingChatToSend(
+      create(whatsapp.OutgoingChatSchema, { ...group, noServerReceipt: true }),
+      ctx,
+    );
+    const plain = outgoingChatToSend(create(whatsapp.OutgoingChatSchema, group), ctx);
+    expect(flagged.kind).toBe("group");
+    expect(
+      equals(
+        SendGroupMessageRequestSchema,
+        flagged.request as SendGroupMessageRequest,
+        plain.request as SendGroupMessageRequest,
+      ),
+    ).toBe(true);
+    expect(sendToOutgoingChat(flagged, directoryOf([], [])).noServerReceipt).toBe(false);
   });
 
   test("rejects a participant of another user", () => {

@@ -196,7 +196,9 @@ function deviceOf(jid: UserJid, raw: string): number {
  * needs `group_ciphertext`, and its optional participants (device JIDs with registration ids and
  * no ciphertext) name the member devices the sender distributed its sender key to
  * (`expected_recipients`). `accountIdOf` returns the account id of every handle in
- * {@link handlesOf}. Throws INVALID_ARGUMENT for malformed frames.
+ * {@link handlesOf}. `no_server_receipt` becomes `no_delivery_receipt` of a one-to-one send; a
+ * group send accepts and ignores it, since group messages never get server receipts. Throws
+ * INVALID_ARGUMENT for malformed frames.
  */
 export function outgoingChatToSend(
   msg: whatsapp.OutgoingChat,
@@ -245,6 +247,7 @@ export function outgoingChatToSend(
     kind: "user",
     request: create(SendMessageRequestSchema, {
       ...common,
+      noDeliveryReceipt: msg.noServerReceipt,
       destinationAccountId: ctx.accountIdOf(to.handle),
       messages: msg.participants.map((p) => {
         const jid = parseUserJid(p.jid);
@@ -263,7 +266,8 @@ export function outgoingChatToSend(
 
 /**
  * The inverse of {@link outgoingChatToSend}: the OutgoingChat a client writes for a delivery send.
- * `handleOf` returns the handle of every account the request names.
+ * `handleOf` returns the handle of every account the request names. A group send's OutgoingChat
+ * never sets `no_server_receipt` (a group send has no such flag).
  */
 export function sendToOutgoingChat(
   plan: SendPlan,
@@ -296,6 +300,7 @@ export function sendToOutgoingChat(
   return create(whatsapp.OutgoingChatSchema, {
     ...common,
     to: formatUserJid(handle),
+    noServerReceipt: plan.request.noDeliveryReceipt,
     participants: plan.request.messages.map((m) => ({
       jid: formatUserJid(handle, m.deviceId),
       registrationId: m.registrationId,

@@ -247,6 +247,7 @@ export function createDeliveryDriver(opts: DeliveryDriverOptions): Driver {
         })),
         clientMessageId: m.clientMessageId,
         clientTimestampMs: BigInt(m.clientTimestampMs),
+        noDeliveryReceipt: m.noDeliveryReceipt,
       };
       try {
         const l = link(m.sender.app);

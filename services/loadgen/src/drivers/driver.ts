@@ -66,6 +66,8 @@ export interface DirectMessage {
   /** The sender's idempotency key (1-64 bytes). */
   clientMessageId: string;
   clientTimestampMs: number;
+  /** Ask for no server delivery receipt (SendMessageRequest.no_delivery_receipt). */
+  noDeliveryReceipt: boolean;
 }
 
 /** A group send: one (sender-key) ciphertext fanned out by the server. */

@@ -488,6 +488,7 @@ export function createGatewayDriver(opts: GatewayDriverOptions): Driver {
         })),
         clientMessageId: m.clientMessageId,
         clientTimestampMs: BigInt(m.clientTimestampMs),
+        noDeliveryReceipt: m.noDeliveryReceipt,
       });
       return withRetries(async () => directResult(await c.transport.sendMessage(req)));
     },

@@ -30,6 +30,7 @@ interface SendItemBody {
   client_timestamp_ms?: number;
   urgent?: boolean;
   forwarded?: boolean;
+  server_receipt?: boolean;
   report_tag?: string;
   ciphertexts?: NativeCiphertext[];
   body?: string;
@@ -297,6 +298,14 @@ export async function directRoutes(app: FastifyInstance, ctx: RouteContext): Pro
             client_timestamp_ms: schemaParts.millis,
             urgent: { type: "boolean", description: "Wake the recipient (default: true for messages)." },
             forwarded: { type: "boolean", default: false },
+            server_receipt: {
+              type: "boolean",
+              default: true,
+              description:
+                "One-to-one threads: false asks for no `receipt` event when a recipient device acknowledges " +
+                "the item (for clients that send their own end-to-end receipts). Ignored for groups, which " +
+                "get no receipts.",
+            },
             report_tag: schemaParts.base64,
             ciphertexts: {
               type: "array",
@@ -441,6 +450,7 @@ export async function directRoutes(app: FastifyInstance, ctx: RouteContext): Pro
       const item = {
         ...common,
         ciphertexts: b.ciphertexts.map((c) => ({ ...c, type: c.type satisfies DirectCiphertextKind })),
+        server_receipt: b.server_receipt ?? true,
       };
       const r = await link.send(directSendToRequest(item, me, found.peer));
       switch (r.result.case) {
