@@ -116,6 +116,32 @@ describe("message requests", () => {
     expect(reader.received[4]?.messageRequest).toBe(false);
   });
 
+  test("a held request keeps its sender's no_delivery_receipt through acceptance", async () => {
+    const backend = await createBackend();
+    const inst = await startInstance(backend);
+    const alice = await registerAccount(inst.target);
+    const bob = await register(inst.target, { requestsPolicy: RequestsPolicy.HOLD });
+    const aliceReader = connectDevice(inst.target, alice);
+    await aliceReader.until(() => aliceReader.queueEmpty);
+    const ca = clientsFor(inst.target, alice.auth);
+    const quiet = randomUUID();
+    const loud = randomUUID();
+    await sendTo(ca, [bob], "quiet", quiet, { noDeliveryReceipt: true });
+    await sendTo(ca, [bob], "loud", loud);
+    const reader = connectDevice(inst.target, bob);
+    await reader.until(() => reader.queueEmpty);
+    expect(
+      (await requestsFor(inst.target, bob).acceptMessageRequest({ peerAccountId: alice.accountId })).released,
+    ).toBe(2);
+    await reader.until(() => reader.received.length === 2);
+    // Only the message sent without the flag comes back as a receipt.
+    await aliceReader.until(() => aliceReader.received.length >= 1);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(aliceReader.received.map((e) => [e.type, e.clientMessageId])).toEqual([
+      [EnvelopeType.SERVER_DELIVERY_RECEIPT, loud],
+    ]);
+  });
+
   test("decline deletes held messages without a receipt; a later message is a new request", async () => {
     const backend = await createBackend();
     const inst = await startInstance(backend);
