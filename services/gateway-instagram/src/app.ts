@@ -17,7 +17,7 @@ import { blockRoutes, pendingRoutes } from "./http/routes/pending.js";
 import { privacyRoutes } from "./http/routes/privacy.js";
 import { reportRoutes } from "./http/routes/reports.js";
 import { sealedRoutes } from "./http/routes/sealed.js";
-import { problemResponses, sharedSchemas } from "./http/schemas.js";
+import { ajvOptions, problemResponses, sharedSchemas } from "./http/schemas.js";
 import { createEventHub, type EventHub } from "./live/event-hub.js";
 import { createMetrics, instrumentLink, type GatewayMetrics } from "@switchboard/gateway-metrics";
 import { sweepExpiredRequests } from "./storage/request-repository.js";
@@ -74,7 +74,7 @@ export function buildApp(deps: {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.MAX_BODY_BYTES,
     genReqId: createRequestIds(),
-    ajv: { customOptions: { allErrors: true } },
+    ajv: ajvOptions,
     ...transportErrorOptions,
     ...(deps.https
       ? {

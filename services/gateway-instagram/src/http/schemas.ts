@@ -201,6 +201,9 @@ const preKeyBundle = {
   required: ["device_id", "registration_id", "identity_key", "kyber_pre_key_is_last_resort"],
 } as const;
 
+/** The request validator's options: every error of a body in one problem, not just the first. */
+export const ajvOptions = { customOptions: { allErrors: true } };
+
 /** Every shared schema, added with `app.addSchema` (they become OpenAPI components). */
 export const sharedSchemas = [
   problemSchema,

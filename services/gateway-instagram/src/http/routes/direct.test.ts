@@ -5,7 +5,7 @@ import { describe, expect, onTestFinished, test } from "vitest";
 import { directThreadId } from "../../domain/thread-id.js";
 import type { RouteContext } from "../context.js";
 import { registerProblemHandler } from "../problem.js";
-import { sharedSchemas } from "../schemas.js";
+import { ajvOptions, sharedSchemas } from "../schemas.js";
 import { directRoutes } from "./direct.js";
 
 const me = { accountId: "00000000-0000-4000-8000-000000000001", deviceId: 1 };
@@ -37,7 +37,7 @@ async function directApp() {
       },
     },
   } as unknown as RouteContext;
-  const app = Fastify({ ajv: { customOptions: { allErrors: true } } });
+  const app = Fastify({ ajv: ajvOptions });
   registerProblemHandler(app);
   for (const s of sharedSchemas) app.addSchema(s);
   await app.register(async (scope) => directRoutes(scope, ctx));
