@@ -16,6 +16,7 @@ import {
   type MetricsServer,
 } from "@switchboard/gateway-metrics";
 import { createChatHub } from "./rpc/chat.js";
+import { decodeChatRequest } from "./rpc/chat-codec.js";
 import { createWhatsAppService } from "./rpc/whatsapp-service.js";
 import type { WaDatabase } from "./storage/schema.js";
 
@@ -72,10 +73,16 @@ export function buildApp(deps: {
   const directory = createDirectory(link);
   const chat = createChatHub({ db, link, directory, limits, log });
   const grpc = createGrpcServer({ log, credentials: deps.credentials });
-  grpc.add(whatsapp.WhatsAppService, {
-    ...createWhatsAppService({ db, link, directory, codeSender, limits, log, now }),
-    chat: chat.handler,
-  });
+  grpc.add(
+    whatsapp.WhatsAppService,
+    {
+      ...createWhatsAppService({ db, link, directory, codeSender, limits, log, now }),
+      chat: chat.handler,
+    },
+    // Chat's send and ack frames decoded by hand (chat-codec.ts): protobuf-es reflection was
+    // ~12 % of this gateway's busy time.
+    { decoders: { chat: decodeChatRequest } },
+  );
   let admin: AdminServer | undefined;
   let metricsServer: MetricsServer | undefined;
   let serving = false;

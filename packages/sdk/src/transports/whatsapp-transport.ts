@@ -64,6 +64,7 @@ import {
   type UploadKeysResponse,
 } from "@switchboard/proto";
 import { AsyncQueue } from "../internal/async-queue.js";
+import { whatsAppChatCodecs } from "./whatsapp-chat-codec.js";
 import type {
   AppCredentials,
   DeviceCredentials,
@@ -559,6 +560,7 @@ export class WhatsAppTransport implements Transport {
       metadata: (): Record<string, string> =>
         this.session === undefined ? {} : { authorization: `Bearer ${this.session.token}` },
       defaultDeadlineMs: this.timeoutMs,
+      codecs: whatsAppChatCodecs,
     });
     if (options.session) this.adopt(options.session);
   }
@@ -917,7 +919,10 @@ export class WhatsAppTransport implements Transport {
       );
       this.anonymous = {
         channel,
-        api: createGrpcClient(whatsapp.WhatsAppService, channel, { defaultDeadlineMs: this.timeoutMs }),
+        api: createGrpcClient(whatsapp.WhatsAppService, channel, {
+          defaultDeadlineMs: this.timeoutMs,
+          codecs: whatsAppChatCodecs,
+        }),
       };
     }
     return this.anonymous.api;

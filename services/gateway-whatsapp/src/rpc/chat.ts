@@ -4,7 +4,7 @@
 // ChatAck frames become delivery acks.
 import type { DeliveryLink, DeviceListener, DeviceSubscription } from "@switchboard/delivery-link";
 import { AppError, Code, isAppError } from "@switchboard/errors";
-import type { BidiStreamingImpl, CallContext, StreamSender } from "@switchboard/grpc";
+import { Encoded, type BidiStreamingImpl, type CallContext, type StreamSender } from "@switchboard/grpc";
 import { AddressSchema, whatsapp, type Address, type Envelope, type Handle } from "@switchboard/proto";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import type { Kysely } from "kysely";
@@ -23,6 +23,7 @@ import {
   sendResponseToAck,
 } from "../domain/translate.js";
 import type { WaDatabase } from "../storage/schema.js";
+import { encodeChatResponse } from "./chat-codec.js";
 
 type ChatOut = StreamSender<typeof whatsapp.ChatResponseSchema>;
 type Frame = MessageInitShape<typeof whatsapp.ChatResponseSchema>["frame"];
@@ -183,7 +184,8 @@ class ChatSession implements DeviceListener {
   private async write(frame: Frame): Promise<void> {
     if (this.closed) return;
     try {
-      await this.out.send({ frame });
+      // Written by hand (chat-codec.ts): the bytes protobuf-es would write, without its reflection.
+      await this.out.send(new Encoded<typeof whatsapp.ChatResponseSchema>(encodeChatResponse(frame)));
     } catch {
       // The call is over (cancelled or ended); nothing more can reach the client.
       this.closed = true;
