@@ -2,11 +2,26 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { WireReader } from "@switchboard/grpc";
 import {
+  boolValue,
+  bytesValue,
+  delimitedSize,
+  enumValue,
+  int64Value,
+  isRawMessage,
+  listValue,
+  messageValue,
+  objectValue,
   readNestedOrFallback,
   readOrFallback,
+  uint32Value,
+  uint64Value,
+  varint64Size,
+  varintSize,
   WIRE_FALLBACK as FALLBACK,
   WIRE_LEN,
   WIRE_VARINT,
+  wireTag as tag,
+  WireWriter,
   type ClientCodecs,
 } from "@switchboard/grpc";
 import type { MessageService } from "@switchboard/proto";
@@ -78,146 +93,21 @@ const T_OUTGOING = "switchboard.delivery.v1.OutgoingMessage";
 const T_ACK = "switchboard.delivery.v1.AckFrame";
 const T_ADDRESS = "switchboard.common.v1.Address";
 
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
-const U64_MAX = 2n ** 64n - 1n;
-const I64_MIN = -(2n ** 63n);
-const I64_MAX = 2n ** 63n - 1n;
-const NO_ITEMS: readonly unknown[] = [];
-const NO_BYTES = new Uint8Array(0);
-const NO_BUFFER = Buffer.alloc(0);
-
-const tag = (field: number, wire: number) => (field << 3) | wire;
-
-function varintSize(v: number): number {
-  if (v < 0x80) return 1;
-  if (v < 0x4000) return 2;
-  if (v < 0x200000) return 3;
-  if (v < 0x10000000) return 4;
-  let n = 5;
-  for (v = Math.floor(v / 0x800000000); v > 0; v = Math.floor(v / 128)) n++;
-  return n;
-}
-
-/** Size of a varint holding a value from {@link u64} or {@link i64}. */
-function varint64Size(v: number | bigint): number {
-  if (typeof v === "number") return varintSize(v);
-  let n = 1;
-  while (v > 0x7fn) {
-    v >>= 7n;
-    n++;
-  }
-  return n;
-}
-
-/** Size of a length-delimited field below number 16: tag, length and body. */
-const delimitedSize = (bytes: number) => 1 + varintSize(bytes) + bytes;
-
-// Field values as `toBinary(create(schema, init))` sees them. An object is "raw" when protobuf-es
-// uses it as is: it is a message of its type (`create` returns those unchanged), or it sits in a
-// raw parent (whose fields `create` never visits). In an init object undefined and null mean
-// unset; in a raw one they would reach the binary writer, so they fall back like every value that
-// is not of the field's exact type.
-
-function asObject(v: unknown): Obj {
-  if (typeof v === "object" && v !== null && !Array.isArray(v)) return v as Obj;
-  throw FALLBACK;
-}
-
-function isRaw(m: Obj, parentRaw: boolean, typeName: string): boolean {
-  const raw = parentRaw || m.$typeName === typeName;
-  // toBinary writes a raw message's unknown fields; create drops an init object's.
-  if (raw && m.$unknown !== undefined) throw FALLBACK;
-  return raw;
-}
-
-function str(v: unknown, raw: boolean): string {
-  if (typeof v === "string") return v;
-  if (v == null && !raw) return "";
-  throw FALLBACK;
-}
-
-function u32(v: unknown, raw: boolean): number {
-  if (typeof v === "number" && v >= 0 && v <= 0xffffffff && Number.isInteger(v)) return v;
-  if (v == null && !raw) return 0;
-  throw FALLBACK;
-}
-
-/** An enum value; only non-negative ones (a negative int32 takes ten bytes: it falls back). */
-function enumValue(v: unknown, raw: boolean): number {
-  if (typeof v === "number" && v >= 0 && v <= 0x7fffffff && Number.isInteger(v)) return v;
-  if (v == null && !raw) return 0;
-  throw FALLBACK;
-}
-
-function bool(v: unknown, raw: boolean): boolean {
-  if (typeof v === "boolean") return v;
-  if (v == null && !raw) return false;
-  throw FALLBACK;
-}
-
-function bytes(v: unknown, raw: boolean): Uint8Array {
-  if (v instanceof Uint8Array) return v;
-  if (v == null && !raw) return NO_BYTES;
-  throw FALLBACK;
-}
-
-/** A uint64 value: a number below 2^53, else a bigint (0 is always the number). */
-function u64(v: unknown, raw: boolean): number | bigint {
-  if (typeof v === "bigint") {
-    if (v >= 0n && v <= MAX_SAFE) return Number(v);
-    if (v > MAX_SAFE && v <= U64_MAX) return v;
-  } else if (typeof v === "number") {
-    if (v >= 0 && Number.isSafeInteger(v)) return v;
-  } else if (v == null && !raw) return 0;
-  throw FALLBACK;
-}
-
-/** An int64 value as the uint64 of its varint: negative ones are two's complement. */
-function i64(v: unknown, raw: boolean): number | bigint {
-  if (typeof v === "bigint") {
-    if (v >= 0n && v <= MAX_SAFE) return Number(v);
-    if (v >= I64_MIN && v <= I64_MAX) return BigInt.asUintN(64, v);
-  } else if (typeof v === "number") {
-    if (Number.isSafeInteger(v)) return v >= 0 ? v : BigInt.asUintN(64, BigInt(v));
-  } else if (v == null && !raw) return 0;
-  throw FALLBACK;
-}
-
-/** A singular message field: undefined when unset. */
-function message(v: unknown, raw: boolean): Obj | undefined {
-  if (v === undefined || (v === null && !raw)) return undefined;
-  return asObject(v);
-}
-
-function list(v: unknown, raw: boolean): readonly unknown[] {
-  if (Array.isArray(v)) return v;
-  if (v == null && !raw) return NO_ITEMS;
-  throw FALLBACK;
-}
-
 /**
- * Writes a ConnectRequest in two passes over the same objects: `size*` validates every value
- * (throwing FALLBACK) and records, in write order, the size of each nested message and the UTF-8
- * length of each string; `write*` then fills one buffer of exactly the total size. A batch frame
- * that falls back is encoded by protobuf-es in the first pass and copied in the second.
+ * Writes a ConnectRequest in two passes over the same objects (see @switchboard/grpc's WireWriter):
+ * `size*` checks every value and records sizes, `write*` fills one buffer of exactly the total
+ * size. A batch frame that falls back is encoded by protobuf-es in the first pass, recorded as a
+ * negative table entry (-1 for the first such frame, -2 for the next, ...), and copied in the second.
  */
 class RequestEncoder {
-  private slots = new Int32Array(256);
-  private count = 0;
-  private next = 0;
+  private readonly w = new WireWriter(256);
   private fallbacks: Uint8Array[] = [];
-  private buf: Buffer = NO_BUFFER;
-  private at = 0;
 
   encode(init: unknown): Uint8Array {
     try {
-      const size = this.sizeRequest(asObject(init), false);
-      this.buf = Buffer.allocUnsafe(size);
+      this.w.start(this.sizeRequest(objectValue(init), false));
       this.writeRequest(init as Obj, false, true);
-      // A size the two passes disagree on would be this encoder's bug: the message still goes out,
-      // written by protobuf-es (tests check that typical frames never take that path).
-      if (this.at !== size) throw FALLBACK;
-      return this.buf;
+      return this.w.finish();
     } finally {
       this.reset();
     }
@@ -226,59 +116,27 @@ class RequestEncoder {
   /** A SendMessageRequest on its own (the unary SendMessage call). */
   encodeSendRequest(init: unknown): Uint8Array {
     try {
-      const size = this.sizeSendRequest(asObject(init), false);
-      this.buf = Buffer.allocUnsafe(size);
+      this.w.start(this.sizeSendRequest(objectValue(init), false));
       this.writeSendRequest(init as Obj, false, true);
-      // A size the two passes disagree on would be this encoder's bug: the message still goes out,
-      // written by protobuf-es (tests check that typical frames never take that path).
-      if (this.at !== size) throw FALLBACK;
-      return this.buf;
+      return this.w.finish();
     } finally {
       this.reset();
     }
   }
 
   private reset(): void {
-    this.count = 0;
-    this.next = 0;
-    this.at = 0;
-    this.buf = NO_BUFFER;
+    this.w.reset();
     if (this.fallbacks.length > 0) this.fallbacks = [];
   }
 
   // -- pass 1: sizes ---------------------------------------------------------------------------
 
-  private reserve(): number {
-    if (this.count === this.slots.length) {
-      const grown = new Int32Array(this.slots.length * 2);
-      grown.set(this.slots);
-      this.slots = grown;
-    }
-    return this.count++;
-  }
-
-  private push(v: number): void {
-    // Reserve first: `this.slots[this.reserve()] = v` would read `this.slots` before reserve()
-    // replaces a full array, and write the value into the discarded one.
-    const i = this.reserve();
-    this.slots[i] = v;
-  }
-
-  /** A string field's size (0 when empty, so unset), recording its UTF-8 length. */
-  private sizeString(v: unknown, raw: boolean): number {
-    const s = str(v, raw);
-    if (s.length === 0) return 0;
-    const n = Buffer.byteLength(s, "utf8");
-    this.push(n);
-    return delimitedSize(n);
-  }
-
-  /** A ConnectRequest body (in a batch, or top level); its slot holds the size. */
+  /** A ConnectRequest body (in a batch, or top level); its entry holds the size. */
   private sizeRequest(m: Obj, parentRaw: boolean): number {
-    const raw = isRaw(m, parentRaw, T_REQUEST);
-    const frame = asObject(m.frame);
-    const value = asObject(frame.value);
-    const slot = this.reserve();
+    const raw = isRawMessage(parentRaw, m.$typeName === T_REQUEST, m.$unknown);
+    const frame = objectValue(m.frame);
+    const value = objectValue(frame.value);
+    const entry = this.w.reserve();
     let size: number;
     switch (frame.case) {
       case "send":
@@ -293,302 +151,210 @@ class RequestEncoder {
       default:
         throw FALLBACK;
     }
-    this.slots[slot] = size;
+    this.w.set(entry, size);
     return size;
   }
 
   private sizeBatch(m: Obj, parentRaw: boolean): number {
-    const raw = isRaw(m, parentRaw, T_BATCH);
-    const slot = this.reserve();
+    const w = this.w;
+    const raw = isRawMessage(parentRaw, m.$typeName === T_BATCH, m.$unknown);
+    const entry = w.reserve();
     let size = 0;
-    for (const item of list(m.frames, raw)) {
+    for (const item of listValue(m.frames, raw)) {
       // protobuf-es writes a null item as an empty frame, which no frame of its own would be:
-      // asObject lets the enclosing message fall back instead.
-      const frame = asObject(item);
-      const mark = this.count;
+      // objectValue lets the enclosing message fall back instead.
+      const frame = objectValue(item);
+      const mark = w.recorded;
       let n: number;
       try {
         n = this.sizeRequest(frame, raw);
       } catch (err) {
         if (err !== FALLBACK) throw err;
-        this.count = mark;
+        w.truncate(mark);
         const fallback = raw
           ? toBinary(ConnectRequestSchema, frame as ConnectRequest)
           : toBinary(ConnectRequestSchema, create(ConnectRequestSchema, frame as ConnectRequestInit));
         this.fallbacks.push(fallback);
-        this.push(-this.fallbacks.length);
+        w.push(-this.fallbacks.length);
         n = fallback.byteLength;
       }
       size += delimitedSize(n);
     }
-    this.slots[slot] = size;
+    w.set(entry, size);
     return size;
   }
 
   private sizeSendFrame(m: Obj, parentRaw: boolean): number {
-    const raw = isRaw(m, parentRaw, T_SEND_FRAME);
-    const slot = this.reserve();
+    const raw = isRawMessage(parentRaw, m.$typeName === T_SEND_FRAME, m.$unknown);
+    const entry = this.w.reserve();
     let size = 0;
-    const correlationId = u64(m.correlationId, raw);
+    const correlationId = uint64Value(m.correlationId, raw);
     if (correlationId !== 0) size += 1 + varint64Size(correlationId);
-    const request = message(m.request, raw);
+    const request = messageValue(m.request, raw);
     if (request !== undefined) size += delimitedSize(this.sizeSendRequest(request, raw));
-    this.slots[slot] = size;
+    this.w.set(entry, size);
     return size;
   }
 
   private sizeSendRequest(m: Obj, parentRaw: boolean): number {
-    const raw = isRaw(m, parentRaw, T_SEND_REQUEST);
-    const slot = this.reserve();
+    const w = this.w;
+    const raw = isRawMessage(parentRaw, m.$typeName === T_SEND_REQUEST, m.$unknown);
+    const entry = w.reserve();
     let size = 0;
-    const sender = message(m.sender, raw);
+    const sender = messageValue(m.sender, raw);
     if (sender !== undefined) size += delimitedSize(this.sizeAddress(sender, raw));
-    size += this.sizeString(m.destinationAccountId, raw);
-    for (const item of list(m.messages, raw)) size += delimitedSize(this.sizeOutgoing(asObject(item), raw));
-    size += this.sizeString(m.clientMessageId, raw);
-    const timestamp = i64(m.clientTimestampMs, raw);
+    size += w.sizeString(m.destinationAccountId, raw);
+    for (const item of listValue(m.messages, raw)) {
+      size += delimitedSize(this.sizeOutgoing(objectValue(item), raw));
+    }
+    size += w.sizeString(m.clientMessageId, raw);
+    const timestamp = int64Value(m.clientTimestampMs, raw);
     if (timestamp !== 0) size += 1 + varint64Size(timestamp);
-    if (bool(m.ephemeral, raw)) size += 2;
-    if (bool(m.urgent, raw)) size += 2;
-    if (bool(m.forwarded, raw)) size += 2;
-    const reportTag = bytes(m.reportTag, raw);
+    if (boolValue(m.ephemeral, raw)) size += 2;
+    if (boolValue(m.urgent, raw)) size += 2;
+    if (boolValue(m.forwarded, raw)) size += 2;
+    const reportTag = bytesValue(m.reportTag, raw);
     if (reportTag.byteLength > 0) size += delimitedSize(reportTag.byteLength);
-    if (bool(m.noDeliveryReceipt, raw)) size += 2;
-    this.slots[slot] = size;
+    if (boolValue(m.noDeliveryReceipt, raw)) size += 2;
+    w.set(entry, size);
     return size;
   }
 
   private sizeOutgoing(m: Obj, parentRaw: boolean): number {
-    const raw = isRaw(m, parentRaw, T_OUTGOING);
-    const slot = this.reserve();
+    const raw = isRawMessage(parentRaw, m.$typeName === T_OUTGOING, m.$unknown);
+    const entry = this.w.reserve();
     let size = 0;
-    const deviceId = u32(m.deviceId, raw);
+    const deviceId = uint32Value(m.deviceId, raw);
     if (deviceId !== 0) size += 1 + varintSize(deviceId);
-    const registrationId = u32(m.registrationId, raw);
+    const registrationId = uint32Value(m.registrationId, raw);
     if (registrationId !== 0) size += 1 + varintSize(registrationId);
     const type = enumValue(m.type, raw);
     if (type !== 0) size += 1 + varintSize(type);
-    const content = bytes(m.content, raw);
+    const content = bytesValue(m.content, raw);
     if (content.byteLength > 0) size += delimitedSize(content.byteLength);
-    this.slots[slot] = size;
+    this.w.set(entry, size);
     return size;
   }
 
   private sizeAck(m: Obj, parentRaw: boolean): number {
-    const raw = isRaw(m, parentRaw, T_ACK);
-    const slot = this.reserve();
+    const raw = isRawMessage(parentRaw, m.$typeName === T_ACK, m.$unknown);
+    const entry = this.w.reserve();
     let size = 0;
-    const device = message(m.device, raw);
+    const device = messageValue(m.device, raw);
     if (device !== undefined) size += delimitedSize(this.sizeAddress(device, raw));
-    for (const id of list(m.messageIds, raw)) {
-      // Repeated strings are written even when empty.
-      if (typeof id !== "string") throw FALLBACK;
-      const n = id.length === 0 ? 0 : Buffer.byteLength(id, "utf8");
-      this.push(n);
-      size += delimitedSize(n);
-    }
-    this.slots[slot] = size;
+    size += this.w.sizeStrings(m.messageIds, raw);
+    this.w.set(entry, size);
     return size;
   }
 
   private sizeAddress(m: Obj, parentRaw: boolean): number {
-    const raw = isRaw(m, parentRaw, T_ADDRESS);
-    const slot = this.reserve();
-    let size = this.sizeString(m.accountId, raw);
-    const deviceId = u32(m.deviceId, raw);
+    const raw = isRawMessage(parentRaw, m.$typeName === T_ADDRESS, m.$unknown);
+    const entry = this.w.reserve();
+    let size = this.w.sizeString(m.accountId, raw);
+    const deviceId = uint32Value(m.deviceId, raw);
     if (deviceId !== 0) size += 1 + varintSize(deviceId);
-    this.slots[slot] = size;
+    this.w.set(entry, size);
     return size;
   }
 
   // -- pass 2: bytes (values were checked in pass 1) -------------------------------------------
 
-  private byte(b: number): void {
-    this.buf[this.at++] = b;
-  }
-
-  private varint(v: number): void {
-    const buf = this.buf;
-    while (v > 0x7f) {
-      buf[this.at++] = (v & 0x7f) | 0x80;
-      v = v > 0xffffffff ? Math.floor(v / 128) : v >>> 7;
-    }
-    buf[this.at++] = v;
-  }
-
-  private varint64(v: number | bigint): void {
-    if (typeof v === "number") return this.varint(v);
-    const buf = this.buf;
-    while (v > 0x7fn) {
-      buf[this.at++] = Number(v & 0x7fn) | 0x80;
-      v >>= 7n;
-    }
-    buf[this.at++] = Number(v);
-  }
-
-  /** The next recorded size: a nested message's length prefix. */
-  private length(): void {
-    this.varint(this.slots[this.next++] as number);
-  }
-
-  private raw(b: Uint8Array): void {
-    this.varint(b.byteLength);
-    this.buf.set(b, this.at);
-    this.at += b.byteLength;
-  }
-
-  private utf8(s: string): void {
-    const n = this.slots[this.next++] as number;
-    this.varint(n);
-    if (n > 0) this.at += this.buf.write(s, this.at, n, "utf8");
-  }
-
-  private writeString(tagByte: number, v: unknown, raw: boolean): void {
-    const s = str(v, raw);
-    if (s.length === 0) return;
-    this.byte(tagByte);
-    this.utf8(s);
-  }
-
   private writeRequest(m: Obj, parentRaw: boolean, top: boolean): void {
-    const raw = isRaw(m, parentRaw, T_REQUEST);
-    if (top) this.next++;
-    else this.length();
+    const raw = isRawMessage(parentRaw, m.$typeName === T_REQUEST, m.$unknown);
+    if (top) this.w.skip();
+    else this.w.length();
     const frame = m.frame as Obj;
     const value = frame.value as Obj;
     switch (frame.case) {
       case "send":
-        this.byte(tag(3, WIRE_LEN));
+        this.w.byte(tag(3, WIRE_LEN));
         return this.writeSendFrame(value, raw);
       case "ack":
-        this.byte(tag(5, WIRE_LEN));
+        this.w.byte(tag(5, WIRE_LEN));
         return this.writeAck(value, raw);
       default:
-        this.byte(tag(6, WIRE_LEN));
+        this.w.byte(tag(6, WIRE_LEN));
         return this.writeBatch(value, raw);
     }
   }
 
   private writeBatch(m: Obj, parentRaw: boolean): void {
-    const raw = isRaw(m, parentRaw, T_BATCH);
-    this.length();
-    for (const item of list(m.frames, raw)) {
-      this.byte(tag(1, WIRE_LEN));
-      const slot = this.slots[this.next] as number;
-      if (slot >= 0) this.writeRequest(item as Obj, raw, false);
+    const w = this.w;
+    const raw = isRawMessage(parentRaw, m.$typeName === T_BATCH, m.$unknown);
+    w.length();
+    for (const item of listValue(m.frames, raw)) {
+      w.byte(tag(1, WIRE_LEN));
+      const entry = w.peek();
+      if (entry >= 0) this.writeRequest(item as Obj, raw, false);
       else {
-        this.next++;
-        this.raw(this.fallbacks[-slot - 1] as Uint8Array);
+        w.skip();
+        w.bytes(this.fallbacks[-entry - 1] as Uint8Array);
       }
     }
   }
 
   private writeSendFrame(m: Obj, parentRaw: boolean): void {
-    const raw = isRaw(m, parentRaw, T_SEND_FRAME);
-    this.length();
-    const correlationId = u64(m.correlationId, raw);
-    if (correlationId !== 0) {
-      this.byte(tag(1, WIRE_VARINT));
-      this.varint64(correlationId);
-    }
-    const request = message(m.request, raw);
+    const w = this.w;
+    const raw = isRawMessage(parentRaw, m.$typeName === T_SEND_FRAME, m.$unknown);
+    w.length();
+    w.writeVarint64(tag(1, WIRE_VARINT), uint64Value(m.correlationId, raw));
+    const request = messageValue(m.request, raw);
     if (request !== undefined) {
-      this.byte(tag(2, WIRE_LEN));
+      w.byte(tag(2, WIRE_LEN));
       this.writeSendRequest(request, raw);
     }
   }
 
   private writeSendRequest(m: Obj, parentRaw: boolean, top = false): void {
-    const raw = isRaw(m, parentRaw, T_SEND_REQUEST);
-    if (top) this.next++;
-    else this.length();
-    const sender = message(m.sender, raw);
+    const w = this.w;
+    const raw = isRawMessage(parentRaw, m.$typeName === T_SEND_REQUEST, m.$unknown);
+    if (top) w.skip();
+    else w.length();
+    const sender = messageValue(m.sender, raw);
     if (sender !== undefined) {
-      this.byte(tag(1, WIRE_LEN));
+      w.byte(tag(1, WIRE_LEN));
       this.writeAddress(sender, raw);
     }
-    this.writeString(tag(2, WIRE_LEN), m.destinationAccountId, raw);
-    for (const item of list(m.messages, raw)) {
-      this.byte(tag(3, WIRE_LEN));
+    w.writeString(tag(2, WIRE_LEN), m.destinationAccountId, raw);
+    for (const item of listValue(m.messages, raw)) {
+      w.byte(tag(3, WIRE_LEN));
       this.writeOutgoing(item as Obj, raw);
     }
-    this.writeString(tag(4, WIRE_LEN), m.clientMessageId, raw);
-    const timestamp = i64(m.clientTimestampMs, raw);
-    if (timestamp !== 0) {
-      this.byte(tag(5, WIRE_VARINT));
-      this.varint64(timestamp);
-    }
-    if (bool(m.ephemeral, raw)) {
-      this.byte(tag(6, WIRE_VARINT));
-      this.byte(1);
-    }
-    if (bool(m.urgent, raw)) {
-      this.byte(tag(7, WIRE_VARINT));
-      this.byte(1);
-    }
-    if (bool(m.forwarded, raw)) {
-      this.byte(tag(8, WIRE_VARINT));
-      this.byte(1);
-    }
-    const reportTag = bytes(m.reportTag, raw);
-    if (reportTag.byteLength > 0) {
-      this.byte(tag(9, WIRE_LEN));
-      this.raw(reportTag);
-    }
-    if (bool(m.noDeliveryReceipt, raw)) {
-      this.byte(tag(10, WIRE_VARINT));
-      this.byte(1);
-    }
+    w.writeString(tag(4, WIRE_LEN), m.clientMessageId, raw);
+    w.writeVarint64(tag(5, WIRE_VARINT), int64Value(m.clientTimestampMs, raw));
+    w.writeBool(tag(6, WIRE_VARINT), m.ephemeral, raw);
+    w.writeBool(tag(7, WIRE_VARINT), m.urgent, raw);
+    w.writeBool(tag(8, WIRE_VARINT), m.forwarded, raw);
+    w.writeBytes(tag(9, WIRE_LEN), m.reportTag, raw);
+    w.writeBool(tag(10, WIRE_VARINT), m.noDeliveryReceipt, raw);
   }
 
   private writeOutgoing(m: Obj, parentRaw: boolean): void {
-    const raw = isRaw(m, parentRaw, T_OUTGOING);
-    this.length();
-    const deviceId = u32(m.deviceId, raw);
-    if (deviceId !== 0) {
-      this.byte(tag(1, WIRE_VARINT));
-      this.varint(deviceId);
-    }
-    const registrationId = u32(m.registrationId, raw);
-    if (registrationId !== 0) {
-      this.byte(tag(2, WIRE_VARINT));
-      this.varint(registrationId);
-    }
-    const type = enumValue(m.type, raw);
-    if (type !== 0) {
-      this.byte(tag(3, WIRE_VARINT));
-      this.varint(type);
-    }
-    const content = bytes(m.content, raw);
-    if (content.byteLength > 0) {
-      this.byte(tag(4, WIRE_LEN));
-      this.raw(content);
-    }
+    const w = this.w;
+    const raw = isRawMessage(parentRaw, m.$typeName === T_OUTGOING, m.$unknown);
+    w.length();
+    w.writeVarint(tag(1, WIRE_VARINT), uint32Value(m.deviceId, raw));
+    w.writeVarint(tag(2, WIRE_VARINT), uint32Value(m.registrationId, raw));
+    w.writeVarint(tag(3, WIRE_VARINT), enumValue(m.type, raw));
+    w.writeBytes(tag(4, WIRE_LEN), m.content, raw);
   }
 
   private writeAck(m: Obj, parentRaw: boolean): void {
-    const raw = isRaw(m, parentRaw, T_ACK);
-    this.length();
-    const device = message(m.device, raw);
+    const raw = isRawMessage(parentRaw, m.$typeName === T_ACK, m.$unknown);
+    this.w.length();
+    const device = messageValue(m.device, raw);
     if (device !== undefined) {
-      this.byte(tag(1, WIRE_LEN));
+      this.w.byte(tag(1, WIRE_LEN));
       this.writeAddress(device, raw);
     }
-    for (const id of list(m.messageIds, raw)) {
-      this.byte(tag(2, WIRE_LEN));
-      this.utf8(id as string);
-    }
+    this.w.writeStrings(tag(2, WIRE_LEN), m.messageIds, raw);
   }
 
   private writeAddress(m: Obj, parentRaw: boolean): void {
-    const raw = isRaw(m, parentRaw, T_ADDRESS);
-    this.length();
-    this.writeString(tag(1, WIRE_LEN), m.accountId, raw);
-    const deviceId = u32(m.deviceId, raw);
-    if (deviceId !== 0) {
-      this.byte(tag(2, WIRE_VARINT));
-      this.varint(deviceId);
-    }
+    const raw = isRawMessage(parentRaw, m.$typeName === T_ADDRESS, m.$unknown);
+    this.w.length();
+    this.w.writeString(tag(1, WIRE_LEN), m.accountId, raw);
+    this.w.writeVarint(tag(2, WIRE_VARINT), uint32Value(m.deviceId, raw));
   }
 }
 

@@ -21,6 +21,19 @@ import {
   type ConnectRequest,
   type ConnectResponse,
 } from "@switchboard/proto";
+import {
+  bigintOrNumber,
+  initOrMessage,
+  INT64_SAMPLES,
+  LOSSY_STRINGS,
+  maybeUnset,
+  outcome,
+  protobufEsCalls,
+  randomAnyText,
+  randomBytes,
+  randomText,
+  UINT32_SAMPLES,
+} from "@switchboard/grpc/testing";
 import { seededRandom, type SeededRandom } from "@switchboard/testkit";
 import { describe, expect, test, vi } from "vitest";
 import {
@@ -37,65 +50,27 @@ vi.mock("@bufbuild/protobuf", async (importOriginal) => {
   return { ...actual, toBinary: vi.fn(actual.toBinary), fromBinary: vi.fn(actual.fromBinary) };
 });
 
-/** How many times protobuf-es's toBinary and fromBinary ran during `run`. */
-function protobufEsCalls(run: () => void): { toBinary: number; fromBinary: number } {
-  vi.mocked(toBinary).mockClear();
-  vi.mocked(fromBinary).mockClear();
-  run();
-  return {
-    toBinary: vi.mocked(toBinary).mock.calls.length,
-    fromBinary: vi.mocked(fromBinary).mock.calls.length,
-  };
-}
-
 type RequestInit = Parameters<typeof encodeConnectRequest>[0];
 
 const rng = seededRandom;
 type Rng = SeededRandom;
 
-const STRINGS = ["", "a", "ünïcødé-🙂", "x".repeat(300), "NULL", "\u0000"];
-/** Strings protobuf-es does not read back as written: lone surrogates, a leading byte order mark. */
-const LOSSY_STRINGS = ["\uFEFFbom", "lone \uD800 surrogate", "\uDC00x\uD83D", "\uFEFF"];
-const U32 = [0, 1, 127, 128, 16_383, 16_384, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1];
-const I64 = [
-  0n,
-  1n,
-  1_700_000_000_000n,
-  2n ** 53n - 1n,
-  2n ** 53n,
-  2n ** 62n,
-  -1n,
-  -(2n ** 63n),
-  2n ** 63n - 1n,
-];
 const U64 = [0n, 1n, 300n, 2n ** 31n, 2n ** 32n - 1n, 2n ** 32n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 64n - 1n];
 const ENUMS = [0, 1, 3, 6, 8, 99, 2 ** 31 - 1];
 
 // From the seeded generator (not randomUUID), so a failing run replays.
-const text = (r: Rng) => (r.next() < 0.7 ? r.uuid() : r.pick(STRINGS));
-const anyText = (r: Rng) => (r.next() < 0.05 ? r.pick(LOSSY_STRINGS) : text(r));
-const bytes = (r: Rng, max: number) => Uint8Array.from({ length: r.int(max) }, () => r.int(256));
-const u32 = (r: Rng) => (r.next() < 0.7 ? 1 + r.int(6) : r.pick(U32));
-/**
- * A 64-bit value as a bigint, or as a number when it is a safe integer: the init types say bigint,
- * but protobuf-es takes both, and callers pass both.
- */
-const int64 = (r: Rng, values: readonly bigint[], typical: () => bigint): bigint => {
-  const v = r.next() < 0.7 ? typical() : r.pick(values);
-  return r.next() < 0.3 && v >= -(2n ** 53n) + 1n && v <= 2n ** 53n - 1n
-    ? (Number(v) as unknown as bigint)
-    : v;
-};
-/** Leaves a field out sometimes, as init objects may. */
-const maybe = <T>(r: Rng, v: T): T | undefined => (r.next() < 0.1 ? undefined : v);
-/** Hands over an init object as is or as a created message (protobuf-es then uses it as is). */
-const shape = <T extends object>(r: Rng, schema: DescMessage, init: T): T =>
-  r.next() < 0.25 ? (create(schema, init as never) as unknown as T) : init;
+const u32 = (r: Rng) => (r.next() < 0.7 ? 1 + r.int(6) : r.pick(UINT32_SAMPLES));
+/** A typical 64-bit value (70 %) or one of `edges`, as a bigint or a number (protobuf-es takes both). */
+const int64 = (r: Rng, edges: readonly bigint[], typical: () => bigint): bigint =>
+  bigintOrNumber(r, r.next() < 0.7 ? typical() : r.pick(edges));
 
 const address = (r: Rng) =>
   r.next() < 0.15
     ? undefined
-    : shape(r, AddressSchema, { accountId: maybe(r, text(r)), deviceId: maybe(r, u32(r)) });
+    : initOrMessage(r, AddressSchema, {
+        accountId: maybeUnset(r, randomText(r)),
+        deviceId: maybeUnset(r, u32(r)),
+      });
 
 function requestFrame(r: Rng, inBatch: boolean): RequestInit {
   const k = r.int(inBatch ? 10 : 11);
@@ -103,49 +78,49 @@ function requestFrame(r: Rng, inBatch: boolean): RequestInit {
     const request =
       r.next() < 0.05
         ? undefined
-        : shape(r, SendMessageRequestSchema, {
+        : initOrMessage(r, SendMessageRequestSchema, {
             sender: address(r),
-            destinationAccountId: maybe(r, text(r)),
-            messages: maybe(
+            destinationAccountId: maybeUnset(r, randomText(r)),
+            messages: maybeUnset(
               r,
               Array.from({ length: r.int(4) }, () =>
-                shape(r, OutgoingMessageSchema, {
-                  deviceId: maybe(r, u32(r)),
-                  registrationId: maybe(r, r.pick(U32)),
-                  type: maybe(r, r.pick(ENUMS)),
-                  content: maybe(r, r.next() < 0.1 ? new Uint8Array(0) : bytes(r, 300)),
+                initOrMessage(r, OutgoingMessageSchema, {
+                  deviceId: maybeUnset(r, u32(r)),
+                  registrationId: maybeUnset(r, r.pick(UINT32_SAMPLES)),
+                  type: maybeUnset(r, r.pick(ENUMS)),
+                  content: maybeUnset(r, r.next() < 0.1 ? new Uint8Array(0) : randomBytes(r, 300)),
                 }),
               ),
             ),
-            clientMessageId: maybe(r, text(r)),
-            clientTimestampMs: maybe(
+            clientMessageId: maybeUnset(r, randomText(r)),
+            clientTimestampMs: maybeUnset(
               r,
-              int64(r, I64, () => BigInt(Date.now())),
+              int64(r, INT64_SAMPLES, () => BigInt(Date.now())),
             ),
-            ephemeral: maybe(r, r.next() < 0.2),
-            urgent: maybe(r, r.next() < 0.5),
-            forwarded: maybe(r, r.next() < 0.2),
-            reportTag: maybe(r, r.next() < 0.2 ? bytes(r, 64) : new Uint8Array(0)),
-            noDeliveryReceipt: maybe(r, r.next() < 0.3),
+            ephemeral: maybeUnset(r, r.next() < 0.2),
+            urgent: maybeUnset(r, r.next() < 0.5),
+            forwarded: maybeUnset(r, r.next() < 0.2),
+            reportTag: maybeUnset(r, r.next() < 0.2 ? randomBytes(r, 64) : new Uint8Array(0)),
+            noDeliveryReceipt: maybeUnset(r, r.next() < 0.3),
           });
-    const value = shape(r, SendFrameSchema, {
-      correlationId: maybe(
+    const value = initOrMessage(r, SendFrameSchema, {
+      correlationId: maybeUnset(
         r,
         int64(r, U64, () => BigInt(r.int(1e6))),
       ),
       request,
     });
-    return shape(r, ConnectRequestSchema, { frame: { case: "send", value } });
+    return initOrMessage(r, ConnectRequestSchema, { frame: { case: "send", value } });
   }
   if (k < 8) {
-    const value = shape(r, AckFrameSchema, {
+    const value = initOrMessage(r, AckFrameSchema, {
       device: address(r),
-      messageIds: maybe(
+      messageIds: maybeUnset(
         r,
-        Array.from({ length: r.int(5) }, () => text(r)),
+        Array.from({ length: r.int(5) }, () => randomText(r)),
       ),
     });
-    return shape(r, ConnectRequestSchema, { frame: { case: "ack", value } });
+    return initOrMessage(r, ConnectRequestSchema, { frame: { case: "ack", value } });
   }
   if (k === 8) return { frame: { case: "subscribe", value: { device: address(r), window: r.int(1000) } } };
   if (k === 9)
@@ -154,24 +129,19 @@ function requestFrame(r: Rng, inBatch: boolean): RequestInit {
         case: "sendGroup",
         value: {
           correlationId: BigInt(r.int(1000)),
-          request: { groupId: r.uuid(), content: bytes(r, 40), clientMessageId: text(r) },
+          request: { groupId: r.uuid(), content: randomBytes(r, 40), clientMessageId: randomText(r) },
         },
       },
     };
   const frames = Array.from({ length: r.int(20) }, () => requestFrame(r, true));
-  return shape(r, ConnectRequestSchema, {
-    frame: { case: "batch", value: shape(r, ConnectRequestBatchSchema, { frames }) },
+  return initOrMessage(r, ConnectRequestSchema, {
+    frame: { case: "batch", value: initOrMessage(r, ConnectRequestBatchSchema, { frames }) },
   });
 }
 
 /** What protobuf-es does with an init: its bytes, or the message of the error it throws. */
-function protobufEs(init: RequestInit): Uint8Array | string {
-  try {
-    return toBinary(ConnectRequestSchema, create(ConnectRequestSchema, init));
-  } catch (err) {
-    return String(err);
-  }
-}
+const protobufEs = (init: RequestInit): Uint8Array | string =>
+  outcome(() => toBinary(ConnectRequestSchema, create(ConnectRequestSchema, init)));
 
 /**
  * The codec must write the bytes protobuf-es writes, or throw its error; with `roundTrip`, what it
@@ -179,12 +149,7 @@ function protobufEs(init: RequestInit): Uint8Array | string {
  */
 function sameBytes(init: RequestInit, roundTrip = false) {
   const expected = protobufEs(init);
-  let got: Uint8Array | string;
-  try {
-    got = encodeConnectRequest(init);
-  } catch (err) {
-    got = String(err);
-  }
+  const got = outcome(() => encodeConnectRequest(init));
   if (typeof expected === "string") {
     expect(got).toBe(expected);
     return;
@@ -198,19 +163,23 @@ function sameBytes(init: RequestInit, roundTrip = false) {
 
 describe("encodeConnectRequest", () => {
   test("writes what protobuf-es writes for random send, ack, subscribe and group frames, alone and batched", () => {
+    let alone = 0;
     for (let seed = 1; seed <= 400; seed++) {
       const r = rng(seed);
-      const init: RequestInit =
-        r.next() < 0.8
-          ? {
-              frame: {
-                case: "batch",
-                value: { frames: Array.from({ length: r.int(30) }, () => requestFrame(r, true)) },
-              },
-            }
-          : requestFrame(r, false);
+      const batched = r.next() < 0.8;
+      const init: RequestInit = batched
+        ? {
+            frame: {
+              case: "batch",
+              value: { frames: Array.from({ length: r.int(30) }, () => requestFrame(r, true)) },
+            },
+          }
+        : requestFrame(r, false);
+      if (!batched) alone++;
       sameBytes(init, true);
     }
+    // Both branches: a top-level frame on its own in about a fifth of the seeds.
+    expect(alone).toBeGreaterThan(40);
   });
 
   test("writes large batches exactly, however often its size table grows", () => {
@@ -344,29 +313,27 @@ describe("encodeConnectRequest", () => {
   });
 });
 
-const ENVELOPE_I64 = [...I64, 2n ** 56n];
-
 function envelope(r: Rng) {
   return {
-    id: maybe(r, anyText(r)),
-    clientMessageId: maybe(r, anyText(r)),
+    id: maybeUnset(r, randomAnyText(r)),
+    clientMessageId: maybeUnset(r, randomAnyText(r)),
     type: r.pick(ENUMS),
     source: address(r),
     sourceApp: r.pick([0, 1, 2, 3, 4, 7]),
-    sourceProviderId: r.next() < 0.2 ? anyText(r) : "",
-    sourceRegistrationId: r.pick(U32),
+    sourceProviderId: r.next() < 0.2 ? randomAnyText(r) : "",
+    sourceRegistrationId: r.pick(UINT32_SAMPLES),
     destination: address(r),
     destinationApp: r.pick([0, 1, 2, 3]),
-    content: r.next() < 0.1 ? new Uint8Array(0) : bytes(r, 300),
-    serverTimestampMs: r.next() < 0.8 ? BigInt(Date.now()) : r.pick(ENVELOPE_I64),
-    clientTimestampMs: r.next() < 0.8 ? BigInt(Date.now()) : r.pick(ENVELOPE_I64),
+    content: r.next() < 0.1 ? new Uint8Array(0) : randomBytes(r, 300),
+    serverTimestampMs: r.next() < 0.8 ? BigInt(Date.now()) : r.pick(INT64_SAMPLES),
+    clientTimestampMs: r.next() < 0.8 ? BigInt(Date.now()) : r.pick(INT64_SAMPLES),
     ephemeral: r.next() < 0.2,
     urgent: r.next() < 0.5,
     groupId: r.next() < 0.2 ? r.uuid() : "",
     forwarded: r.next() < 0.2,
-    reportTag: r.next() < 0.2 ? bytes(r, 64) : new Uint8Array(0),
-    sequence: r.next() < 0.8 ? BigInt(1 + r.int(1e6)) : r.pick(ENVELOPE_I64),
-    serverFrankingTag: r.next() < 0.2 ? bytes(r, 32) : new Uint8Array(0),
+    reportTag: r.next() < 0.2 ? randomBytes(r, 64) : new Uint8Array(0),
+    sequence: r.next() < 0.8 ? BigInt(1 + r.int(1e6)) : r.pick(INT64_SAMPLES),
+    serverFrankingTag: r.next() < 0.2 ? randomBytes(r, 32) : new Uint8Array(0),
     messageRequest: r.next() < 0.1,
   };
 }
@@ -385,8 +352,8 @@ function sendResult(r: Rng): MessageInitShape<typeof SendResultSchema> {
               ? {
                   case: "sent" as const,
                   value: {
-                    messageId: maybe(r, anyText(r)),
-                    serverTimestampMs: r.next() < 0.8 ? BigInt(Date.now()) : r.pick(I64),
+                    messageId: maybeUnset(r, randomAnyText(r)),
+                    serverTimestampMs: r.next() < 0.8 ? BigInt(Date.now()) : r.pick(INT64_SAMPLES),
                     duplicate: r.next() < 0.1,
                   },
                 }
@@ -401,9 +368,9 @@ function sendResult(r: Rng): MessageInitShape<typeof SendResultSchema> {
         case: "error" as const,
         value: {
           code: r.pick([0, 3, 8, 14, -1, 2 ** 31 - 1]),
-          reason: anyText(r),
-          message: anyText(r),
-          retryAfterMs: r.pick(U32),
+          reason: randomAnyText(r),
+          message: randomAnyText(r),
+          retryAfterMs: r.pick(UINT32_SAMPLES),
         },
       },
     };
@@ -416,9 +383,9 @@ function sendResult(r: Rng): MessageInitShape<typeof SendResultSchema> {
           result: r.pick<MessageInitShape<typeof SendMessageResponseSchema>["result"]>([
             {
               case: "mismatchedDevices" as const,
-              value: { accountId: anyText(r), missingDevices: [1, 2], extraDevices: [3] },
+              value: { accountId: randomAnyText(r), missingDevices: [1, 2], extraDevices: [3] },
             },
-            { case: "staleDevices" as const, value: { accountId: anyText(r), staleDevices: [4] } },
+            { case: "staleDevices" as const, value: { accountId: randomAnyText(r), staleDevices: [4] } },
             { case: "recipientNotFound" as const, value: {} },
           ]),
         },
@@ -444,7 +411,7 @@ function responseFrame(r: Rng, inBatch: boolean): ConnectResponse {
     return create(ConnectResponseSchema, {
       frame: {
         case: "frameError",
-        value: { device: address(r), error: { code: 14, reason: "UNAVAILABLE", message: anyText(r) } },
+        value: { device: address(r), error: { code: 14, reason: "UNAVAILABLE", message: randomAnyText(r) } },
       },
     });
   return create(ConnectResponseSchema, {
@@ -478,22 +445,25 @@ function sameMessage(bytes: Uint8Array) {
 
 describe("decodeConnectResponse", () => {
   test("equals protobuf-es on random batches mixing every frame kind", () => {
+    let alone = 0;
     for (let seed = 1; seed <= 400; seed++) {
       const r = rng(seed);
-      const msg =
-        r.next() < 0.8
-          ? create(ConnectResponseSchema, {
-              frame: {
-                case: "batch",
-                value: { frames: Array.from({ length: r.int(30) }, () => responseFrame(r, true)) },
-              },
-            })
-          : responseFrame(r, false);
+      const batched = r.next() < 0.8;
+      const msg = batched
+        ? create(ConnectResponseSchema, {
+            frame: {
+              case: "batch",
+              value: { frames: Array.from({ length: r.int(30) }, () => responseFrame(r, true)) },
+            },
+          })
+        : responseFrame(r, false);
+      if (!batched) alone++;
       const bytes = toBinary(ConnectResponseSchema, msg);
       sameMessage(bytes);
       // grpc-js hands over Buffers: bytes fields are then Buffer views, as with protobuf-es.
       sameMessage(Buffer.from(bytes));
     }
+    expect(alone).toBeGreaterThan(40);
   });
 
   test("frames with unknown fields, repeated singular messages, odd wire types or odd strings decode as protobuf-es does", () => {
@@ -557,15 +527,6 @@ describe("decodeConnectResponse", () => {
 });
 
 describe("unary SendMessage codecs", () => {
-  /** Runs `f`, giving its result or its error's text. */
-  const outcome = <T>(f: () => T): T | string => {
-    try {
-      return f();
-    } catch (err) {
-      return String(err);
-    }
-  };
-
   test("encodeSendMessageRequest writes what protobuf-es writes for random requests", () => {
     let requests = 0;
     for (let seed = 1; seed <= 600; seed++) {
@@ -625,7 +586,7 @@ describe("connect codec", () => {
           request: {
             sender: { accountId: randomUUID(), deviceId: 1 },
             destinationAccountId: randomUUID(),
-            messages: [{ deviceId: 1, registrationId: 4242, type: 1, content: bytes(r, 300) }],
+            messages: [{ deviceId: 1, registrationId: 4242, type: 1, content: randomBytes(r, 300) }],
             clientMessageId: randomUUID(),
             clientTimestampMs: BigInt(Date.now()),
             urgent: true,
@@ -666,13 +627,13 @@ describe("connect codec", () => {
             sourceRegistrationId: 4242,
             destination: { accountId: randomUUID(), deviceId: 2 },
             destinationApp: 2,
-            content: bytes(r, 300),
+            content: randomBytes(r, 300),
             serverTimestampMs: BigInt(Date.now()),
             clientTimestampMs: BigInt(Date.now()),
             urgent: true,
-            reportTag: bytes(r, 32),
+            reportTag: randomBytes(r, 32),
             sequence: 5n,
-            serverFrankingTag: bytes(r, 32),
+            serverFrankingTag: randomBytes(r, 32),
           },
         },
       }),

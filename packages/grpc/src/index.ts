@@ -42,3 +42,23 @@ export {
   WIRE_LEN,
   WIRE_VARINT,
 } from "./wire-reader.js";
+// The writing half of the hand-written encoders: size functions, the checks that decide between
+// writing a value by hand and falling back to protobuf-es, and the two-pass writer.
+export {
+  boolValue,
+  bytesValue,
+  delimitedSize,
+  enumValue,
+  int64Value,
+  isRawMessage,
+  listValue,
+  messageValue,
+  objectValue,
+  stringValue,
+  uint32Value,
+  uint64Value,
+  varint64Size,
+  varintSize,
+  wireTag,
+  WireWriter,
+} from "./wire-writer.js";

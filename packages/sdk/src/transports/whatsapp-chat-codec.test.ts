@@ -9,6 +9,19 @@ import {
   SendMessageRequestSchema,
   whatsapp,
 } from "@switchboard/proto";
+import {
+  bigintOrNumber,
+  initOrMessage,
+  INT64_SAMPLES,
+  LOSSY_STRINGS,
+  maybeUnset,
+  outcome,
+  protobufEsCalls,
+  randomAnyText,
+  randomBytes,
+  randomText,
+  UINT32_SAMPLES,
+} from "@switchboard/grpc/testing";
 import { seededRandom, type SeededRandom } from "@switchboard/testkit";
 import { describe, expect, it, vi } from "vitest";
 import {
@@ -24,17 +37,6 @@ vi.mock("@bufbuild/protobuf", async (importOriginal) => {
   const actual = await importOriginal<typeof protobufEsModule>();
   return { ...actual, toBinary: vi.fn(actual.toBinary), fromBinary: vi.fn(actual.fromBinary) };
 });
-
-/** How many times protobuf-es's toBinary and fromBinary ran during `run`. */
-function protobufEsCalls(run: () => void): { toBinary: number; fromBinary: number } {
-  vi.mocked(toBinary).mockClear();
-  vi.mocked(fromBinary).mockClear();
-  run();
-  return {
-    toBinary: vi.mocked(toBinary).mock.calls.length,
-    fromBinary: vi.mocked(fromBinary).mock.calls.length,
-  };
-}
 
 const {
   ChatAckSchema,
@@ -53,95 +55,49 @@ type RequestInit = MessageInitShape<typeof ChatRequestSchema>;
 type ResponseInit = MessageInitShape<typeof ChatResponseSchema>;
 type Rng = SeededRandom;
 
-const STRINGS = ["", "a", "ünïcødé-🙂", "日本語のテキスト", "x".repeat(300), "NULL", "\u0000"];
-/** Strings protobuf-es does not read back as written: lone surrogates, a leading byte order mark. */
-const LOSSY_STRINGS = ["\uFEFFbom", "lone \uD800 surrogate", "\uDC00x\uD83D", "\uFEFF"];
-const U32 = [0, 1, 127, 128, 16_383, 16_384, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1];
-const I64 = [
-  0n,
-  1n,
-  127n,
-  128n,
-  1_700_000_000_000n,
-  2n ** 53n - 1n,
-  2n ** 53n,
-  2n ** 56n,
-  2n ** 62n,
-  -1n,
-  -1_700_000_000_000n,
-  -(2n ** 63n),
-  2n ** 63n - 1n,
-];
 const ENUMS = [0, 1, 2, 3, 4, 5, 99, 2 ** 31 - 1];
 
 // From the seeded generator (not randomUUID), so a failing run replays.
-const text = (r: Rng) => (r.next() < 0.6 ? r.uuid() : r.pick(STRINGS));
-const anyText = (r: Rng) => (r.next() < 0.05 ? r.pick(LOSSY_STRINGS) : text(r));
 const jid = (r: Rng) => `${r.int(1e10)}:${r.int(5)}@s.whatsapp.net`;
-const bytes = (r: Rng, max: number) => Uint8Array.from({ length: r.int(max) }, () => r.int(256));
-const maybeBytes = (r: Rng, max: number) => (r.next() < 0.3 ? new Uint8Array(0) : bytes(r, max));
-const int64 = (r: Rng) => (r.next() < 0.6 ? BigInt(Date.now() + r.int(1e6)) : r.pick(I64));
-/**
- * A 64-bit value as a bigint, or as a number when it is a safe integer: the init types say bigint,
- * but protobuf-es takes both.
- */
-const int64Init = (r: Rng): bigint => {
-  const v = int64(r);
-  return r.next() < 0.3 && v >= -(2n ** 53n) + 1n && v <= 2n ** 53n - 1n
-    ? (Number(v) as unknown as bigint)
-    : v;
-};
-/** Leaves a field out sometimes, as init objects may. */
-const maybe = <T>(r: Rng, v: T): T | undefined => (r.next() < 0.15 ? undefined : v);
-/** Hands over an init object as is or as a created message (protobuf-es then uses it as is). */
-const shape = <T extends object>(r: Rng, schema: DescMessage, init: T): T =>
-  r.next() < 0.3 ? (create(schema, init as never) as unknown as T) : init;
+const maybeBytes = (r: Rng, max: number) => (r.next() < 0.3 ? new Uint8Array(0) : randomBytes(r, max));
+const int64 = (r: Rng) => (r.next() < 0.6 ? BigInt(Date.now() + r.int(1e6)) : r.pick(INT64_SAMPLES));
 
 function outgoingChat(r: Rng) {
-  return shape(r, OutgoingChatSchema, {
-    id: maybe(r, text(r)),
-    to: maybe(r, r.next() < 0.8 ? jid(r) : text(r)),
-    participants: maybe(
+  return initOrMessage(r, OutgoingChatSchema, {
+    id: maybeUnset(r, randomText(r)),
+    to: maybeUnset(r, r.next() < 0.8 ? jid(r) : randomText(r)),
+    participants: maybeUnset(
       r,
       Array.from({ length: r.pick([0, 1, 1, 2, 3, 6]) }, () =>
-        shape(r, DeviceCiphertextSchema, {
-          jid: maybe(r, r.next() < 0.8 ? jid(r) : text(r)),
-          registrationId: maybe(r, r.pick(U32)),
-          kind: maybe(r, r.pick(ENUMS)),
-          ciphertext: maybe(r, maybeBytes(r, 400)),
+        initOrMessage(r, DeviceCiphertextSchema, {
+          jid: maybeUnset(r, r.next() < 0.8 ? jid(r) : randomText(r)),
+          registrationId: maybeUnset(r, r.pick(UINT32_SAMPLES)),
+          kind: maybeUnset(r, r.pick(ENUMS)),
+          ciphertext: maybeUnset(r, maybeBytes(r, 400)),
         }),
       ),
     ),
-    groupCiphertext: maybe(r, r.next() < 0.7 ? new Uint8Array(0) : bytes(r, 400)),
-    t: maybe(r, int64Init(r)),
-    ephemeral: maybe(r, r.next() < 0.2),
-    forwarded: maybe(r, r.next() < 0.2),
-    reportTag: maybe(r, r.next() < 0.5 ? bytes(r, 64) : new Uint8Array(0)),
-    urgent: maybe(r, r.next() < 0.5),
-    noServerReceipt: maybe(r, r.next() < 0.3),
+    groupCiphertext: maybeUnset(r, r.next() < 0.7 ? new Uint8Array(0) : randomBytes(r, 400)),
+    t: maybeUnset(r, bigintOrNumber(r, int64(r))),
+    ephemeral: maybeUnset(r, r.next() < 0.2),
+    forwarded: maybeUnset(r, r.next() < 0.2),
+    reportTag: maybeUnset(r, r.next() < 0.5 ? randomBytes(r, 64) : new Uint8Array(0)),
+    urgent: maybeUnset(r, r.next() < 0.5),
+    noServerReceipt: maybeUnset(r, r.next() < 0.3),
   });
 }
 
 function chatRequest(r: Rng): RequestInit {
   if (r.next() < 0.6) {
-    return shape(r, ChatRequestSchema, { frame: { case: "send" as const, value: outgoingChat(r) } });
+    return initOrMessage(r, ChatRequestSchema, { frame: { case: "send" as const, value: outgoingChat(r) } });
   }
-  const value = shape(r, ChatAckSchema, {
-    ids: maybe(
+  const value = initOrMessage(r, ChatAckSchema, {
+    ids: maybeUnset(
       r,
-      Array.from({ length: r.pick([0, 1, 2, 5, 20]) }, () => text(r)),
+      Array.from({ length: r.pick([0, 1, 2, 5, 20]) }, () => randomText(r)),
     ),
   });
-  return shape(r, ChatRequestSchema, { frame: { case: "ack" as const, value } });
-}
-
-/** Runs `f`, giving its result or its error's text. */
-function outcome<T>(f: () => T): T | string {
-  try {
-    return f();
-  } catch (err) {
-    return String(err);
-  }
+  return initOrMessage(r, ChatRequestSchema, { frame: { case: "ack" as const, value } });
 }
 
 /**
@@ -164,7 +120,6 @@ function sameBytes(init: RequestInit, roundTrip = false) {
 
 describe("encodeChatRequest", () => {
   it("writes what protobuf-es writes for random send and ack frames, init shapes and messages", () => {
-    // One generator for the run: the first values of small seeds are all close to 0.
     const r = seededRandom(1);
     let sends = 0;
     let handWritten = 0;
@@ -187,7 +142,7 @@ describe("encodeChatRequest", () => {
       create(SendMessageRequestSchema, {
         destinationAccountId: r.uuid(),
         messages: [
-          { deviceId: 1, registrationId: 4242, type: EnvelopeType.CIPHERTEXT, content: bytes(r, 300) },
+          { deviceId: 1, registrationId: 4242, type: EnvelopeType.CIPHERTEXT, content: randomBytes(r, 300) },
         ],
         clientMessageId: r.uuid(),
         clientTimestampMs: BigInt(Date.now()),
@@ -199,11 +154,11 @@ describe("encodeChatRequest", () => {
     const group = whatsAppTranslation.groupSendRequestToOutgoingChat(
       create(SendGroupMessageRequestSchema, {
         groupId: r.uuid(),
-        content: bytes(r, 300),
+        content: randomBytes(r, 300),
         clientMessageId: r.uuid(),
         clientTimestampMs: BigInt(Date.now()),
         expectedRecipients: [{ accountId: r.uuid(), devices: [{ deviceId: 1, registrationId: 7 }] }],
-        reportTag: bytes(r, 32),
+        reportTag: randomBytes(r, 32),
       }),
       handleOf,
     );
@@ -340,9 +295,9 @@ describe("encodeChatRequest", () => {
 
 function incomingChat(r: Rng): MessageInitShape<typeof IncomingChatSchema> {
   return {
-    serverId: maybe(r, anyText(r)),
-    id: maybe(r, anyText(r)),
-    from: r.next() < 0.9 ? jid(r) : anyText(r),
+    serverId: maybeUnset(r, randomAnyText(r)),
+    id: maybeUnset(r, randomAnyText(r)),
+    from: r.next() < 0.9 ? jid(r) : randomAnyText(r),
     group: r.next() < 0.2 ? `${r.uuid()}@g.us` : "",
     kind: r.pick(ENUMS),
     ciphertext: maybeBytes(r, 400),
@@ -352,16 +307,16 @@ function incomingChat(r: Rng): MessageInitShape<typeof IncomingChatSchema> {
     forwarded: r.next() < 0.2,
     reportTag: maybeBytes(r, 64),
     urgent: r.next() < 0.5,
-    senderRegistrationId: r.pick(U32),
-    sequence: r.next() < 0.7 ? BigInt(1 + r.int(1e6)) : r.pick(I64),
-    thirdPartyProvider: r.next() < 0.2 ? anyText(r) : "",
+    senderRegistrationId: r.pick(UINT32_SAMPLES),
+    sequence: r.next() < 0.7 ? BigInt(1 + r.int(1e6)) : r.pick(INT64_SAMPLES),
+    thirdPartyProvider: r.next() < 0.2 ? randomAnyText(r) : "",
     messageRequest: r.next() < 0.2,
     serverFrankingTag: maybeBytes(r, 32),
   };
 }
 
 const jids = (r: Rng) =>
-  Array.from({ length: r.pick([0, 0, 1, 2, 4]) }, () => (r.next() < 0.9 ? jid(r) : anyText(r)));
+  Array.from({ length: r.pick([0, 0, 1, 2, 4]) }, () => (r.next() < 0.9 ? jid(r) : randomAnyText(r)));
 
 function chatResponse(r: Rng): ResponseInit {
   const k = r.int(12);
@@ -371,9 +326,9 @@ function chatResponse(r: Rng): ResponseInit {
       frame: {
         case: "sendAck",
         value: {
-          id: anyText(r),
+          id: randomAnyText(r),
           status: r.pick([0, 1, 1, 1, 2, 3, 99]) as whatsapp.SendAckStatus,
-          serverId: r.next() < 0.7 ? r.uuid() : anyText(r),
+          serverId: r.next() < 0.7 ? r.uuid() : randomAnyText(r),
           serverT: int64(r),
           missing: jids(r),
           extra: jids(r),
@@ -386,9 +341,9 @@ function chatResponse(r: Rng): ResponseInit {
       frame: {
         case: "receipt",
         value: {
-          serverId: anyText(r),
-          id: anyText(r),
-          from: r.next() < 0.9 ? jid(r) : anyText(r),
+          serverId: randomAnyText(r),
+          id: randomAnyText(r),
+          from: r.next() < 0.9 ? jid(r) : randomAnyText(r),
           t: int64(r),
         },
       },
@@ -399,11 +354,11 @@ function chatResponse(r: Rng): ResponseInit {
       frame: {
         case: "error",
         value: {
-          id: anyText(r),
+          id: randomAnyText(r),
           code: r.pick([0, 3, 8, 14, -1, 2 ** 31 - 1]),
-          reason: anyText(r),
-          message: anyText(r),
-          retryAfterMs: r.pick(I64),
+          reason: randomAnyText(r),
+          message: randomAnyText(r),
+          retryAfterMs: r.pick(INT64_SAMPLES),
         },
       },
     };
@@ -456,16 +411,16 @@ describe("decodeChatResponse", () => {
             id: r.uuid(),
             from: jid(r),
             kind: whatsapp.MessageKind.MSG,
-            ciphertext: bytes(r, 300),
+            ciphertext: randomBytes(r, 300),
             t: BigInt(Date.now()),
             serverT: BigInt(Date.now()),
             urgent: true,
-            reportTag: bytes(r, 32),
+            reportTag: randomBytes(r, 32),
             senderRegistrationId: 4242,
             sequence: 12n,
             thirdPartyProvider: "acme",
             messageRequest: true,
-            serverFrankingTag: bytes(r, 32),
+            serverFrankingTag: randomBytes(r, 32),
           },
         },
       },

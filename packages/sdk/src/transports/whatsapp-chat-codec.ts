@@ -13,10 +13,23 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import {
+  boolValue,
+  bytesValue,
+  delimitedSize,
+  enumValue,
+  int64Value,
+  isRawMessage,
+  listValue,
+  objectValue,
   readOrFallback,
+  uint32Value,
+  varint64Size,
+  varintSize,
   WIRE_FALLBACK as FALLBACK,
   WIRE_LEN,
   WIRE_VARINT,
+  wireTag as tag,
+  WireWriter,
   type ClientCodecs,
   type WireReader,
 } from "@switchboard/grpc";
@@ -53,347 +66,120 @@ const T_OUTGOING = "switchboard.gateway.whatsapp.v1.OutgoingChat";
 const T_DEVICE_CIPHERTEXT = "switchboard.gateway.whatsapp.v1.DeviceCiphertext";
 const T_ACK = "switchboard.gateway.whatsapp.v1.ChatAck";
 
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
-const I64_MIN = -(2n ** 63n);
-const I64_MAX = 2n ** 63n - 1n;
-const NO_ITEMS: readonly unknown[] = [];
-const NO_BYTES = new Uint8Array(0);
-const NO_BUFFER = Buffer.alloc(0);
-
-const tag = (field: number, wire: number) => (field << 3) | wire;
-
-function varintSize(v: number): number {
-  if (v < 0x80) return 1;
-  if (v < 0x4000) return 2;
-  if (v < 0x200000) return 3;
-  if (v < 0x10000000) return 4;
-  let n = 5;
-  for (v = Math.floor(v / 0x800000000); v > 0; v = Math.floor(v / 128)) n++;
-  return n;
-}
-
-/** Size of a varint holding a value from {@link i64}. */
-function varint64Size(v: number | bigint): number {
-  if (typeof v === "number") return varintSize(v);
-  let n = 1;
-  while (v > 0x7fn) {
-    v >>= 7n;
-    n++;
-  }
-  return n;
-}
-
-/** Size of a length-delimited field below number 16: tag, length and body. */
-const delimitedSize = (bytes: number) => 1 + varintSize(bytes) + bytes;
-
-// Field values as `toBinary(create(schema, init))` sees them. An object is "raw" when protobuf-es
-// uses it as is: it is a message of its type (`create` returns those unchanged, as the transport's
-// created OutgoingChat), or it sits in a raw parent (whose fields `create` never visits). In an
-// init object undefined and null mean unset; in a raw one they would reach the binary writer, so
-// they fall back like every value that is not of the field's exact type.
-
-function asObject(v: unknown): Obj {
-  if (typeof v === "object" && v !== null && !Array.isArray(v)) return v as Obj;
-  throw FALLBACK;
-}
-
-function isRaw(m: Obj, parentRaw: boolean, typeName: string): boolean {
-  const raw = parentRaw || m.$typeName === typeName;
-  // toBinary writes a raw message's unknown fields; create drops an init object's.
-  if (raw && m.$unknown !== undefined) throw FALLBACK;
-  return raw;
-}
-
-function str(v: unknown, raw: boolean): string {
-  if (typeof v === "string") return v;
-  if (v == null && !raw) return "";
-  throw FALLBACK;
-}
-
-function u32(v: unknown, raw: boolean): number {
-  if (typeof v === "number" && v >= 0 && v <= 0xffffffff && Number.isInteger(v)) return v;
-  if (v == null && !raw) return 0;
-  throw FALLBACK;
-}
-
-/** An enum value; only non-negative ones (a negative int32 takes ten bytes: it falls back). */
-function enumValue(v: unknown, raw: boolean): number {
-  if (typeof v === "number" && v >= 0 && v <= 0x7fffffff && Number.isInteger(v)) return v;
-  if (v == null && !raw) return 0;
-  throw FALLBACK;
-}
-
-function bool(v: unknown, raw: boolean): boolean {
-  if (typeof v === "boolean") return v;
-  if (v == null && !raw) return false;
-  throw FALLBACK;
-}
-
-function bytes(v: unknown, raw: boolean): Uint8Array {
-  if (v instanceof Uint8Array) return v;
-  if (v == null && !raw) return NO_BYTES;
-  throw FALLBACK;
-}
-
-/** An int64 value as the uint64 of its varint: a number below 2^53, else a bigint (negative ones are two's complement). */
-function i64(v: unknown, raw: boolean): number | bigint {
-  if (typeof v === "bigint") {
-    if (v >= 0n && v <= MAX_SAFE) return Number(v);
-    if (v >= I64_MIN && v <= I64_MAX) return BigInt.asUintN(64, v);
-  } else if (typeof v === "number") {
-    if (Number.isSafeInteger(v)) return v >= 0 ? v : BigInt.asUintN(64, BigInt(v));
-  } else if (v == null && !raw) return 0;
-  throw FALLBACK;
-}
-
-function list(v: unknown, raw: boolean): readonly unknown[] {
-  if (Array.isArray(v)) return v;
-  if (v == null && !raw) return NO_ITEMS;
-  throw FALLBACK;
-}
-
 /**
- * Writes a ChatRequest in two passes over the same objects: `size*` validates every value
- * (throwing FALLBACK) and records, in write order, the size of each nested message and the UTF-8
- * length of each string; `write*` then fills one buffer of exactly the total size.
+ * Writes a ChatRequest in two passes over the same objects (see @switchboard/grpc's WireWriter):
+ * `size*` checks every value and records sizes, `write*` fills one buffer of exactly the total
+ * size.
  */
 class ChatRequestEncoder {
-  private slots = new Int32Array(64);
-  private count = 0;
-  private next = 0;
-  private buf: Buffer = NO_BUFFER;
-  private at = 0;
+  private readonly w = new WireWriter(64);
 
   encode(init: unknown): Uint8Array {
+    const w = this.w;
     try {
-      const m = asObject(init);
-      const raw = isRaw(m, false, T_REQUEST);
-      const frame = asObject(m.frame);
-      const value = asObject(frame.value);
+      const m = objectValue(init);
+      const raw = isRawMessage(false, m.$typeName === T_REQUEST, m.$unknown);
+      const frame = objectValue(m.frame);
+      const value = objectValue(frame.value);
       const send = frame.case === "send";
       if (!send && frame.case !== "ack") throw FALLBACK;
-      const size = delimitedSize(send ? this.sizeOutgoing(value, raw) : this.sizeAck(value, raw));
-      this.buf = Buffer.allocUnsafe(size);
+      w.start(delimitedSize(send ? this.sizeOutgoing(value, raw) : this.sizeAck(value, raw)));
       if (send) {
-        this.byte(tag(1, WIRE_LEN));
+        w.byte(tag(1, WIRE_LEN));
         this.writeOutgoing(value, raw);
       } else {
-        this.byte(tag(2, WIRE_LEN));
+        w.byte(tag(2, WIRE_LEN));
         this.writeAck(value, raw);
       }
-      // A size the two passes disagree on would be this encoder's bug: the message still goes out,
-      // written by protobuf-es (tests check that typical frames never take that path).
-      if (this.at !== size) throw FALLBACK;
-      return this.buf;
+      return w.finish();
     } finally {
-      this.reset();
+      w.reset();
     }
-  }
-
-  private reset(): void {
-    this.count = 0;
-    this.next = 0;
-    this.at = 0;
-    this.buf = NO_BUFFER;
   }
 
   // -- pass 1: sizes ---------------------------------------------------------------------------
 
-  private reserve(): number {
-    if (this.count === this.slots.length) {
-      const grown = new Int32Array(this.slots.length * 2);
-      grown.set(this.slots);
-      this.slots = grown;
-    }
-    return this.count++;
-  }
-
-  private push(v: number): void {
-    // Reserve first: `this.slots[this.reserve()] = v` would read `this.slots` before reserve()
-    // replaces a full array, and write the value into the discarded one.
-    const i = this.reserve();
-    this.slots[i] = v;
-  }
-
-  /** A string field's size (0 when empty, so unset), recording its UTF-8 length. */
-  private sizeString(v: unknown, raw: boolean): number {
-    const s = str(v, raw);
-    if (s.length === 0) return 0;
-    const n = Buffer.byteLength(s, "utf8");
-    this.push(n);
-    return delimitedSize(n);
-  }
-
   private sizeOutgoing(m: Obj, parentRaw: boolean): number {
-    const raw = isRaw(m, parentRaw, T_OUTGOING);
-    const slot = this.reserve();
-    let size = this.sizeString(m.id, raw);
-    size += this.sizeString(m.to, raw);
-    for (const item of list(m.participants, raw)) {
-      size += delimitedSize(this.sizeDeviceCiphertext(asObject(item), raw));
+    const w = this.w;
+    const raw = isRawMessage(parentRaw, m.$typeName === T_OUTGOING, m.$unknown);
+    const entry = w.reserve();
+    let size = w.sizeString(m.id, raw);
+    size += w.sizeString(m.to, raw);
+    for (const item of listValue(m.participants, raw)) {
+      size += delimitedSize(this.sizeDeviceCiphertext(objectValue(item), raw));
     }
-    const groupCiphertext = bytes(m.groupCiphertext, raw);
+    const groupCiphertext = bytesValue(m.groupCiphertext, raw);
     if (groupCiphertext.byteLength > 0) size += delimitedSize(groupCiphertext.byteLength);
-    const t = i64(m.t, raw);
+    const t = int64Value(m.t, raw);
     if (t !== 0) size += 1 + varint64Size(t);
-    if (bool(m.ephemeral, raw)) size += 2;
-    if (bool(m.forwarded, raw)) size += 2;
-    const reportTag = bytes(m.reportTag, raw);
+    if (boolValue(m.ephemeral, raw)) size += 2;
+    if (boolValue(m.forwarded, raw)) size += 2;
+    const reportTag = bytesValue(m.reportTag, raw);
     if (reportTag.byteLength > 0) size += delimitedSize(reportTag.byteLength);
-    if (bool(m.urgent, raw)) size += 2;
-    if (bool(m.noServerReceipt, raw)) size += 2;
-    this.slots[slot] = size;
+    if (boolValue(m.urgent, raw)) size += 2;
+    if (boolValue(m.noServerReceipt, raw)) size += 2;
+    w.set(entry, size);
     return size;
   }
 
   private sizeDeviceCiphertext(m: Obj, parentRaw: boolean): number {
-    const raw = isRaw(m, parentRaw, T_DEVICE_CIPHERTEXT);
-    const slot = this.reserve();
-    let size = this.sizeString(m.jid, raw);
-    const registrationId = u32(m.registrationId, raw);
+    const w = this.w;
+    const raw = isRawMessage(parentRaw, m.$typeName === T_DEVICE_CIPHERTEXT, m.$unknown);
+    const entry = w.reserve();
+    let size = w.sizeString(m.jid, raw);
+    const registrationId = uint32Value(m.registrationId, raw);
     if (registrationId !== 0) size += 1 + varintSize(registrationId);
     const kind = enumValue(m.kind, raw);
     if (kind !== 0) size += 1 + varintSize(kind);
-    const ciphertext = bytes(m.ciphertext, raw);
+    const ciphertext = bytesValue(m.ciphertext, raw);
     if (ciphertext.byteLength > 0) size += delimitedSize(ciphertext.byteLength);
-    this.slots[slot] = size;
+    w.set(entry, size);
     return size;
   }
 
   private sizeAck(m: Obj, parentRaw: boolean): number {
-    const raw = isRaw(m, parentRaw, T_ACK);
-    const slot = this.reserve();
-    let size = 0;
-    for (const id of list(m.ids, raw)) {
-      // Repeated strings are written even when empty.
-      if (typeof id !== "string") throw FALLBACK;
-      const n = id.length === 0 ? 0 : Buffer.byteLength(id, "utf8");
-      this.push(n);
-      size += delimitedSize(n);
-    }
-    this.slots[slot] = size;
+    const raw = isRawMessage(parentRaw, m.$typeName === T_ACK, m.$unknown);
+    const entry = this.w.reserve();
+    const size = this.w.sizeStrings(m.ids, raw);
+    this.w.set(entry, size);
     return size;
   }
 
   // -- pass 2: bytes (values were checked in pass 1) -------------------------------------------
 
-  private byte(b: number): void {
-    this.buf[this.at++] = b;
-  }
-
-  private varint(v: number): void {
-    const buf = this.buf;
-    while (v > 0x7f) {
-      buf[this.at++] = (v & 0x7f) | 0x80;
-      v = v > 0xffffffff ? Math.floor(v / 128) : v >>> 7;
-    }
-    buf[this.at++] = v;
-  }
-
-  private varint64(v: number | bigint): void {
-    if (typeof v === "number") return this.varint(v);
-    const buf = this.buf;
-    while (v > 0x7fn) {
-      buf[this.at++] = Number(v & 0x7fn) | 0x80;
-      v >>= 7n;
-    }
-    buf[this.at++] = Number(v);
-  }
-
-  /** The next recorded size: a nested message's length prefix. */
-  private length(): void {
-    this.varint(this.slots[this.next++] as number);
-  }
-
-  private raw(b: Uint8Array): void {
-    this.varint(b.byteLength);
-    this.buf.set(b, this.at);
-    this.at += b.byteLength;
-  }
-
-  private utf8(s: string): void {
-    const n = this.slots[this.next++] as number;
-    this.varint(n);
-    if (n > 0) this.at += this.buf.write(s, this.at, n, "utf8");
-  }
-
-  private writeString(tagByte: number, v: unknown, raw: boolean): void {
-    const s = str(v, raw);
-    if (s.length === 0) return;
-    this.byte(tagByte);
-    this.utf8(s);
-  }
-
   private writeOutgoing(m: Obj, parentRaw: boolean): void {
-    const raw = isRaw(m, parentRaw, T_OUTGOING);
-    this.length();
-    this.writeString(tag(1, WIRE_LEN), m.id, raw);
-    this.writeString(tag(2, WIRE_LEN), m.to, raw);
-    for (const item of list(m.participants, raw)) {
-      this.byte(tag(3, WIRE_LEN));
+    const w = this.w;
+    const raw = isRawMessage(parentRaw, m.$typeName === T_OUTGOING, m.$unknown);
+    w.length();
+    w.writeString(tag(1, WIRE_LEN), m.id, raw);
+    w.writeString(tag(2, WIRE_LEN), m.to, raw);
+    for (const item of listValue(m.participants, raw)) {
+      w.byte(tag(3, WIRE_LEN));
       this.writeDeviceCiphertext(item as Obj, raw);
     }
-    const groupCiphertext = bytes(m.groupCiphertext, raw);
-    if (groupCiphertext.byteLength > 0) {
-      this.byte(tag(4, WIRE_LEN));
-      this.raw(groupCiphertext);
-    }
-    const t = i64(m.t, raw);
-    if (t !== 0) {
-      this.byte(tag(5, WIRE_VARINT));
-      this.varint64(t);
-    }
-    if (bool(m.ephemeral, raw)) {
-      this.byte(tag(6, WIRE_VARINT));
-      this.byte(1);
-    }
-    if (bool(m.forwarded, raw)) {
-      this.byte(tag(7, WIRE_VARINT));
-      this.byte(1);
-    }
-    const reportTag = bytes(m.reportTag, raw);
-    if (reportTag.byteLength > 0) {
-      this.byte(tag(8, WIRE_LEN));
-      this.raw(reportTag);
-    }
-    if (bool(m.urgent, raw)) {
-      this.byte(tag(9, WIRE_VARINT));
-      this.byte(1);
-    }
-    if (bool(m.noServerReceipt, raw)) {
-      this.byte(tag(10, WIRE_VARINT));
-      this.byte(1);
-    }
+    w.writeBytes(tag(4, WIRE_LEN), m.groupCiphertext, raw);
+    w.writeVarint64(tag(5, WIRE_VARINT), int64Value(m.t, raw));
+    w.writeBool(tag(6, WIRE_VARINT), m.ephemeral, raw);
+    w.writeBool(tag(7, WIRE_VARINT), m.forwarded, raw);
+    w.writeBytes(tag(8, WIRE_LEN), m.reportTag, raw);
+    w.writeBool(tag(9, WIRE_VARINT), m.urgent, raw);
+    w.writeBool(tag(10, WIRE_VARINT), m.noServerReceipt, raw);
   }
 
   private writeDeviceCiphertext(m: Obj, parentRaw: boolean): void {
-    const raw = isRaw(m, parentRaw, T_DEVICE_CIPHERTEXT);
-    this.length();
-    this.writeString(tag(1, WIRE_LEN), m.jid, raw);
-    const registrationId = u32(m.registrationId, raw);
-    if (registrationId !== 0) {
-      this.byte(tag(2, WIRE_VARINT));
-      this.varint(registrationId);
-    }
-    const kind = enumValue(m.kind, raw);
-    if (kind !== 0) {
-      this.byte(tag(3, WIRE_VARINT));
-      this.varint(kind);
-    }
-    const ciphertext = bytes(m.ciphertext, raw);
-    if (ciphertext.byteLength > 0) {
-      this.byte(tag(4, WIRE_LEN));
-      this.raw(ciphertext);
-    }
+    const w = this.w;
+    const raw = isRawMessage(parentRaw, m.$typeName === T_DEVICE_CIPHERTEXT, m.$unknown);
+    w.length();
+    w.writeString(tag(1, WIRE_LEN), m.jid, raw);
+    w.writeVarint(tag(2, WIRE_VARINT), uint32Value(m.registrationId, raw));
+    w.writeVarint(tag(3, WIRE_VARINT), enumValue(m.kind, raw));
+    w.writeBytes(tag(4, WIRE_LEN), m.ciphertext, raw);
   }
 
   private writeAck(m: Obj, parentRaw: boolean): void {
-    const raw = isRaw(m, parentRaw, T_ACK);
-    this.length();
-    for (const id of list(m.ids, raw)) {
-      this.byte(tag(1, WIRE_LEN));
-      this.utf8(id as string);
-    }
+    const raw = isRawMessage(parentRaw, m.$typeName === T_ACK, m.$unknown);
+    this.w.length();
+    this.w.writeStrings(tag(1, WIRE_LEN), m.ids, raw);
   }
 }
 

@@ -12,6 +12,18 @@ import {
   type Handle,
 } from "@switchboard/proto";
 import { AppError, Code } from "@switchboard/errors";
+import {
+  bigintOrNumber,
+  initOrMessage,
+  LOSSY_STRINGS,
+  maybeUnset,
+  outcome,
+  protobufEsCalls,
+  randomAnyText,
+  randomBytes,
+  randomText,
+  UINT32_SAMPLES,
+} from "@switchboard/grpc/testing";
 import { seededRandom, type SeededRandom } from "@switchboard/testkit";
 import { describe, expect, test, vi } from "vitest";
 import {
@@ -27,26 +39,6 @@ vi.mock("@bufbuild/protobuf", async (importOriginal) => {
   const actual = await importOriginal<typeof protobufEsModule>();
   return { ...actual, toBinary: vi.fn(actual.toBinary), fromBinary: vi.fn(actual.fromBinary) };
 });
-
-/** How many times protobuf-es's toBinary and fromBinary ran during `run`. */
-function protobufEsCalls(run: () => void): { toBinary: number; fromBinary: number } {
-  vi.mocked(toBinary).mockClear();
-  vi.mocked(fromBinary).mockClear();
-  run();
-  return {
-    toBinary: vi.mocked(toBinary).mock.calls.length,
-    fromBinary: vi.mocked(fromBinary).mock.calls.length,
-  };
-}
-
-/** Runs `f`, giving its result or its error's text. */
-function outcome<T>(f: () => T): T | string {
-  try {
-    return f();
-  } catch (err) {
-    return String(err);
-  }
-}
 
 const {
   ChatRequestSchema,
@@ -65,32 +57,14 @@ type Frame = Parameters<typeof encodeChatResponse>[0];
 const rng = seededRandom;
 type Rng = SeededRandom;
 
-const STRINGS = [
-  "",
-  "a",
-  "ünïcødé-🙂",
-  "日本語のテキスト",
-  "x".repeat(300),
-  "NULL",
-  "\u0000",
-  "15551234567:2@s.whatsapp.net",
-];
-/** Strings protobuf-es does not read back as written: lone surrogates, a leading byte order mark. */
-const LOSSY_STRINGS = ["\uFEFFbom", "lone \uD800 surrogate", "\uDC00x\uD83D", "\uFEFF"];
-const U32 = [0, 1, 127, 128, 16_383, 16_384, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1];
 /** int64 values the decoder reads itself (non-negative, below 2^53). */
 const I64_FAST = [0n, 1n, 127n, 128n, 1_700_000_000_000n, 2n ** 32n, 2n ** 53n - 1n];
 /** int64 values it leaves to protobuf-es (the encoder writes them all). */
 const I64_ODD = [2n ** 53n, 2n ** 62n, 2n ** 63n - 1n, -1n, -(2n ** 40n), -(2n ** 63n)];
 const KINDS = [0, 1, 2, 3, 4, 5, 99, 2 ** 31 - 1];
 
-// From the seeded generator (not randomUUID), so a failing run replays. One generator per test:
-// the first draws of xorshift32 from small seeds are all near 0.
-const text = (r: Rng) => (r.next() < 0.6 ? r.uuid() : r.pick(STRINGS));
-const bytes = (r: Rng, max: number) => Uint8Array.from({ length: r.int(max) }, () => r.int(256));
+// From the seeded generator (not randomUUID), so a failing run replays.
 const timestamp = (r: Rng) => BigInt(1_700_000_000_000 + r.int(1e9));
-/** Leaves a field out sometimes, as init objects may. */
-const maybe = <T>(r: Rng, v: T): T | undefined => (r.next() < 0.1 ? undefined : v);
 
 // ---------------------------------------------------------------------------------------------
 // decodeChatRequest
@@ -100,15 +74,15 @@ const maybe = <T>(r: Rng, v: T): T | undefined => (r.next() < 0.1 ? undefined : 
  * are left to protobuf-es (lossy strings, negative and large int64s).
  */
 function chatRequest(r: Rng, odd: boolean): whatsapp.ChatRequest {
-  const s = (): string => (odd && r.next() < 0.1 ? r.pick(LOSSY_STRINGS) : text(r));
+  const s = (): string => (odd && r.next() < 0.1 ? r.pick(LOSSY_STRINGS) : randomText(r));
   const i64 = (): bigint =>
     odd && r.next() < 0.3 ? r.pick(I64_ODD) : r.next() < 0.7 ? timestamp(r) : r.pick(I64_FAST);
   if (r.next() < 0.6) {
     const participants = Array.from({ length: r.pick([0, 1, 1, 2, 3, 6]) }, () => ({
       jid: s(),
-      registrationId: r.next() < 0.7 ? 1 + r.int(16380) : r.pick(U32),
+      registrationId: r.next() < 0.7 ? 1 + r.int(16380) : r.pick(UINT32_SAMPLES),
       kind: r.pick(KINDS),
-      ciphertext: r.next() < 0.1 ? new Uint8Array(0) : bytes(r, 400),
+      ciphertext: r.next() < 0.1 ? new Uint8Array(0) : randomBytes(r, 400),
     }));
     return create(ChatRequestSchema, {
       frame: {
@@ -117,11 +91,11 @@ function chatRequest(r: Rng, odd: boolean): whatsapp.ChatRequest {
           id: s(),
           to: s(),
           participants,
-          groupCiphertext: r.next() < 0.2 ? bytes(r, 300) : new Uint8Array(0),
+          groupCiphertext: r.next() < 0.2 ? randomBytes(r, 300) : new Uint8Array(0),
           t: i64(),
           ephemeral: r.next() < 0.2,
           forwarded: r.next() < 0.2,
-          reportTag: r.next() < 0.3 ? bytes(r, 48) : new Uint8Array(0),
+          reportTag: r.next() < 0.3 ? randomBytes(r, 48) : new Uint8Array(0),
           urgent: r.next() < 0.5,
           noServerReceipt: r.next() < 0.3,
         },
@@ -186,13 +160,13 @@ describe("decodeChatRequest", () => {
               jid: "15551234567:1@s.whatsapp.net",
               registrationId: 7,
               kind: 2,
-              ciphertext: bytes(rng(1), 50),
+              ciphertext: randomBytes(rng(1), 50),
             },
             {
               jid: "15551234567:2@s.whatsapp.net",
               registrationId: 8,
               kind: 1,
-              ciphertext: bytes(rng(2), 50),
+              ciphertext: randomBytes(rng(2), 50),
             },
           ],
           groupCiphertext: new Uint8Array([1, 2]),
@@ -268,15 +242,12 @@ describe("decodeChatRequest", () => {
 // ---------------------------------------------------------------------------------------------
 // encodeChatResponse
 
-/** An int64 as a bigint, or as a number when it is a safe integer (protobuf-es takes both). */
-const int64 = (r: Rng, v: bigint): bigint =>
-  r.next() < 0.3 && v >= -(2n ** 53n) + 1n && v <= 2n ** 53n - 1n ? (Number(v) as unknown as bigint) : v;
-const anyInt64 = (r: Rng) => int64(r, r.next() < 0.7 ? timestamp(r) : r.pick([...I64_FAST, ...I64_ODD]));
-/** Any string: the encoder writes lossy ones too (as U+FFFD, like protobuf-es). */
-const anyText = (r: Rng) => (r.next() < 0.05 ? r.pick(LOSSY_STRINGS) : text(r));
-/** Hands over an init object as is or as a created message (protobuf-es then uses it as is). */
-const shape = <T extends object>(r: Rng, schema: DescMessage, init: T, createdOdds = 0.5): T =>
-  r.next() < createdOdds ? (create(schema, init as never) as unknown as T) : init;
+/** Any int64 (the encoder writes them all), as a bigint or a number (protobuf-es takes both). */
+const anyInt64 = (r: Rng) =>
+  bigintOrNumber(r, r.next() < 0.7 ? timestamp(r) : r.pick([...I64_FAST, ...I64_ODD]));
+/** Half the frames' values are created messages, as translate.ts makes them. */
+const shape = <T extends object>(r: Rng, schema: DescMessage, init: T): T =>
+  initOrMessage(r, schema, init, 0.5);
 
 /** A random frame of the kinds the codec writes itself (every value one it writes). */
 function responseFrame(r: Rng): Frame {
@@ -285,38 +256,38 @@ function responseFrame(r: Rng): Frame {
     return {
       case: "message",
       value: shape(r, IncomingChatSchema, {
-        serverId: maybe(r, anyText(r)),
-        id: maybe(r, anyText(r)),
-        from: maybe(r, r.next() < 0.2 ? "" : anyText(r)),
-        group: maybe(r, r.next() < 0.7 ? "" : `${r.uuid()}@g.us`),
-        kind: maybe(r, r.pick(KINDS)),
-        ciphertext: maybe(r, r.next() < 0.1 ? new Uint8Array(0) : bytes(r, 600)),
-        t: maybe(r, anyInt64(r)),
-        serverT: maybe(r, anyInt64(r)),
-        ephemeral: maybe(r, r.next() < 0.2),
-        forwarded: maybe(r, r.next() < 0.2),
-        reportTag: maybe(r, r.next() < 0.3 ? bytes(r, 48) : new Uint8Array(0)),
-        urgent: maybe(r, r.next() < 0.5),
-        senderRegistrationId: maybe(r, r.next() < 0.7 ? 1 + r.int(16380) : r.pick(U32)),
-        sequence: maybe(r, int64(r, r.next() < 0.8 ? BigInt(1 + r.int(1e6)) : r.pick(I64_ODD))),
-        thirdPartyProvider: maybe(r, r.next() < 0.8 ? "" : anyText(r)),
-        messageRequest: maybe(r, r.next() < 0.2),
-        serverFrankingTag: maybe(r, r.next() < 0.5 ? bytes(r, 40) : new Uint8Array(0)),
+        serverId: maybeUnset(r, randomAnyText(r)),
+        id: maybeUnset(r, randomAnyText(r)),
+        from: maybeUnset(r, r.next() < 0.2 ? "" : randomAnyText(r)),
+        group: maybeUnset(r, r.next() < 0.7 ? "" : `${r.uuid()}@g.us`),
+        kind: maybeUnset(r, r.pick(KINDS)),
+        ciphertext: maybeUnset(r, r.next() < 0.1 ? new Uint8Array(0) : randomBytes(r, 600)),
+        t: maybeUnset(r, anyInt64(r)),
+        serverT: maybeUnset(r, anyInt64(r)),
+        ephemeral: maybeUnset(r, r.next() < 0.2),
+        forwarded: maybeUnset(r, r.next() < 0.2),
+        reportTag: maybeUnset(r, r.next() < 0.3 ? randomBytes(r, 48) : new Uint8Array(0)),
+        urgent: maybeUnset(r, r.next() < 0.5),
+        senderRegistrationId: maybeUnset(r, r.next() < 0.7 ? 1 + r.int(16380) : r.pick(UINT32_SAMPLES)),
+        sequence: maybeUnset(r, bigintOrNumber(r, r.next() < 0.8 ? BigInt(1 + r.int(1e6)) : r.pick(I64_ODD))),
+        thirdPartyProvider: maybeUnset(r, r.next() < 0.8 ? "" : randomAnyText(r)),
+        messageRequest: maybeUnset(r, r.next() < 0.2),
+        serverFrankingTag: maybeUnset(r, r.next() < 0.5 ? randomBytes(r, 40) : new Uint8Array(0)),
       }),
     };
   if (k < 8) {
-    const jids = () => Array.from({ length: r.pick([0, 0, 1, 2, 4]) }, () => anyText(r));
+    const jids = () => Array.from({ length: r.pick([0, 0, 1, 2, 4]) }, () => randomAnyText(r));
     return {
       case: "sendAck",
       value: shape(r, SendAckSchema, {
-        id: maybe(r, anyText(r)),
+        id: maybeUnset(r, randomAnyText(r)),
         // 99: no such status (an open enum takes it).
-        status: maybe(r, r.pick([0, 1, 2, 3, 99]) as whatsapp.SendAckStatus),
-        serverId: maybe(r, r.next() < 0.3 ? "" : anyText(r)),
-        serverT: maybe(r, anyInt64(r)),
-        missing: maybe(r, jids()),
-        extra: maybe(r, jids()),
-        stale: maybe(r, jids()),
+        status: maybeUnset(r, r.pick([0, 1, 2, 3, 99]) as whatsapp.SendAckStatus),
+        serverId: maybeUnset(r, r.next() < 0.3 ? "" : randomAnyText(r)),
+        serverT: maybeUnset(r, anyInt64(r)),
+        missing: maybeUnset(r, jids()),
+        extra: maybeUnset(r, jids()),
+        stale: maybeUnset(r, jids()),
       }),
     };
   }
@@ -324,10 +295,10 @@ function responseFrame(r: Rng): Frame {
     return {
       case: "receipt",
       value: shape(r, ServerReceiptSchema, {
-        serverId: maybe(r, anyText(r)),
-        id: maybe(r, anyText(r)),
-        from: maybe(r, anyText(r)),
-        t: maybe(r, anyInt64(r)),
+        serverId: maybeUnset(r, randomAnyText(r)),
+        id: maybeUnset(r, randomAnyText(r)),
+        from: maybeUnset(r, randomAnyText(r)),
+        t: maybeUnset(r, anyInt64(r)),
       }),
     };
   return { case: "queueDrained", value: shape(r, QueueDrainedSchema, {}) };
@@ -379,7 +350,7 @@ describe("encodeChatResponse", () => {
     for (let i = 0; i < 500; i++) {
       const envelope = newEnvelope({
         id: r.uuid(),
-        clientMessageId: anyText(r),
+        clientMessageId: randomAnyText(r),
         type: r.pick([
           EnvelopeType.CIPHERTEXT,
           EnvelopeType.PREKEY_MESSAGE,
@@ -391,16 +362,16 @@ describe("encodeChatResponse", () => {
         sourceApp: r.pick([App.WHATSAPP, App.MESSENGER, App.THIRD_PARTY]),
         sourceProviderId: r.next() < 0.3 ? "acme" : "",
         sourceRegistrationId: 1 + r.int(16380),
-        content: bytes(r, 600),
+        content: randomBytes(r, 600),
         serverTimestampMs: timestamp(r),
         clientTimestampMs: r.next() < 0.9 ? timestamp(r) : r.pick(I64_ODD),
         ephemeral: r.next() < 0.2,
         urgent: r.next() < 0.5,
         groupId: r.next() < 0.3 ? r.uuid() : "",
         forwarded: r.next() < 0.1,
-        reportTag: r.next() < 0.5 ? bytes(r, 32) : new Uint8Array(0),
+        reportTag: r.next() < 0.5 ? randomBytes(r, 32) : new Uint8Array(0),
         sequence: BigInt(1 + r.int(1e6)),
-        serverFrankingTag: r.next() < 0.5 ? bytes(r, 32) : new Uint8Array(0),
+        serverFrankingTag: r.next() < 0.5 ? randomBytes(r, 32) : new Uint8Array(0),
         messageRequest: r.next() < 0.2,
       });
       const handle = r.next() < 0.9 ? r.pick(handles) : undefined;
@@ -417,9 +388,9 @@ describe("encodeChatResponse", () => {
           { case: "recipientNotFound", value: {} },
         ]),
       });
-      expect(sameBytes({ case: "sendAck", value: sendResponseToAck(anyText(r), response, recipient) })).toBe(
-        0,
-      );
+      expect(
+        sameBytes({ case: "sendAck", value: sendResponseToAck(randomAnyText(r), response, recipient) }),
+      ).toBe(0);
 
       const accounts = handles.map(() => r.uuid());
       const group = create(SendGroupMessageResponseSchema, {
@@ -438,7 +409,7 @@ describe("encodeChatResponse", () => {
         ]),
       });
       const ack = groupSendResponseToAck(
-        anyText(r),
+        randomAnyText(r),
         group,
         (accountId) => handles[accounts.indexOf(accountId)] as Handle,
       );

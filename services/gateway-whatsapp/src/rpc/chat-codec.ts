@@ -1,6 +1,23 @@
 import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import type { WireReader as Reader } from "@switchboard/grpc";
-import { readOrFallback, WIRE_FALLBACK as FALLBACK, WIRE_LEN, WIRE_VARINT } from "@switchboard/grpc";
+import {
+  boolValue,
+  bytesValue,
+  delimitedSize,
+  enumValue,
+  int64Value,
+  isRawMessage,
+  objectValue,
+  readOrFallback,
+  uint32Value,
+  varint64Size,
+  varintSize,
+  WIRE_FALLBACK as FALLBACK,
+  WIRE_LEN,
+  WIRE_VARINT,
+  wireTag as tag,
+  WireWriter,
+} from "@switchboard/grpc";
 import { whatsapp } from "@switchboard/proto";
 
 // The Chat stream's hot frames without protobuf-es reflection, as the delivery service's
@@ -39,8 +56,6 @@ export const CHAT_CODEC_MESSAGE_FIELDS: Readonly<Record<string, readonly number[
   "switchboard.gateway.whatsapp.v1.ServerReceipt": [1, 2, 3, 4],
   "switchboard.gateway.whatsapp.v1.QueueDrained": [],
 };
-
-const tag = (field: number, wire: number) => (field << 3) | wire;
 
 // ---------------------------------------------------------------------------------------------
 // Decoding
@@ -170,121 +185,23 @@ const T_SEND_ACK = "switchboard.gateway.whatsapp.v1.SendAck";
 const T_RECEIPT = "switchboard.gateway.whatsapp.v1.ServerReceipt";
 const T_QUEUE_DRAINED = "switchboard.gateway.whatsapp.v1.QueueDrained";
 
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
-const I64_MIN = -(2n ** 63n);
-const I64_MAX = 2n ** 63n - 1n;
-const NO_ITEMS: readonly unknown[] = [];
-const NO_BYTES = new Uint8Array(0);
-const NO_BUFFER = Buffer.alloc(0);
-
-function varintSize(v: number): number {
-  if (v < 0x80) return 1;
-  if (v < 0x4000) return 2;
-  if (v < 0x200000) return 3;
-  if (v < 0x10000000) return 4;
-  let n = 5;
-  for (v = Math.floor(v / 0x800000000); v > 0; v = Math.floor(v / 128)) n++;
-  return n;
-}
-
-/** Size of a varint holding a value from {@link i64}. */
-function varint64Size(v: number | bigint): number {
-  if (typeof v === "number") return varintSize(v);
-  let n = 1;
-  while (v > 0x7fn) {
-    v >>= 7n;
-    n++;
-  }
-  return n;
-}
-
-/** Size of a length-delimited field body of `bytes` bytes, with its length (not its tag). */
-const delimitedSize = (bytes: number) => varintSize(bytes) + bytes;
-
-// Field values as `toBinary(create(ChatResponseSchema, { frame }))` sees them. A frame's value is
-// "raw" when it is a message of its type (made by `create`, as translate.ts does): protobuf-es then
-// uses it as is. In an init object undefined and null mean unset; in a raw one they would reach the
-// binary writer, so they fall back like every value that is not of the field's exact type.
-
-function asObject(v: unknown): Obj {
-  if (typeof v === "object" && v !== null && !Array.isArray(v)) return v as Obj;
-  throw FALLBACK;
-}
-
-function isRaw(m: Obj, typeName: string): boolean {
-  const raw = m.$typeName === typeName;
-  // toBinary writes a raw message's unknown fields; create drops an init object's.
-  if (raw && m.$unknown !== undefined) throw FALLBACK;
-  return raw;
-}
-
-function str(v: unknown, raw: boolean): string {
-  if (typeof v === "string") return v;
-  if (v == null && !raw) return "";
-  throw FALLBACK;
-}
-
-function u32(v: unknown, raw: boolean): number {
-  if (typeof v === "number" && v >= 0 && v <= 0xffffffff && Number.isInteger(v)) return v;
-  if (v == null && !raw) return 0;
-  throw FALLBACK;
-}
-
-/** An enum value; only non-negative ones (a negative int32 takes ten bytes: it falls back). */
-function enumValue(v: unknown, raw: boolean): number {
-  if (typeof v === "number" && v >= 0 && v <= 0x7fffffff && Number.isInteger(v)) return v;
-  if (v == null && !raw) return 0;
-  throw FALLBACK;
-}
-
-function bool(v: unknown, raw: boolean): boolean {
-  if (typeof v === "boolean") return v;
-  if (v == null && !raw) return false;
-  throw FALLBACK;
-}
-
-function bytes(v: unknown, raw: boolean): Uint8Array {
-  if (v instanceof Uint8Array) return v;
-  if (v == null && !raw) return NO_BYTES;
-  throw FALLBACK;
-}
+// A frame's value is "raw" (see @switchboard/grpc's isRawMessage) when it is a message of its type,
+// made by `create` as translate.ts does: protobuf-es then uses it as is. The ChatResponse around it
+// is the encoder's own init object, so no frame has a raw parent.
 
 /**
- * An int64 value (a bigint, or a safe integer as protobuf-es also takes) as the uint64 of its
- * varint: a number below 2^53, else a bigint; negative ones are two's complement.
- */
-function i64(v: unknown, raw: boolean): number | bigint {
-  if (typeof v === "bigint") {
-    if (v >= 0n && v <= MAX_SAFE) return Number(v);
-    if (v >= I64_MIN && v <= I64_MAX) return BigInt.asUintN(64, v);
-  } else if (typeof v === "number") {
-    if (Number.isSafeInteger(v)) return v >= 0 ? v : BigInt.asUintN(64, BigInt(v));
-  } else if (v == null && !raw) return 0;
-  throw FALLBACK;
-}
-
-function list(v: unknown, raw: boolean): readonly unknown[] {
-  if (Array.isArray(v)) return v;
-  if (v == null && !raw) return NO_ITEMS;
-  throw FALLBACK;
-}
-
-/**
- * Writes a ChatResponse in two passes over the frame: `size*` validates every value (throwing
- * FALLBACK) and records, in write order, the UTF-8 length of each non-empty string; `write*` then
- * fills one buffer of exactly the total size.
+ * Writes a ChatResponse in two passes over the frame (see @switchboard/grpc's WireWriter): `size*`
+ * checks every value and records the UTF-8 length of each non-empty string, `write*` fills one
+ * buffer of exactly the total size.
  */
 class ResponseEncoder {
-  private lengths = new Int32Array(64);
-  private count = 0;
-  private next = 0;
-  private buf: Buffer = NO_BUFFER;
-  private at = 0;
+  private readonly w = new WireWriter(64);
 
   encode(frame: unknown): Uint8Array {
+    const w = this.w;
     try {
-      const f = asObject(frame);
-      const value = asObject(f.value);
+      const f = objectValue(frame);
+      const value = objectValue(f.value);
       let field: number;
       let body: number;
       switch (f.case) {
@@ -302,245 +219,128 @@ class ResponseEncoder {
           break;
         case "queueDrained":
           // No fields: only a created message's unknown fields would make it longer (they fall back).
-          isRaw(value, T_QUEUE_DRAINED);
+          isRawMessage(false, value.$typeName === T_QUEUE_DRAINED, value.$unknown);
           field = 4;
           body = 0;
           break;
         default:
           throw FALLBACK;
       }
-      const size = 1 + delimitedSize(body);
-      this.buf = Buffer.allocUnsafe(size);
-      this.byte(tag(field, WIRE_LEN));
-      this.varint(body);
+      w.start(delimitedSize(body));
+      w.byte(tag(field, WIRE_LEN));
+      w.varint(body);
       if (field === 1) this.writeIncoming(value);
       else if (field === 2) this.writeSendAck(value);
       else if (field === 3) this.writeReceipt(value);
-      // A size the two passes disagree on would be this encoder's bug: the frame still goes out,
-      // written by protobuf-es (tests check that typical frames never take that path).
-      if (this.at !== size) throw FALLBACK;
-      return this.buf;
+      return w.finish();
     } finally {
-      this.count = 0;
-      this.next = 0;
-      this.at = 0;
-      this.buf = NO_BUFFER;
+      w.reset();
     }
   }
 
   // -- pass 1: sizes ---------------------------------------------------------------------------
 
-  private push(n: number): void {
-    if (this.count === this.lengths.length) {
-      const grown = new Int32Array(this.lengths.length * 2);
-      grown.set(this.lengths);
-      this.lengths = grown;
-    }
-    this.lengths[this.count++] = n;
-  }
-
-  /** A string field's size with its tag of `tagBytes` (0 when empty, so unset); records its length. */
-  private sizeString(v: unknown, raw: boolean, tagBytes = 1): number {
-    const s = str(v, raw);
-    if (s.length === 0) return 0;
-    const n = Buffer.byteLength(s, "utf8");
-    this.push(n);
-    return tagBytes + delimitedSize(n);
-  }
-
-  /** A repeated string field's size: every item is written, empty ones too. */
-  private sizeStrings(v: unknown, raw: boolean): number {
-    let size = 0;
-    for (const s of list(v, raw)) {
-      if (typeof s !== "string") throw FALLBACK;
-      const n = s.length === 0 ? 0 : Buffer.byteLength(s, "utf8");
-      this.push(n);
-      size += 1 + delimitedSize(n);
-    }
-    return size;
-  }
-
   private sizeIncoming(m: Obj): number {
-    const raw = isRaw(m, T_INCOMING);
-    let size = this.sizeString(m.serverId, raw);
-    size += this.sizeString(m.id, raw);
-    size += this.sizeString(m.from, raw);
-    size += this.sizeString(m.group, raw);
+    const w = this.w;
+    const raw = isRawMessage(false, m.$typeName === T_INCOMING, m.$unknown);
+    let size = w.sizeString(m.serverId, raw);
+    size += w.sizeString(m.id, raw);
+    size += w.sizeString(m.from, raw);
+    size += w.sizeString(m.group, raw);
     const kind = enumValue(m.kind, raw);
     if (kind !== 0) size += 1 + varintSize(kind);
-    const ciphertext = bytes(m.ciphertext, raw);
-    if (ciphertext.byteLength > 0) size += 1 + delimitedSize(ciphertext.byteLength);
-    const t = i64(m.t, raw);
+    const ciphertext = bytesValue(m.ciphertext, raw);
+    if (ciphertext.byteLength > 0) size += delimitedSize(ciphertext.byteLength);
+    const t = int64Value(m.t, raw);
     if (t !== 0) size += 1 + varint64Size(t);
-    const serverT = i64(m.serverT, raw);
+    const serverT = int64Value(m.serverT, raw);
     if (serverT !== 0) size += 1 + varint64Size(serverT);
-    if (bool(m.ephemeral, raw)) size += 2;
-    if (bool(m.forwarded, raw)) size += 2;
-    const reportTag = bytes(m.reportTag, raw);
-    if (reportTag.byteLength > 0) size += 1 + delimitedSize(reportTag.byteLength);
-    if (bool(m.urgent, raw)) size += 2;
-    const registrationId = u32(m.senderRegistrationId, raw);
+    if (boolValue(m.ephemeral, raw)) size += 2;
+    if (boolValue(m.forwarded, raw)) size += 2;
+    const reportTag = bytesValue(m.reportTag, raw);
+    if (reportTag.byteLength > 0) size += delimitedSize(reportTag.byteLength);
+    if (boolValue(m.urgent, raw)) size += 2;
+    const registrationId = uint32Value(m.senderRegistrationId, raw);
     if (registrationId !== 0) size += 1 + varintSize(registrationId);
-    const sequence = i64(m.sequence, raw);
+    const sequence = int64Value(m.sequence, raw);
     if (sequence !== 0) size += 1 + varint64Size(sequence);
-    size += this.sizeString(m.thirdPartyProvider, raw);
+    size += w.sizeString(m.thirdPartyProvider, raw);
     // Fields 30 and 40 take two-byte tags.
-    if (bool(m.messageRequest, raw)) size += 3;
-    const frankingTag = bytes(m.serverFrankingTag, raw);
-    if (frankingTag.byteLength > 0) size += 2 + delimitedSize(frankingTag.byteLength);
+    if (boolValue(m.messageRequest, raw)) size += 3;
+    const frankingTag = bytesValue(m.serverFrankingTag, raw);
+    if (frankingTag.byteLength > 0) size += delimitedSize(frankingTag.byteLength, 2);
     return size;
   }
 
   private sizeSendAck(m: Obj): number {
-    const raw = isRaw(m, T_SEND_ACK);
-    let size = this.sizeString(m.id, raw);
+    const w = this.w;
+    const raw = isRawMessage(false, m.$typeName === T_SEND_ACK, m.$unknown);
+    let size = w.sizeString(m.id, raw);
     const status = enumValue(m.status, raw);
     if (status !== 0) size += 1 + varintSize(status);
-    size += this.sizeString(m.serverId, raw);
-    const serverT = i64(m.serverT, raw);
+    size += w.sizeString(m.serverId, raw);
+    const serverT = int64Value(m.serverT, raw);
     if (serverT !== 0) size += 1 + varint64Size(serverT);
-    size += this.sizeStrings(m.missing, raw);
-    size += this.sizeStrings(m.extra, raw);
-    size += this.sizeStrings(m.stale, raw);
+    size += w.sizeStrings(m.missing, raw);
+    size += w.sizeStrings(m.extra, raw);
+    size += w.sizeStrings(m.stale, raw);
     return size;
   }
 
   private sizeReceipt(m: Obj): number {
-    const raw = isRaw(m, T_RECEIPT);
-    let size = this.sizeString(m.serverId, raw);
-    size += this.sizeString(m.id, raw);
-    size += this.sizeString(m.from, raw);
-    const t = i64(m.t, raw);
+    const w = this.w;
+    const raw = isRawMessage(false, m.$typeName === T_RECEIPT, m.$unknown);
+    let size = w.sizeString(m.serverId, raw);
+    size += w.sizeString(m.id, raw);
+    size += w.sizeString(m.from, raw);
+    const t = int64Value(m.t, raw);
     if (t !== 0) size += 1 + varint64Size(t);
     return size;
   }
 
   // -- pass 2: bytes (values were checked in pass 1) -------------------------------------------
 
-  private byte(b: number): void {
-    this.buf[this.at++] = b;
-  }
-
-  private varint(v: number): void {
-    const buf = this.buf;
-    while (v > 0x7f) {
-      buf[this.at++] = (v & 0x7f) | 0x80;
-      v = v > 0xffffffff ? Math.floor(v / 128) : v >>> 7;
-    }
-    buf[this.at++] = v;
-  }
-
-  private varint64(v: number | bigint): void {
-    if (typeof v === "number") return this.varint(v);
-    const buf = this.buf;
-    while (v > 0x7fn) {
-      buf[this.at++] = Number(v & 0x7fn) | 0x80;
-      v >>= 7n;
-    }
-    buf[this.at++] = Number(v);
-  }
-
-  private utf8(s: string): void {
-    const n = this.lengths[this.next++] as number;
-    this.varint(n);
-    if (n > 0) this.at += this.buf.write(s, this.at, n, "utf8");
-  }
-
-  private raw(b: Uint8Array): void {
-    this.varint(b.byteLength);
-    this.buf.set(b, this.at);
-    this.at += b.byteLength;
-  }
-
-  private writeString(tagByte: number, v: unknown, raw: boolean): void {
-    const s = str(v, raw);
-    if (s.length === 0) return;
-    this.byte(tagByte);
-    this.utf8(s);
-  }
-
-  private writeStrings(tagByte: number, v: unknown, raw: boolean): void {
-    for (const s of list(v, raw)) {
-      this.byte(tagByte);
-      this.utf8(s as string);
-    }
-  }
-
-  private writeInt64(tagByte: number, v: unknown, raw: boolean): void {
-    const n = i64(v, raw);
-    if (n === 0) return;
-    this.byte(tagByte);
-    this.varint64(n);
-  }
-
-  private writeUint32(tagByte: number, v: number): void {
-    if (v === 0) return;
-    this.byte(tagByte);
-    this.varint(v);
-  }
-
-  private writeBool(tagByte: number, v: unknown, raw: boolean): void {
-    if (!bool(v, raw)) return;
-    this.byte(tagByte);
-    this.byte(1);
-  }
-
-  private writeBytes(tagByte: number, v: unknown, raw: boolean): void {
-    const b = bytes(v, raw);
-    if (b.byteLength === 0) return;
-    this.byte(tagByte);
-    this.raw(b);
-  }
-
   private writeIncoming(m: Obj): void {
+    const w = this.w;
     const raw = m.$typeName === T_INCOMING;
-    this.writeString(tag(1, WIRE_LEN), m.serverId, raw);
-    this.writeString(tag(2, WIRE_LEN), m.id, raw);
-    this.writeString(tag(3, WIRE_LEN), m.from, raw);
-    this.writeString(tag(4, WIRE_LEN), m.group, raw);
-    this.writeUint32(tag(5, WIRE_VARINT), enumValue(m.kind, raw));
-    this.writeBytes(tag(6, WIRE_LEN), m.ciphertext, raw);
-    this.writeInt64(tag(7, WIRE_VARINT), m.t, raw);
-    this.writeInt64(tag(8, WIRE_VARINT), m.serverT, raw);
-    this.writeBool(tag(9, WIRE_VARINT), m.ephemeral, raw);
-    this.writeBool(tag(10, WIRE_VARINT), m.forwarded, raw);
-    this.writeBytes(tag(11, WIRE_LEN), m.reportTag, raw);
-    this.writeBool(tag(12, WIRE_VARINT), m.urgent, raw);
-    this.writeUint32(tag(13, WIRE_VARINT), u32(m.senderRegistrationId, raw));
-    this.writeInt64(tag(14, WIRE_VARINT), m.sequence, raw);
-    this.writeString(tag(15, WIRE_LEN), m.thirdPartyProvider, raw);
-    if (bool(m.messageRequest, raw)) {
-      // Field 30, varint: tag 240 as a two-byte varint.
-      this.byte(0xf0);
-      this.byte(0x01);
-      this.byte(1);
-    }
-    const frankingTag = bytes(m.serverFrankingTag, raw);
-    if (frankingTag.byteLength > 0) {
-      // Field 40, length-delimited: tag 322 as a two-byte varint.
-      this.byte(0xc2);
-      this.byte(0x02);
-      this.raw(frankingTag);
-    }
+    w.writeString(tag(1, WIRE_LEN), m.serverId, raw);
+    w.writeString(tag(2, WIRE_LEN), m.id, raw);
+    w.writeString(tag(3, WIRE_LEN), m.from, raw);
+    w.writeString(tag(4, WIRE_LEN), m.group, raw);
+    w.writeVarint(tag(5, WIRE_VARINT), enumValue(m.kind, raw));
+    w.writeBytes(tag(6, WIRE_LEN), m.ciphertext, raw);
+    w.writeVarint64(tag(7, WIRE_VARINT), int64Value(m.t, raw));
+    w.writeVarint64(tag(8, WIRE_VARINT), int64Value(m.serverT, raw));
+    w.writeBool(tag(9, WIRE_VARINT), m.ephemeral, raw);
+    w.writeBool(tag(10, WIRE_VARINT), m.forwarded, raw);
+    w.writeBytes(tag(11, WIRE_LEN), m.reportTag, raw);
+    w.writeBool(tag(12, WIRE_VARINT), m.urgent, raw);
+    w.writeVarint(tag(13, WIRE_VARINT), uint32Value(m.senderRegistrationId, raw));
+    w.writeVarint64(tag(14, WIRE_VARINT), int64Value(m.sequence, raw));
+    w.writeString(tag(15, WIRE_LEN), m.thirdPartyProvider, raw);
+    w.writeBool(tag(30, WIRE_VARINT), m.messageRequest, raw);
+    w.writeBytes(tag(40, WIRE_LEN), m.serverFrankingTag, raw);
   }
 
   private writeSendAck(m: Obj): void {
+    const w = this.w;
     const raw = m.$typeName === T_SEND_ACK;
-    this.writeString(tag(1, WIRE_LEN), m.id, raw);
-    this.writeUint32(tag(2, WIRE_VARINT), enumValue(m.status, raw));
-    this.writeString(tag(3, WIRE_LEN), m.serverId, raw);
-    this.writeInt64(tag(4, WIRE_VARINT), m.serverT, raw);
-    this.writeStrings(tag(5, WIRE_LEN), m.missing, raw);
-    this.writeStrings(tag(6, WIRE_LEN), m.extra, raw);
-    this.writeStrings(tag(7, WIRE_LEN), m.stale, raw);
+    w.writeString(tag(1, WIRE_LEN), m.id, raw);
+    w.writeVarint(tag(2, WIRE_VARINT), enumValue(m.status, raw));
+    w.writeString(tag(3, WIRE_LEN), m.serverId, raw);
+    w.writeVarint64(tag(4, WIRE_VARINT), int64Value(m.serverT, raw));
+    w.writeStrings(tag(5, WIRE_LEN), m.missing, raw);
+    w.writeStrings(tag(6, WIRE_LEN), m.extra, raw);
+    w.writeStrings(tag(7, WIRE_LEN), m.stale, raw);
   }
 
   private writeReceipt(m: Obj): void {
+    const w = this.w;
     const raw = m.$typeName === T_RECEIPT;
-    this.writeString(tag(1, WIRE_LEN), m.serverId, raw);
-    this.writeString(tag(2, WIRE_LEN), m.id, raw);
-    this.writeString(tag(3, WIRE_LEN), m.from, raw);
-    this.writeInt64(tag(4, WIRE_VARINT), m.t, raw);
+    w.writeString(tag(1, WIRE_LEN), m.serverId, raw);
+    w.writeString(tag(2, WIRE_LEN), m.id, raw);
+    w.writeString(tag(3, WIRE_LEN), m.from, raw);
+    w.writeVarint64(tag(4, WIRE_VARINT), int64Value(m.t, raw));
   }
 }
 
