@@ -197,23 +197,36 @@ interface SurfaceCall {
 }
 
 /**
- * A call's context. The child logger is created on first use: a pino child costs ~0.5 KiB, which
- * long-lived idle streams (one per connected device) would otherwise each keep for nothing.
+ * A call's context. What a handler may never look at is made on first use: the child logger (a
+ * pino child costs ~0.5 KiB, which long-lived idle streams, one per connected device, would
+ * otherwise each keep for nothing), the generated request id and the abort signal (on a unary
+ * send, a random UUID and an AbortController with its EventTarget were most of the adapter's own
+ * allocation per call).
  */
 class Context implements CallContext {
   #log: Logger | undefined;
+  #requestId: string | undefined;
   readonly deadline?: Date;
 
   constructor(
     private readonly parentLog: Logger,
     readonly rpc: string,
-    readonly requestId: string,
+    sentRequestId: string | undefined,
     readonly metadata: grpc.Metadata,
-    readonly signal: AbortSignal,
+    private readonly state: CallState,
     deadline: Date | undefined,
     readonly peer: string,
   ) {
+    this.#requestId = sentRequestId;
     if (deadline !== undefined) this.deadline = deadline;
+  }
+
+  get requestId(): string {
+    return (this.#requestId ??= randomUUID());
+  }
+
+  get signal(): AbortSignal {
+    return this.state.signal;
   }
 
   get log(): Logger {
@@ -224,7 +237,8 @@ class Context implements CallContext {
 /** Per-call lifecycle: context, abort handling, the outcome mapping and the final log line. */
 class CallState implements ActiveCall {
   readonly ctx: CallContext;
-  readonly #controller = new AbortController();
+  /** Made when the handler first reads its signal, or when the call is aborted. */
+  #controller: AbortController | undefined;
   readonly #startMs = performance.now();
   /** Set once grpc-js reports the call cancelled: no status can be sent any more. */
   cancelled = false;
@@ -238,15 +252,14 @@ class CallState implements ActiveCall {
   ) {
     const metadata = call.metadata;
     const sent = metadata.get(REQUEST_ID_KEY)[0];
-    const requestId = typeof sent === "string" && REQUEST_ID_PATTERN.test(sent) ? sent : randomUUID();
     const deadline = call.getDeadline();
     const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
     this.ctx = new Context(
       rt.log,
       rpc,
-      requestId,
+      typeof sent === "string" && REQUEST_ID_PATTERN.test(sent) ? sent : undefined,
       metadata,
-      this.#controller.signal,
+      this,
       Number.isFinite(deadlineMs) ? new Date(deadlineMs) : undefined,
       call.getPeer(),
     );
@@ -263,8 +276,13 @@ class CallState implements ActiveCall {
     rt.active.add(this);
   }
 
+  get signal(): AbortSignal {
+    return (this.#controller ??= new AbortController()).signal;
+  }
+
   abort(reason: AppError): void {
-    if (!this.#controller.signal.aborted) this.#controller.abort(reason);
+    const signal = this.signal;
+    if (!signal.aborted) (this.#controller as AbortController).abort(reason);
   }
 
   /**
@@ -276,11 +294,11 @@ class CallState implements ActiveCall {
   finish(err: unknown, failed: boolean): grpc.StatusObject | undefined {
     this.#finished = true;
     this.rt.active.delete(this);
-    const signal = this.#controller.signal;
+    const signal = this.#controller?.signal;
     const log = () => this.ctx.log;
     // Once cancelled (client, deadline) the outcome is the abort; on shutdown the status can still
     // be sent, so a handler's own AppError wins over the generic abort reason.
-    if (signal.aborted && (this.cancelled || (failed && !isAppError(err)))) {
+    if (signal?.aborted && (this.cancelled || (failed && !isAppError(err)))) {
       const reason = signal.reason as AppError;
       reportCallEnd(this.rt, log, this.rpc, reason.code, this.#startMs, { reason: reason.reason });
       return appErrorToStatus(reason);

@@ -50,11 +50,14 @@ export class Encoded<O extends DescMessage> {
   constructor(readonly bytes: Uint8Array) {}
 }
 
-/** Handler of a unary RPC: returns the response (a message or its init shape). */
+/**
+ * Handler of a unary RPC: returns the response (a message or its init shape, or the response
+ * already in wire form as {@link Encoded}).
+ */
 export type UnaryImpl<I extends DescMessage, O extends DescMessage> = (
   request: MessageShape<I>,
   ctx: CallContext,
-) => Promise<MessageInitShape<O>>;
+) => Promise<MessageInitShape<O> | Encoded<O>>;
 
 /** Handler of a server-streaming RPC: sends responses through `out`; returning ends the call OK. */
 export type ServerStreamingImpl<I extends DescMessage, O extends DescMessage> = (
@@ -67,7 +70,7 @@ export type ServerStreamingImpl<I extends DescMessage, O extends DescMessage> = 
 export type ClientStreamingImpl<I extends DescMessage, O extends DescMessage> = (
   requests: AsyncIterable<MessageShape<I>>,
   ctx: CallContext,
-) => Promise<MessageInitShape<O>>;
+) => Promise<MessageInitShape<O> | Encoded<O>>;
 
 /**
  * Handler of a bidi-streaming RPC. `requests` ends when the client half-closes; a malformed

@@ -9,7 +9,7 @@ import {
   ResolveHandleResponseSchema,
 } from "@switchboard/proto";
 import { describe, expect, onTestFinished, test } from "vitest";
-import { createClient, errorFromServiceError } from "../src/index.js";
+import { createClient, Encoded, errorFromServiceError } from "../src/index.js";
 import type { CallContext } from "../src/index.js";
 import { KNOWN_ACCOUNT, fakeDirectory, startServer, waitFor } from "./support.js";
 
@@ -149,6 +149,25 @@ describe("unary calls", () => {
     // Other methods keep protobuf-es.
     await rejection(client.getAccount({ accountId: "acc-9" }));
     expect(decoded).toHaveLength(2);
+  });
+
+  test("a handler may answer with the response already encoded (Encoded), written as is", async () => {
+    const wire = toBinary(
+      ResolveHandleResponseSchema,
+      create(ResolveHandleResponseSchema, {
+        result: { case: "found", value: { account: KNOWN_ACCOUNT, devices: [{ deviceId: 3 }] } },
+      }),
+    );
+    const { target } = await startServer((s) =>
+      s.add(DirectoryService, {
+        async resolveHandle() {
+          return new Encoded<typeof ResolveHandleResponseSchema>(wire);
+        },
+      }),
+    );
+    const res = await directoryClient(target).resolveHandle({ handle: { app: App.WHATSAPP, value: "+1" } });
+    expect(toBinary(ResolveHandleResponseSchema, res)).toEqual(wire);
+    expect(res.result.case === "found" && res.result.value.devices[0]?.deviceId).toBe(3);
   });
 
   test("a decoder for a method the service lacks is a startup error", async () => {

@@ -18,7 +18,7 @@ import type { Logger } from "pino";
 import { createModeratorGate } from "./auth/moderator.js";
 import { createAuthenticator } from "./auth/principal.js";
 import type { DeliveryConfig } from "./config.js";
-import { decodeConnectRequest } from "./rpc/connect-decode.js";
+import { decodeConnectRequest, decodeSendMessageRequest } from "./rpc/connect-decode.js";
 import { createMemoryRateLimiter, type RateLimiter } from "@switchboard/ratelimit";
 import { createAckPipeline } from "./delivery/ack-pipeline.js";
 import { ratePolicies } from "./delivery/rate-limits.js";
@@ -221,9 +221,9 @@ export function buildApp(deps: {
         queueTtlMs,
       }),
     }),
-    // Connect's send and ack frames decoded by hand (connect-decode.ts): protobuf-es reflection
-    // was a fifth of this service's allocations.
-    { decoders: { connect: decodeConnectRequest } },
+    // Connect's send and ack frames, and unary SendMessage requests, decoded by hand
+    // (connect-decode.ts): protobuf-es reflection was a fifth of this service's allocations.
+    { decoders: { connect: decodeConnectRequest, sendMessage: decodeSendMessageRequest } },
   );
   grpc.add(ReportService, createReportService({ db, auth, franker, authority, log }));
   grpc.add(

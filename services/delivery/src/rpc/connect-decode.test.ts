@@ -1,5 +1,12 @@
 import { randomUUID } from "node:crypto";
-import { create, equals, fromBinary, toBinary, type DescMessage } from "@bufbuild/protobuf";
+import {
+  create,
+  equals,
+  fromBinary,
+  toBinary,
+  type DescMessage,
+  type MessageShape,
+} from "@bufbuild/protobuf";
 import {
   AckFrameSchema,
   AddressSchema,
@@ -9,10 +16,11 @@ import {
   SendFrameSchema,
   SendMessageRequestSchema,
   type ConnectRequest,
+  type SendMessageRequest,
 } from "@switchboard/proto";
 import { seededRandom, type SeededRandom } from "@switchboard/testkit";
 import { describe, expect, test } from "vitest";
-import { decodeConnectRequest } from "./connect-decode.js";
+import { decodeConnectRequest, decodeSendMessageRequest } from "./connect-decode.js";
 
 const rng = seededRandom;
 type Rng = SeededRandom;
@@ -88,23 +96,30 @@ function frame(r: Rng, inBatch: boolean): ConnectRequest {
   });
 }
 
-/** Decodes with both; both must throw, or give equal messages. */
-function same(bytes: Uint8Array) {
-  let expected: ConnectRequest | undefined;
+/** Decodes with protobuf-es and with `decode`; both must throw, or give equal messages. */
+function sameAs<D extends DescMessage>(
+  schema: D,
+  decode: (bytes: Uint8Array) => MessageShape<D>,
+  bytes: Uint8Array,
+) {
+  let expected: MessageShape<D> | undefined;
   let expectedError: unknown;
   try {
-    expected = fromBinary(ConnectRequestSchema, bytes);
+    expected = fromBinary(schema, bytes);
   } catch (err) {
     expectedError = err;
   }
   if (expectedError) {
-    expect(() => decodeConnectRequest(bytes)).toThrow();
+    expect(() => decode(bytes)).toThrow();
     return;
   }
-  const got = decodeConnectRequest(bytes);
+  const got = decode(bytes);
   expect(got).toEqual(expected);
-  expect(equals(ConnectRequestSchema, got, expected as ConnectRequest)).toBe(true);
+  expect(equals(schema, got, expected as MessageShape<D>)).toBe(true);
 }
+
+const same = (bytes: Uint8Array) => sameAs(ConnectRequestSchema, decodeConnectRequest, bytes);
+const sameRequest = (bytes: Uint8Array) => sameAs(SendMessageRequestSchema, decodeSendMessageRequest, bytes);
 
 describe("decodeConnectRequest", () => {
   test("equals protobuf-es on random batches of send, ack, subscribe and group frames", () => {
@@ -180,5 +195,52 @@ describe("decodeConnectRequest", () => {
     expect(numbers(AckFrameSchema)).toEqual([1, 2]);
     expect(numbers(AddressSchema)).toEqual([1, 2]);
     expect(numbers(ConnectRequestBatchSchema)).toEqual([1]);
+  });
+});
+
+/** A random unary request: a `send` frame's, with its occasional odd values. */
+function sendRequest(r: Rng): SendMessageRequest {
+  for (;;) {
+    const f = frame(r, true);
+    if (f.frame.case === "send" && f.frame.value.request) return f.frame.value.request;
+  }
+}
+
+describe("decodeSendMessageRequest (unary SendMessage)", () => {
+  test("equals protobuf-es on random requests", () => {
+    for (let seed = 1; seed <= 400; seed++) {
+      sameRequest(toBinary(SendMessageRequestSchema, sendRequest(rng(seed))));
+    }
+    sameRequest(new Uint8Array(0));
+  });
+
+  test("unknown fields, repeated senders and odd wire types decode as protobuf-es does", () => {
+    const good = toBinary(
+      SendMessageRequestSchema,
+      create(SendMessageRequestSchema, {
+        sender: { accountId: randomUUID(), deviceId: 1 },
+        destinationAccountId: randomUUID(),
+        messages: [{ deviceId: 1, registrationId: 7, type: 1, content: new Uint8Array([1, 2, 3]) }],
+        clientMessageId: "c",
+      }),
+    );
+    const unknownField = Uint8Array.from([...good, 0xf8, 0x01, 0x05]); // field 31, varint 5
+    sameRequest(unknownField);
+    expect(decodeSendMessageRequest(unknownField).$unknown).toBeDefined();
+    sameRequest(Uint8Array.from([...good, ...good])); // the sender twice: the messages merge
+    sameRequest(Uint8Array.from([0x10, 0x01])); // destination_account_id as a varint
+    sameRequest(Uint8Array.from([0x12, 0x02, 0xc3, 0x28])); // a destination that is not UTF-8
+  });
+
+  test("truncated and corrupted requests fail or decode exactly as protobuf-es does", () => {
+    const r = rng(7);
+    for (let i = 0; i < 3000; i++) {
+      const good = toBinary(SendMessageRequestSchema, sendRequest(r));
+      if (good.length === 0) continue;
+      sameRequest(good.subarray(0, r.int(good.length)));
+      const bad = good.slice();
+      bad[r.int(bad.length)] = r.int(256);
+      sameRequest(bad);
+    }
   });
 });

@@ -15,6 +15,7 @@ import {
   type OutgoingMessage,
   type SendFrame,
   type SendMessageRequest,
+  SendMessageRequestSchema,
 } from "@switchboard/proto";
 
 // The hot half of the Connect stream's input, decoded without protobuf-es reflection: batches of
@@ -24,11 +25,17 @@ import {
 // kind, an unknown field, a repeated singular message, a wire type that does not match — makes it
 // hand that frame (or the whole request) to protobuf-es instead, so the result is always what
 // `fromBinary(ConnectRequestSchema, bytes)` returns (connect-decode.test.ts checks it on random
-// input and fails when one of these messages gains a field).
+// input and fails when one of these messages gains a field). The unary `SendMessage` request is
+// the same message as a `send` frame's, and is read by the same code.
 
 /** Decodes one Connect stream message; equal to protobuf-es's `fromBinary` for any input. */
 export function decodeConnectRequest(bytes: Uint8Array): ConnectRequest {
   return readOrFallback(ConnectRequestSchema, bytes, (r, end) => readConnectRequest(r, end, true));
+}
+
+/** Decodes a unary `SendMessage` request; equal to protobuf-es's `fromBinary` for any input. */
+export function decodeSendMessageRequest(bytes: Uint8Array): SendMessageRequest {
+  return readOrFallback(SendMessageRequestSchema, bytes, readSendRequest);
 }
 
 function readConnectRequest(r: Reader, end: number, top: boolean): ConnectRequest {

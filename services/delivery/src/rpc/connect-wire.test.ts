@@ -1,10 +1,11 @@
 import { randomUUID } from "node:crypto";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { ConnectResponseSchema } from "@switchboard/proto";
+import { create, fromBinary, toBinary, type DescMessage } from "@bufbuild/protobuf";
+import { ConnectResponseSchema, SendMessageResponseSchema, SentSchema } from "@switchboard/proto";
 import { describe, expect, test } from "vitest";
 import {
   createFrameBatcher,
   encodeResponseBatch,
+  encodeSentResponse,
   encodeSentResult,
   MAX_BATCH_BYTES,
   MAX_BATCH_FRAMES,
@@ -42,6 +43,32 @@ describe("encodeSentResult", () => {
             const actual = encodeSentResult(correlationId, { messageId, serverTimestampMs, duplicate });
             expect(Buffer.from(actual).toString("hex")).toBe(Buffer.from(expected).toString("hex"));
           }
+  });
+});
+
+describe("encodeSentResponse", () => {
+  test("matches protobuf-es byte for byte, and decodes back to the outcome", () => {
+    const ids = ["", randomUUID(), "ünïcødé-🙂", "x".repeat(200)];
+    const timestamps = [0, 1, 127, 128, 1_700_000_000_000, -5, Number.MAX_SAFE_INTEGER];
+    for (const messageId of ids)
+      for (const serverTimestampMs of timestamps)
+        for (const duplicate of [false, true]) {
+          const sent = { messageId, serverTimestampMs: BigInt(serverTimestampMs), duplicate };
+          const expected = toBinary(
+            SendMessageResponseSchema,
+            create(SendMessageResponseSchema, { result: { case: "sent", value: sent } }),
+          );
+          const actual = encodeSentResponse({ messageId, serverTimestampMs, duplicate });
+          expect(Buffer.from(actual).toString("hex")).toBe(Buffer.from(expected).toString("hex"));
+          const back = fromBinary(SendMessageResponseSchema, actual);
+          expect(back.result.case).toBe("sent");
+          expect(back.result.value).toMatchObject(sent);
+        }
+  });
+
+  test("the encoders know every field of Sent (update them when it changes)", () => {
+    const numbers = (d: DescMessage) => d.fields.map((f) => f.number);
+    expect(numbers(SentSchema)).toEqual([1, 2, 3]);
   });
 });
 

@@ -2,7 +2,8 @@
 // ConnectResponse { send_result (3): SendResult { correlation_id (1), send (2):
 // SendMessageResponse { sent (1): Sent { message_id (1), server_timestamp_ms (2), duplicate (3) } } } }.
 // Byte for byte what protobuf-es writes (checked by connect-wire.test.ts), without building and
-// reflecting over four message objects per send.
+// reflecting over four message objects per send. The unary `SendMessage` answer is the inner
+// SendMessageResponse of the same frame.
 
 function varintSize(v: bigint | number): number {
   let n = 1;
@@ -39,17 +40,54 @@ export interface SentOutcome {
   duplicate: boolean;
 }
 
-/** Encodes `ConnectResponse.send_result` for a one-to-one send that was stored (`Sent`). */
-export function encodeSentResult(correlationId: bigint, sent: SentOutcome): Buffer {
+/** A stored send's `SendMessageResponse { sent (1): Sent { … } }`, measured once for writing. */
+interface SentSizes {
+  idBytes: number;
+  ts: bigint;
+  /** Bytes of the `Sent` message. */
+  sent: number;
+  /** Bytes of the `SendMessageResponse` around it. */
+  response: number;
+}
+
+function sentSizes(sent: SentOutcome): SentSizes {
   const idBytes = Buffer.byteLength(sent.messageId, "utf8");
   const ts = BigInt(sent.serverTimestampMs);
   const sentSize =
     (idBytes > 0 ? 1 + varintSize(idBytes) + idBytes : 0) +
     (ts !== 0n ? 1 + varintSize(BigInt.asUintN(64, ts)) : 0) +
     (sent.duplicate ? 2 : 0);
-  const responseSize = 1 + varintSize(sentSize) + sentSize;
+  return { idBytes, ts, sent: sentSize, response: 1 + varintSize(sentSize) + sentSize };
+}
+
+/** Writes the `SendMessageResponse` measured by `size` at `at`; returns the end. */
+function writeSentResponse(buf: Buffer, at: number, sent: SentOutcome, size: SentSizes): number {
+  buf[at++] = (1 << 3) | 2;
+  at = writeVarint(buf, at, size.sent);
+  if (size.idBytes > 0) {
+    buf[at++] = (1 << 3) | 2;
+    at = writeVarint(buf, at, size.idBytes);
+    at += buf.write(sent.messageId, at, size.idBytes, "utf8");
+  }
+  if (size.ts !== 0n) {
+    buf[at++] = (2 << 3) | 0;
+    at = writeVarint(buf, at, size.ts);
+  }
+  if (sent.duplicate) {
+    buf[at++] = (3 << 3) | 0;
+    buf[at++] = 1;
+  }
+  return at;
+}
+
+/** Encodes `ConnectResponse.send_result` for a one-to-one send that was stored (`Sent`). */
+export function encodeSentResult(correlationId: bigint, sent: SentOutcome): Buffer {
+  const size = sentSizes(sent);
   const resultSize =
-    (correlationId !== 0n ? 1 + varintSize(correlationId) : 0) + 1 + varintSize(responseSize) + responseSize;
+    (correlationId !== 0n ? 1 + varintSize(correlationId) : 0) +
+    1 +
+    varintSize(size.response) +
+    size.response;
   const buf = Buffer.allocUnsafe(1 + varintSize(resultSize) + resultSize);
   let at = 0;
   buf[at++] = (3 << 3) | 2;
@@ -59,23 +97,21 @@ export function encodeSentResult(correlationId: bigint, sent: SentOutcome): Buff
     at = writeVarint(buf, at, correlationId);
   }
   buf[at++] = (2 << 3) | 2;
-  at = writeVarint(buf, at, responseSize);
-  buf[at++] = (1 << 3) | 2;
-  at = writeVarint(buf, at, sentSize);
-  if (idBytes > 0) {
-    buf[at++] = (1 << 3) | 2;
-    at = writeVarint(buf, at, idBytes);
-    at += buf.write(sent.messageId, at, idBytes, "utf8");
-  }
-  if (ts !== 0n) {
-    buf[at++] = (2 << 3) | 0;
-    at = writeVarint(buf, at, ts);
-  }
-  if (sent.duplicate) {
-    buf[at++] = (3 << 3) | 0;
-    buf[at++] = 1;
-  }
+  at = writeVarint(buf, at, size.response);
+  at = writeSentResponse(buf, at, sent, size);
   if (at !== buf.byteLength) throw new Error(`send result size mismatch: ${at} != ${buf.byteLength}`);
+  return buf;
+}
+
+/**
+ * Encodes the unary `SendMessage` response for a one-to-one send that was stored: the same
+ * `SendMessageResponse` bytes a `send_result` frame carries.
+ */
+export function encodeSentResponse(sent: SentOutcome): Buffer {
+  const size = sentSizes(sent);
+  const buf = Buffer.allocUnsafe(size.response);
+  const at = writeSentResponse(buf, 0, sent, size);
+  if (at !== buf.byteLength) throw new Error(`send response size mismatch: ${at} != ${buf.byteLength}`);
   return buf;
 }
 

@@ -48,7 +48,7 @@ import {
   windowOrDefault,
 } from "../domain/limits.js";
 import { translateError } from "../errors.js";
-import { createFrameBatcher, encodeSentResult } from "./connect-wire.js";
+import { createFrameBatcher, encodeSentResponse, encodeSentResult } from "./connect-wire.js";
 import type { Metrics } from "../metrics.js";
 import type { SealedSender } from "../delivery/sealed-send.js";
 
@@ -371,7 +371,11 @@ export function createMessageService(deps: MessageServiceDeps): ServiceImpl<type
         return directOutcomeToProto(await deps.sealed.send(req, ctx.metadata));
       const principal = await auth.authenticate(ctx.metadata);
       const run = await prepareDirect(principal, req);
-      return directOutcomeToProto(await run());
+      const o = await run();
+      // The common answer is hand-encoded, as on Connect (connect-wire.ts); the rest via protobuf-es.
+      return o.kind === "sent"
+        ? new Encoded<typeof SendMessageResponseSchema>(encodeSentResponse(o))
+        : directOutcomeToProto(o);
     },
 
     async sendMultiRecipientMessage(req, ctx) {
