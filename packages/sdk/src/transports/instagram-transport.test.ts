@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { EnvelopeType, SendGroupMessageRequestSchema, SendMessageRequestSchema } from "@switchboard/proto";
+import { Code } from "@switchboard/errors";
 import { describe, expect, test } from "vitest";
 import { createInstagramTransport } from "./instagram-transport.js";
 
@@ -71,5 +72,48 @@ describe("InstagramTransport sends", () => {
     );
     expect(itemBodies()).toHaveLength(1);
     expect(itemBodies()[0]).not.toHaveProperty("server_receipt");
+  });
+});
+
+describe("InstagramTransport call deadlines", () => {
+  test("a call the gateway does not answer in callTimeoutMs fails DEADLINE_EXCEEDED GATEWAY_TIMEOUT", async () => {
+    const transport = createInstagramTransport({
+      baseUrl: "http://gateway.test",
+      credentials: self,
+      accessToken: "t".repeat(43),
+      callTimeoutMs: 20,
+      fetch: (_input, init) =>
+        new Promise<Response>((_, reject) => {
+          init?.signal?.addEventListener("abort", () => reject(init.signal?.reason as Error));
+        }),
+    });
+    const err = await transport.sendMessage(sendRequest(false)).then(
+      () => undefined,
+      (e: unknown) => e as { code: number; reason: string },
+    );
+    expect(err).toMatchObject({ code: Code.DeadlineExceeded, reason: "GATEWAY_TIMEOUT" });
+  });
+
+  test("each call's deadline ends with the call: no signal is aborted afterwards", async () => {
+    const signals: AbortSignal[] = [];
+    const transport = createInstagramTransport({
+      baseUrl: "http://gateway.test",
+      credentials: self,
+      accessToken: "t".repeat(43),
+      callTimeoutMs: 20,
+      fetch: async (input, init) => {
+        if (init?.signal) signals.push(init.signal);
+        const path = new URL(input).pathname;
+        const answer =
+          path === "/v1/direct/threads"
+            ? { thread_id: threadId }
+            : { server_id: "9f0c7a52-2d7b-4f64-8a8b-7f4b3c3f0f11", server_timestamp_ms: 5, duplicate: false };
+        return new Response(JSON.stringify(answer), { status: 200 });
+      },
+    });
+    expect(await transport.sendMessage(sendRequest(false))).toMatchObject({ kind: "sent" });
+    await new Promise((r) => setTimeout(r, 60));
+    expect(signals.length).toBeGreaterThanOrEqual(2);
+    expect(signals.every((s) => !s.aborted)).toBe(true);
   });
 });

@@ -45,6 +45,7 @@ import {
   type UploadKeysResponse,
 } from "@switchboard/proto";
 import { AsyncQueue } from "../internal/async-queue.js";
+import { withTimeout } from "../internal/timeout.js";
 import type {
   AppCredentials,
   DeviceCredentials,
@@ -66,7 +67,7 @@ export interface InstagramTransportOptions {
   credentials?: DeviceCredentials;
   /** An access token of `credentials`' device, if the application kept one. */
   accessToken?: string;
-  /** Deadline of each HTTP call, ms. Default 15,000. */
+  /** Deadline of each HTTP call (the request and reading its answer), ms; a call past it fails DEADLINE_EXCEEDED `GATEWAY_TIMEOUT`. Default 15,000. */
   callTimeoutMs?: number;
   /**
    * The fetch to call the gateway with (default: the global `fetch`, looked up at each call). Pass one
@@ -956,22 +957,26 @@ export class InstagramTransport implements Transport {
       throw new AppError(Code.Unauthenticated, "NO_CREDENTIALS", "no device credentials set");
     const known = this.tokens.get(keyOf(c));
     if (known !== undefined) return known;
-    const res = await this.fetchRaw("POST", "/v1/auth/token", {
-      account_id: c.accountId,
-      device_id: c.deviceId,
-      password: c.password,
+    const body = await withTimeout(this.timeoutMs, async (signal) => {
+      const res = await this.fetchRaw(
+        "POST",
+        "/v1/auth/token",
+        { account_id: c.accountId, device_id: c.deviceId, password: c.password },
+        signal,
+      );
+      if (!res.ok) throw (await problemOf(res)).error;
+      return (await res.json()) as { access_token: string };
     });
-    if (!res.ok) throw (await problemOf(res)).error;
-    const body = (await res.json()) as { access_token: string };
     this.tokens.set(keyOf(c), body.access_token);
     return body.access_token;
   }
 
+  /** One request; `signal` bounds it (a call's deadline from {@link withTimeout}, or a stream's end). */
   private async fetchRaw(
     method: string,
     path: string,
     body: unknown,
-    signal?: AbortSignal,
+    signal: AbortSignal,
     headers: Record<string, string> = {},
   ): Promise<Response> {
     try {
@@ -979,7 +984,7 @@ export class InstagramTransport implements Transport {
         method,
         headers: { ...headers, ...(body === undefined ? {} : { "content-type": "application/json" }) },
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: signal ?? AbortSignal.timeout(this.timeoutMs),
+        signal,
       });
     } catch (err) {
       throw asAppError(err);
@@ -991,7 +996,7 @@ export class InstagramTransport implements Transport {
     method: string,
     path: string,
     body: unknown,
-    signal?: AbortSignal,
+    signal: AbortSignal,
     headers: Record<string, string> = {},
   ): Promise<Response> {
     for (let attempt = 0; ; attempt++) {
@@ -1012,13 +1017,16 @@ export class InstagramTransport implements Transport {
     body?: unknown,
     opts: { auth?: boolean } = {},
   ): Promise<T> {
-    const res =
-      opts.auth === false
-        ? await this.fetchRaw(method, path, body)
-        : await this.fetchAuthorized(method, path, body);
-    if (!res.ok) throw (await problemOf(res)).error;
-    if (res.status === 204) return undefined as T;
-    return (await res.json()) as T;
+    // The deadline covers the answer's body too.
+    return withTimeout(this.timeoutMs, async (signal) => {
+      const res =
+        opts.auth === false
+          ? await this.fetchRaw(method, path, body, signal)
+          : await this.fetchAuthorized(method, path, body, signal);
+      if (!res.ok) throw (await problemOf(res)).error;
+      if (res.status === 204) return undefined as T;
+      return (await res.json()) as T;
+    });
   }
 
   /** Like call, but statuses in `expected` are returned as problems (outcomes) instead of thrown. */
@@ -1029,14 +1037,16 @@ export class InstagramTransport implements Transport {
     expected: number[],
     opts: { auth?: boolean } = {},
   ): Promise<{ ok: true; body: T } | { ok: false; problem: Problem; error: AppError }> {
-    const res =
-      opts.auth === false
-        ? await this.fetchRaw(method, path, body)
-        : await this.fetchAuthorized(method, path, body);
-    if (res.ok) return { ok: true, body: (await res.json()) as T };
-    const p = await problemOf(res);
-    if (!expected.includes(res.status)) throw p.error;
-    return { ok: false, ...p };
+    return withTimeout(this.timeoutMs, async (signal) => {
+      const res =
+        opts.auth === false
+          ? await this.fetchRaw(method, path, body, signal)
+          : await this.fetchAuthorized(method, path, body, signal);
+      if (res.ok) return { ok: true as const, body: (await res.json()) as T };
+      const p = await problemOf(res);
+      if (!expected.includes(res.status)) throw p.error;
+      return { ok: false as const, ...p };
+    });
   }
 }
 

@@ -227,6 +227,45 @@ describe("MessengerTransport sends", () => {
   });
 });
 
+describe("MessengerTransport call deadlines", () => {
+  test("a call the gateway does not answer in callTimeoutMs fails DEADLINE_EXCEEDED GATEWAY_TIMEOUT", async () => {
+    const fetch = (_url: string | URL | Request, init?: RequestInit) =>
+      new Promise<Response>((_, reject) => {
+        init?.signal?.addEventListener("abort", () => reject(init.signal?.reason as Error));
+      });
+    const t = createMessengerTransport({
+      baseUrl: "http://gateway.test/",
+      accessToken: "t".repeat(43),
+      fetch,
+      callTimeoutMs: 20,
+    });
+    t.setDeviceCredentials({ ...self, password: "unused" });
+    const err = await t.block(peer).then(
+      () => undefined,
+      (e: unknown) => e as { code: number; reason: string },
+    );
+    expect(err).toMatchObject({ code: Code.DeadlineExceeded, reason: "GATEWAY_TIMEOUT" });
+  });
+
+  test("a call's deadline ends with the call: its signal is never aborted afterwards", async () => {
+    const signals: AbortSignal[] = [];
+    const t = createMessengerTransport({
+      baseUrl: "http://gateway.test/",
+      accessToken: "t".repeat(43),
+      fetch: async (_url, init) => {
+        if (init?.signal) signals.push(init.signal);
+        return new Response(null, { status: 204 });
+      },
+      callTimeoutMs: 20,
+    });
+    t.setDeviceCredentials({ ...self, password: "unused" });
+    await t.block(peer);
+    await new Promise((r) => setTimeout(r, 60));
+    expect(signals).toHaveLength(1);
+    expect(signals[0]?.aborted).toBe(false);
+  });
+});
+
 describe("MessengerTransport sends on the live socket", () => {
   /** A WebSocket server standing in for the gateway's /v1/stream: records frames, answers with `reply`. */
   async function socketGateway(reply: (frame: Record<string, unknown>, socket: WebSocket) => void) {

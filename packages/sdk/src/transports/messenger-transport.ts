@@ -53,6 +53,7 @@ import {
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import WebSocket from "ws";
 import { AsyncQueue } from "../internal/async-queue.js";
+import { withTimeout } from "../internal/timeout.js";
 import type {
   AppCredentials,
   DeviceCredentials,
@@ -74,7 +75,7 @@ export interface MessengerTransportOptions {
   accessToken?: string;
   /** Called whenever this transport's own device is issued a token: persist it for restarts. */
   onAccessToken?: (token: string, device: { accountId: string; deviceId: number }) => void;
-  /** Deadline of each HTTP call, ms. Default 15,000. */
+  /** Deadline of each HTTP call (the request and reading its answer), ms; a call past it fails DEADLINE_EXCEEDED `GATEWAY_TIMEOUT`. Default 15,000. */
   callTimeoutMs?: number;
   /**
    * The fetch to call the gateway with (default: the global `fetch`, looked up at each call). Pass one
@@ -1066,18 +1067,22 @@ export class MessengerTransport implements Transport {
       if (token === undefined) throw noToken();
       headers.authorization = `Bearer ${token}`;
     }
+    // The deadline covers the answer's body too.
     let res: Response;
+    let text: string;
     try {
-      res = await this.fetch(`${this.baseUrl}${path}`, {
-        method,
-        headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(this.timeoutMs),
+      [res, text] = await withTimeout(this.timeoutMs, async (signal) => {
+        const r = await this.fetch(`${this.baseUrl}${path}`, {
+          method,
+          headers,
+          body: body === undefined ? undefined : JSON.stringify(body),
+          signal,
+        });
+        return [r, await r.text()] as const;
       });
     } catch (err) {
       throw asAppError(err);
     }
-    const text = await res.text();
     if (res.ok) return { ok: true, body: (text === "" ? undefined : JSON.parse(text)) as T };
     let problem: Problem = {};
     try {
