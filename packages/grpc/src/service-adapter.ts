@@ -281,8 +281,8 @@ class CallState implements ActiveCall {
   }
 
   abort(reason: AppError): void {
-    const signal = this.signal;
-    if (!signal.aborted) (this.#controller as AbortController).abort(reason);
+    const controller = (this.#controller ??= new AbortController());
+    if (!controller.signal.aborted) controller.abort(reason);
   }
 
   /**

@@ -3,17 +3,8 @@
 // SendMessageResponse { sent (1): Sent { message_id (1), server_timestamp_ms (2), duplicate (3) } } } }.
 // Byte for byte what protobuf-es writes (checked by connect-wire.test.ts), without building and
 // reflecting over four message objects per send. The unary `SendMessage` answer is the inner
-// SendMessageResponse of the same frame.
-
-function varintSize(v: bigint | number): number {
-  let n = 1;
-  let x = BigInt(v);
-  while (x >= 0x80n) {
-    x >>= 7n;
-    n++;
-  }
-  return n;
-}
+// SendMessageResponse of the same frame. Sizes come from the shared wire writer's helpers.
+import { varint64Size, varintSize } from "@switchboard/grpc";
 
 function writeVarint(buf: Buffer, at: number, v: bigint | number): number {
   if (typeof v === "number" && v < 2 ** 31) {
@@ -55,7 +46,7 @@ function sentSizes(sent: SentOutcome): SentSizes {
   const ts = BigInt(sent.serverTimestampMs);
   const sentSize =
     (idBytes > 0 ? 1 + varintSize(idBytes) + idBytes : 0) +
-    (ts !== 0n ? 1 + varintSize(BigInt.asUintN(64, ts)) : 0) +
+    (ts !== 0n ? 1 + varint64Size(BigInt.asUintN(64, ts)) : 0) +
     (sent.duplicate ? 2 : 0);
   return { idBytes, ts, sent: sentSize, response: 1 + varintSize(sentSize) + sentSize };
 }
@@ -84,7 +75,7 @@ function writeSentResponse(buf: Buffer, at: number, sent: SentOutcome, size: Sen
 export function encodeSentResult(correlationId: bigint, sent: SentOutcome): Buffer {
   const size = sentSizes(sent);
   const resultSize =
-    (correlationId !== 0n ? 1 + varintSize(correlationId) : 0) +
+    (correlationId !== 0n ? 1 + varint64Size(correlationId) : 0) +
     1 +
     varintSize(size.response) +
     size.response;
