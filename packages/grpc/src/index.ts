@@ -14,6 +14,8 @@ export {
 } from "./status.js";
 export { Encoded } from "./types.js";
 export type {
+  BidiCallSpec,
+  BidiOpener,
   BidiStream,
   BidiStreamingCall,
   BidiStreamingImpl,

@@ -134,6 +134,27 @@ export interface BidiStream<I extends DescMessage, O extends DescMessage> {
   readonly responses: AsyncIterable<MessageShape<O>>;
 }
 
+/** What a {@link BidiOpener} gets to start a call with. */
+export interface BidiCallSpec<I extends DescMessage, O extends DescMessage> {
+  /** `/package.Service/Method`. */
+  path: string;
+  /** The call's metadata, lower-case ASCII header names (e.g. `authorization`). */
+  metadata: Record<string, string>;
+  /** Encodes a request (throws where `toBinary(create(...))` throws). */
+  encode: (message: MessageInitShape<I>) => Uint8Array;
+  /** Decodes a response (throws for bytes that are not one). */
+  decode: (bytes: Uint8Array) => MessageShape<O>;
+}
+
+/**
+ * Starts a bidi call on an HTTP/2 client other than grpc-js (e.g. a lean one of the caller's). The
+ * stream it returns must keep the {@link BidiStream} contract and fail with the AppError a
+ * `createClient` call would give for the same ending.
+ */
+export type BidiOpener = <I extends DescMessage, O extends DescMessage>(
+  call: BidiCallSpec<I, O>,
+) => BidiStream<I, O>;
+
 /** Client function of a unary RPC. */
 export type UnaryCall<I extends DescMessage, O extends DescMessage> = (
   request: MessageInitShape<I>,

@@ -271,6 +271,7 @@ export function loadOptions(target: string, name: string): LoadgenOptions {
     messengerSends: "socket",
     serverReceipts: true,
     whatsappConnections: 0,
+    whatsappChat: "h2",
     outDir: undefined,
     name,
     watch: [],

@@ -1,5 +1,6 @@
 // SDK clients on the WhatsApp-style app for the gateway's end-to-end tests: open a client over
 // createWhatsAppTransport with every event recorded, register a number, wait for events.
+import type { BidiOpener } from "@switchboard/grpc";
 import { App } from "@switchboard/proto";
 import {
   createClient,
@@ -34,7 +35,7 @@ export interface WaUser {
 export async function openUser(
   stack: Stack,
   phone = newPhone(),
-  saved: { store?: ClientStore; session?: WhatsAppSession } = {},
+  saved: { store?: ClientStore; session?: WhatsAppSession; openChat?: BidiOpener } = {},
 ): Promise<Omit<WaUser, "accountId" | "deviceId">> {
   const sessions: WhatsAppSession[] = [];
   const transport = createWhatsAppTransport({
@@ -42,6 +43,7 @@ export async function openUser(
     verificationCode: (p) => fetchCode(stack, p),
     onSession: (s) => void sessions.push(s),
     session: saved.session,
+    openChat: saved.openChat,
   });
   const store = saved.store ?? createMemoryStore();
   const client = await createClient({ transport, store });
@@ -54,8 +56,8 @@ export async function openUser(
 }
 
 /** Registers a number through RequestCode / VerifyCode (the code comes from the dev admin endpoint). */
-export async function registerUser(stack: Stack): Promise<WaUser> {
-  const u = await openUser(stack);
+export async function registerUser(stack: Stack, openChat?: BidiOpener): Promise<WaUser> {
+  const u = await openUser(stack, newPhone(), { openChat });
   const r = await u.client.registerAccount({ handle: { app: App.WHATSAPP, value: u.phone }, appToken: "" });
   return { ...u, accountId: r.accountId, deviceId: r.deviceId };
 }

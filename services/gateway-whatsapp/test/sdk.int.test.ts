@@ -1,7 +1,9 @@
 // The SDK client living on the WhatsApp-style app: end-to-end encrypted messaging through this
 // gateway's native API (createWhatsAppTransport) and a real delivery service.
-import { App } from "@switchboard/proto";
-import { describe, expect, test } from "vitest";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { createClient as createGrpcClient, type BidiOpener } from "@switchboard/grpc";
+import { App, whatsapp } from "@switchboard/proto";
+import { describe, expect, onTestFinished, test } from "vitest";
 import { startStack } from "./harness.js";
 import { openUser, registerUser, until, type Recorded, type WaUser } from "./sdk-users.js";
 
@@ -131,5 +133,44 @@ describe("the SDK over createWhatsAppTransport", () => {
     expect(texts(again)).toEqual([0, 1, 2, 3, 4].map((i) => `queued ${i}`));
     expect(again.sessions).toEqual([]);
     noFailures(alice, bob, { ...again, accountId: bob.accountId, deviceId: 1 });
+  });
+
+  test("opens the Chat stream through openChat when one is given", async () => {
+    const stack = await startStack();
+    const ack = { frame: { case: "ack" as const, value: { ids: ["a", "b"] } } };
+    const calls: { path: string; metadata: Record<string, string>; ackBytes: Uint8Array }[] = [];
+    // An opener over grpc-js with the metadata and codecs it is handed.
+    const openChat: BidiOpener = (call) => {
+      calls.push({ path: call.path, metadata: call.metadata, ackBytes: call.encode(ack as never) });
+      const client = createGrpcClient(whatsapp.WhatsAppService, stack.target, {
+        metadata: () => call.metadata,
+        codecs: { chat: { encode: call.encode as never, decode: call.decode as never } },
+      });
+      onTestFinished(() => client.close());
+      return client.chat() as never;
+    };
+    const alice = await registerUser(stack, openChat);
+    const bob = await registerUser(stack);
+    alice.client.start();
+    bob.client.start();
+    await alice.client.resolveHandle({ app: App.WHATSAPP, value: bob.phone });
+    await alice.client.sendMessage(bob.accountId, { text: "over the opener" });
+    await until(bob, "message");
+    await bob.client.sendMessage(alice.accountId, { text: "back over it" });
+    await until(alice, "message");
+    await until(alice, "deliveryReceipt");
+
+    expect(texts(bob)).toEqual(["over the opener"]);
+    expect(texts(alice)).toEqual(["back over it"]);
+    expect(calls).toHaveLength(1);
+    expect(calls[0]).toMatchObject({
+      path: "/switchboard.gateway.whatsapp.v1.WhatsAppService/Chat",
+      metadata: { authorization: `Bearer ${alice.sessions[0]?.token}` },
+    });
+    // The hand-written Chat codecs: the bytes protobuf-es writes.
+    expect(Buffer.from(calls[0]!.ackBytes)).toEqual(
+      Buffer.from(toBinary(whatsapp.ChatRequestSchema, create(whatsapp.ChatRequestSchema, ack))),
+    );
+    noFailures(alice, bob);
   });
 });

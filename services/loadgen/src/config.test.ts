@@ -143,6 +143,11 @@ describe("parseCommandLine", () => {
     expect(parse(gw).whatsappConnections).toBe(0);
     expect(parse([...gw, "--whatsapp-connections", "8"]).whatsappConnections).toBe(8);
     expect(() => parse([...gw, "--whatsapp-connections", "-1"])).toThrow(/--whatsapp-connections/);
+    expect(parse(gw).whatsappChat).toBe("h2");
+    expect(parse([...gw, "--whatsapp-chat", "grpc-js"]).whatsappChat).toBe("grpc-js");
+    expect(() => parse([...gw, "--whatsapp-chat", "grpc"])).toThrow(
+      /--whatsapp-chat: expected h2 or grpc-js, got "grpc"/,
+    );
   });
 
   test("rejects a gateway run without the gateways its mix needs", () => {

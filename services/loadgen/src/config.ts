@@ -44,6 +44,9 @@ System under test
                             receipts); receipts are counted, not verified
   --whatsapp-connections N  gateways: HTTP/2 connections the WhatsApp-style devices share; 0 (default):
                             one per device, as real clients have
+  --whatsapp-chat h2|grpc-js
+                            gateways: the WhatsApp-style Chat streams over the load generator's
+                            lean HTTP/2 client or over the SDK's grpc-js channel (default ${DEFAULTS.whatsappChat})
 
 Population
   --devices N               simulated devices (default ${DEFAULTS.devices}); accounts are paired one-to-one
@@ -103,6 +106,7 @@ const OPTIONS = {
   "messenger-sends": { type: "string" },
   "server-receipts": { type: "string" },
   "whatsapp-connections": { type: "string" },
+  "whatsapp-chat": { type: "string" },
   devices: { type: "string" },
   "devices-per-account": { type: "string" },
   mix: { type: "string" },
@@ -272,6 +276,9 @@ export function parseCommandLine(
   const messengerSends = v["messenger-sends"] ?? DEFAULTS.messengerSends;
   if (messengerSends !== "socket" && messengerSends !== "http")
     problems.push(`--messenger-sends: expected socket or http, got "${messengerSends}"`);
+  const whatsappChat = v["whatsapp-chat"] ?? DEFAULTS.whatsappChat;
+  if (whatsappChat !== "h2" && whatsappChat !== "grpc-js")
+    problems.push(`--whatsapp-chat: expected h2 or grpc-js, got "${whatsappChat}"`);
   const serverReceipts = v["server-receipts"] ?? "on";
   if (serverReceipts !== "on" && serverReceipts !== "off")
     problems.push(`--server-receipts: expected on or off, got "${serverReceipts}"`);
@@ -333,6 +340,7 @@ export function parseCommandLine(
       0,
       100_000,
     ),
+    whatsappChat: whatsappChat === "grpc-js" ? "grpc-js" : "h2",
     outDir,
     name: v.name ?? (outDir ? basename(outDir) : "loadtest"),
     watch,

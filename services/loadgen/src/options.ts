@@ -72,6 +72,8 @@ export interface LoadgenOptions {
   serverReceipts: boolean;
   /** `gateways`: HTTP/2 connections shared by the WhatsApp-style devices; 0: one per device. */
   whatsappConnections: number;
+  /** WhatsApp-style Chat streams over the lean HTTP/2 client (`h2`) or the SDK's grpc-js channel. */
+  whatsappChat: "h2" | "grpc-js";
   /** Directory for report.json and report.html; undefined writes none. */
   outDir: string | undefined;
   /** Title of the report. */
@@ -119,6 +121,7 @@ export const DEFAULTS = {
   messengerSends: "socket" as const,
   serverReceipts: true,
   whatsappConnections: 0,
+  whatsappChat: "h2" as const,
   registerConcurrency: 16,
   drainQuietSeconds: 5,
   drainTimeoutSeconds: 60,

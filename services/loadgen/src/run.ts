@@ -64,6 +64,7 @@ export function createDriver(options: LoadgenOptions, log: Logger): Driver {
         window: options.window,
         messengerSendOverSocket: options.messengerSends === "socket",
         whatsappConnections: options.whatsappConnections,
+        whatsappChat: options.whatsappChat,
         sendTimeoutMs: options.sendTimeoutSeconds * 1000,
         log,
       });

@@ -171,6 +171,7 @@ function options(
     messengerSends: "socket",
     serverReceipts: true,
     whatsappConnections: 0,
+    whatsappChat: "h2",
     outDir,
     name: "gateways-smoke",
     watch: [],
@@ -252,13 +253,15 @@ describe("runLoadTest through the gateways", () => {
     expectClean(first.report);
     expect(first.report.setup.signal?.sessions).toBeGreaterThan(0);
     expect(first.report.setup.reusedPopulation).toBe(false);
-    // The second run also asks for no server receipts, through each app's native field.
+    // The second run also asks for no server receipts, through each app's native field, and
+    // carries the WhatsApp-style Chat streams over the SDK's grpc-js channel instead of h2-bidi.ts.
     const second = await runLoadTest(
       options(sys.gateways, join(out, "2"), {
         ...over,
         seed: 8,
         messengerSends: "http",
         serverReceipts: false,
+        whatsappChat: "grpc-js",
       }),
       {
         log,

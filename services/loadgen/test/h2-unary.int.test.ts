@@ -1,7 +1,6 @@
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import http2 from "node:http2";
-import { createServer, type AddressInfo } from "node:net";
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { AppError, Code } from "@switchboard/errors";
 import { appErrorToStatus, createClient, createGrpcServer, STATUS_DETAILS_KEY } from "@switchboard/grpc";
@@ -15,7 +14,9 @@ import { rejection } from "@switchboard/testkit";
 import { describe, expect, onTestFinished, test } from "vitest";
 import { createDeliveryDriver } from "../src/drivers/delivery-driver.js";
 import { createH2UnaryClient, type H2UnaryClient } from "../src/drivers/h2-unary.js";
+import { grpcFrame } from "../src/drivers/h2-grpc.js";
 import { log, startDelivery, TOKENS } from "./delivery-instance.js";
+import { closedPort, rawServer, visible } from "./h2-support.js";
 
 const SEND_MESSAGE = `/${MessageService.typeName}/${MessageService.method.sendMessage.name}`;
 type SendMessageInit = MessageInitShape<typeof SendMessageRequestSchema>;
@@ -42,50 +43,6 @@ function grpcJsClient(target: string, token = TOKENS.whatsapp) {
   });
   onTestFinished(() => client.close());
   return client;
-}
-
-/** What the load generator (and a caller) sees of an AppError. */
-const visible = (err: AppError) => ({
-  code: err.code,
-  reason: err.reason,
-  message: err.message,
-  metadata: err.metadata,
-  retryAfterMs: err.retryAfterMs,
-});
-
-/** A port nothing listens on (bound, then released). */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-/** A plain HTTP/2 server answering each call as its `x-scenario` header says. */
-async function rawServer(answer: (stream: http2.ServerHttp2Stream, scenario: string) => void) {
-  const server = http2.createServer();
-  const sessions: http2.ServerHttp2Session[] = [];
-  server.on("session", (s) => sessions.push(s));
-  server.on("stream", (stream, headers) => {
-    stream.on("error", () => {});
-    stream.resume();
-    answer(stream, String(headers["x-scenario"]));
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  onTestFinished(async () => {
-    for (const s of sessions) s.destroy();
-    await new Promise((resolve) => server.close(resolve));
-  });
-  return { target: `127.0.0.1:${(server.address() as AddressInfo).port}`, sessions };
-}
-
-/** A gRPC length-prefixed message frame. */
-function grpcFrame(bytes: Uint8Array): Buffer {
-  const frame = Buffer.alloc(5 + bytes.length);
-  frame.writeUInt32BE(bytes.length, 1);
-  frame.set(bytes, 5);
-  return frame;
 }
 
 /** A delivery-unary driver and two WhatsApp-style accounts registered through it (registration ids 101, 102). */
@@ -282,39 +239,44 @@ describe("createH2UnaryClient", () => {
       stream.end(body);
     };
     const sent = grpcFrame(toBinary(SendMessageResponseSchema, create(SendMessageResponseSchema, {})));
-    const { target } = await rawServer((stream, scenario) => {
-      switch (scenario) {
-        case "cancel":
-          return stream.close(http2.constants.NGHTTP2_CANCEL);
-        case "internal-error":
-          return stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
-        case "http-503":
-          stream.respond({ ":status": 503 });
-          return stream.end("busy");
-        case "http-404-page":
-          stream.respond({ ":status": 404, "content-type": "text/html" });
-          return stream.end("<html>" + "x".repeat(100) + "</html>");
-        case "no-status":
-          stream.respond(grpcHeaders);
-          return stream.end(sent);
-        case "trailers-only-without-status":
-          return stream.respond(grpcHeaders, { endStream: true });
-        case "two-messages":
-          return withTrailers(stream, Buffer.concat([sent, sent]), { "grpc-status": "0" });
-        case "no-message":
-          return withTrailers(stream, Buffer.alloc(0), { "grpc-status": "0" });
-        case "garbage":
-          return withTrailers(stream, grpcFrame(new Uint8Array([0xff, 0xff, 0xff])), { "grpc-status": "0" });
-        case "status-in-trailers":
-          return withTrailers(stream, Buffer.alloc(0), {
-            "grpc-status": "5",
-            "grpc-message": encodeURI("no such group: ü 100%"),
-            [STATUS_DETAILS_KEY]: details.toString("base64"),
-          });
-        case "unknown-code":
-          return withTrailers(stream, Buffer.alloc(0), { "grpc-status": "42", "grpc-message": "odd" });
-      }
-    });
+    const { target } = await rawServer(
+      (stream, scenario) => {
+        switch (scenario) {
+          case "cancel":
+            return stream.close(http2.constants.NGHTTP2_CANCEL);
+          case "internal-error":
+            return stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+          case "http-503":
+            stream.respond({ ":status": 503 });
+            return stream.end("busy");
+          case "http-404-page":
+            stream.respond({ ":status": 404, "content-type": "text/html" });
+            return stream.end("<html>" + "x".repeat(100) + "</html>");
+          case "no-status":
+            stream.respond(grpcHeaders);
+            return stream.end(sent);
+          case "trailers-only-without-status":
+            return stream.respond(grpcHeaders, { endStream: true });
+          case "two-messages":
+            return withTrailers(stream, Buffer.concat([sent, sent]), { "grpc-status": "0" });
+          case "no-message":
+            return withTrailers(stream, Buffer.alloc(0), { "grpc-status": "0" });
+          case "garbage":
+            return withTrailers(stream, grpcFrame(new Uint8Array([0xff, 0xff, 0xff])), {
+              "grpc-status": "0",
+            });
+          case "status-in-trailers":
+            return withTrailers(stream, Buffer.alloc(0), {
+              "grpc-status": "5",
+              "grpc-message": encodeURI("no such group: ü 100%"),
+              [STATUS_DETAILS_KEY]: details.toString("base64"),
+            });
+          case "unknown-code":
+            return withTrailers(stream, Buffer.alloc(0), { "grpc-status": "42", "grpc-message": "odd" });
+        }
+      },
+      { readRequests: true },
+    );
     const expected: Record<string, Code> = {
       cancel: Code.Canceled,
       "internal-error": Code.Internal,
@@ -351,11 +313,14 @@ describe("createH2UnaryClient", () => {
         create(SendMessageResponseSchema, { result: { case: "sent", value: { messageId: "m1" } } }),
       ),
     );
-    const { target, sessions } = await rawServer((stream) => {
-      stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
-      stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
-      stream.end(ok);
-    });
+    const { target, sessions } = await rawServer(
+      (stream) => {
+        stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+        stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+        stream.end(ok);
+      },
+      { readRequests: true },
+    );
     const client = h2Client(target);
     const first = await client.call(SEND_MESSAGE, encode({}), decode, 5000);
     expect(first.result).toMatchObject({ case: "sent", value: { messageId: "m1" } });
@@ -370,11 +335,14 @@ describe("createH2UnaryClient", () => {
 
   test("lets a process that awaits close() end (its unreferenced sessions close while referenced)", async () => {
     const ok = grpcFrame(toBinary(SendMessageResponseSchema, create(SendMessageResponseSchema, {})));
-    const { target } = await rawServer((stream) => {
-      stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
-      stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
-      stream.end(ok);
-    });
+    const { target } = await rawServer(
+      (stream) => {
+        stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+        stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+        stream.end(ok);
+      },
+      { readRequests: true },
+    );
     // A top-level await on close() that nothing keeps alive ends the process with code 13 and
     // prints nothing after it: the load generator's summary went missing that way.
     const module = new URL("../src/drivers/h2-unary.ts", import.meta.url).href;

@@ -43,6 +43,7 @@ function options(target: string, outDir: string, over: Partial<LoadgenOptions>):
     messengerSends: "socket",
     serverReceipts: true,
     whatsappConnections: 0,
+    whatsappChat: "h2",
     outDir,
     name: "smoke",
     watch: [],

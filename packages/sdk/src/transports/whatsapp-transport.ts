@@ -12,7 +12,12 @@ import * as grpc from "@grpc/grpc-js";
 // The package root does not re-export the multi-recipient message parser.
 import SealedSenderMultiRecipientMessage from "@signalapp/libsignal-client/dist/SealedSenderMultiRecipientMessage.js";
 import { AppError, Code, isAppError } from "@switchboard/errors";
-import { createClient as createGrpcClient, type BidiStream, type ServiceClient } from "@switchboard/grpc";
+import {
+  createClient as createGrpcClient,
+  type BidiOpener,
+  type BidiStream,
+  type ServiceClient,
+} from "@switchboard/grpc";
 import {
   AccountWithDevicesSchema,
   AddressSchema,
@@ -64,7 +69,7 @@ import {
   type UploadKeysResponse,
 } from "@switchboard/proto";
 import { AsyncQueue } from "../internal/async-queue.js";
-import { whatsAppChatCodecs } from "./whatsapp-chat-codec.js";
+import { decodeChatResponse, encodeChatRequest, whatsAppChatCodecs } from "./whatsapp-chat-codec.js";
 import type {
   AppCredentials,
   DeviceCredentials,
@@ -107,6 +112,13 @@ export interface WhatsAppTransportOptions {
   verificationCode?: (phoneNumber: string) => Promise<string>;
   /** Deadline of unary calls and of waiting for a send's result, ms. Default 15,000. */
   callTimeoutMs?: number;
+  /**
+   * Opens the device's Chat stream on another HTTP/2 client than the grpc-js channel that carries
+   * every other call (the load generator passes a lean one). It gets the stream's path, its
+   * `authorization` metadata and the hand-written Chat codecs; `channelCredentials` and
+   * `channelOptions` do not apply to it.
+   */
+  openChat?: BidiOpener;
 }
 
 // ---- JIDs (docs/addressing.md) ------------------------------------------------------------------
@@ -382,6 +394,8 @@ export const whatsAppTranslation = Object.freeze({
 // ---- the Chat stream ----------------------------------------------------------------------------
 
 type ChatStream = BidiStream<typeof whatsapp.ChatRequestSchema, typeof whatsapp.ChatResponseSchema>;
+
+const CHAT_PATH = `/${whatsapp.WhatsAppService.typeName}/${whatsapp.WhatsAppService.method.chat.name}`;
 
 /** One Chat stream: sends matched to SendAcks by id, received frames queued in order. */
 class ChatConnection {
@@ -1056,7 +1070,15 @@ export class WhatsAppTransport implements Transport {
       if (this.session === undefined || device === undefined)
         throw new AppError(Code.Unauthenticated, "NO_CREDENTIALS", "register or link this device first");
       const destination = create(AddressSchema, device);
-      this.connectionState = new ChatConnection(this.api.chat(), async (frame) => {
+      const stream = this.options.openChat
+        ? this.options.openChat({
+            path: CHAT_PATH,
+            metadata: { authorization: `Bearer ${this.session.token}` },
+            encode: encodeChatRequest,
+            decode: decodeChatResponse,
+          })
+        : this.api.chat();
+      this.connectionState = new ChatConnection(stream, async (frame) => {
         const from = frame.case === "message" || frame.case === "receipt" ? frame.value.from : "";
         const sourceAccountId = from === "" ? "" : await this.accountIdOf(userOf(from));
         const ctx = { sourceAccountId, destination };

@@ -38,6 +38,8 @@ import type { Logger } from "pino";
 import type { AppName } from "../topology.js";
 import { errorKey } from "./delivery-driver.js";
 import type { DeviceListener, DeviceRef, Driver, SendResult } from "./driver.js";
+import { h2BidiOpener } from "./h2-bidi.js";
+import { createH2Connector, type H2Connector } from "./h2-grpc.js";
 import { createPooledFetch } from "./pooled-fetch.js";
 
 /** Where the three gateways listen. */
@@ -67,6 +69,11 @@ export interface GatewayDriverOptions {
    * per device, as real clients have.
    */
   whatsappConnections: number;
+  /**
+   * The WhatsApp-style devices' Chat streams: over the lean HTTP/2 client of h2-bidi.ts (`h2`), or
+   * over the SDK's grpc-js channel (`grpc-js`), as an app using the SDK does by default.
+   */
+  whatsappChat: "h2" | "grpc-js";
   /** Total time a send may take, retries included, before it counts as failed. */
   sendTimeoutMs: number;
   log: Logger;
@@ -175,11 +182,20 @@ export function createGatewayDriver(opts: GatewayDriverOptions): Driver {
   const messengerHttp = { ...http, sendOverSocket: opts.messengerSendOverSocket };
   // grpc-js shares one connection among channels with equal options: a distinct value of this
   // (otherwise unused) option per group of devices gives each group its own connection.
+  // The lean Chat streams get the same grouping: one connector (HTTP/2 session) per group.
   let whatsappDevices = 0;
+  const chatConnectors = new Map<number, H2Connector>();
   const whatsappChannel = () => {
     const n = whatsappDevices++;
     const connection = opts.whatsappConnections > 0 ? n % opts.whatsappConnections : n;
-    return { channelOptions: { "switchboard.loadgen.connection": connection } };
+    const channel = { channelOptions: { "switchboard.loadgen.connection": connection } };
+    if (opts.whatsappChat === "grpc-js") return channel;
+    let connector = chatConnectors.get(connection);
+    if (connector === undefined) {
+      connector = createH2Connector(target("whatsapp"));
+      chatConnectors.set(connection, connector);
+    }
+    return { ...channel, openChat: h2BidiOpener(connector) };
   };
 
   /** A transport for a device that is to be registered (no credential yet). */
@@ -516,7 +532,8 @@ export function createGatewayDriver(opts: GatewayDriverOptions): Driver {
       }
       await Promise.all([...clients.values()].map((c) => c.transport.close().catch(() => undefined)));
       clients.clear();
-      await pooled.close();
+      await Promise.all([pooled.close(), ...[...chatConnectors.values()].map((c) => c.close())]);
+      chatConnectors.clear();
     },
   };
 
