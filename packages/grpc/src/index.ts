@@ -1,6 +1,7 @@
 // @switchboard/grpc: serve and call protobuf-es services over grpc-js.
 export { createGrpcServer } from "./server.js";
 export type { AddOptions, GrpcServer, GrpcServerOptions, HealthStatus, ServingStatus } from "./server.js";
+export { methodPath } from "./service-adapter.js";
 export type { CallEndEvent } from "./service-adapter.js";
 export { createClient } from "./client.js";
 export type { ClientCodecs, ClientOptions, ClientTarget, MethodCodec } from "./client.js";

@@ -5,6 +5,7 @@ import {
   appErrorToStatus,
   createClient,
   createGrpcServer,
+  methodPath,
   STATUS_DETAILS_KEY,
   type BidiStream,
   type BidiStreamingImpl,
@@ -22,7 +23,7 @@ import { createH2Connector, grpcFrame } from "../src/drivers/h2-grpc.js";
 import { log } from "./delivery-instance.js";
 import { closedPort, rawServer, visible } from "./h2-support.js";
 
-const CONNECT = `/${MessageService.typeName}/${MessageService.method.connect.name}`;
+const CONNECT = methodPath(MessageService.method.connect);
 type Req = typeof ConnectRequestSchema;
 type Res = typeof ConnectResponseSchema;
 type RequestInit = MessageInitShape<Req>;

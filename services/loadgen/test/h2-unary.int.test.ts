@@ -3,7 +3,13 @@ import { randomUUID } from "node:crypto";
 import http2 from "node:http2";
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { AppError, Code } from "@switchboard/errors";
-import { appErrorToStatus, createClient, createGrpcServer, STATUS_DETAILS_KEY } from "@switchboard/grpc";
+import {
+  appErrorToStatus,
+  createClient,
+  createGrpcServer,
+  methodPath,
+  STATUS_DETAILS_KEY,
+} from "@switchboard/grpc";
 import {
   EnvelopeType,
   MessageService,
@@ -18,7 +24,7 @@ import { grpcFrame } from "../src/drivers/h2-grpc.js";
 import { log, startDelivery, TOKENS } from "./delivery-instance.js";
 import { closedPort, rawServer, visible } from "./h2-support.js";
 
-const SEND_MESSAGE = `/${MessageService.typeName}/${MessageService.method.sendMessage.name}`;
+const SEND_MESSAGE = methodPath(MessageService.method.sendMessage);
 type SendMessageInit = MessageInitShape<typeof SendMessageRequestSchema>;
 
 const encode = (req: SendMessageInit) =>

@@ -14,6 +14,7 @@ import SealedSenderMultiRecipientMessage from "@signalapp/libsignal-client/dist/
 import { AppError, Code, isAppError } from "@switchboard/errors";
 import {
   createClient as createGrpcClient,
+  methodPath,
   type BidiOpener,
   type BidiStream,
   type ServiceClient,
@@ -395,7 +396,7 @@ export const whatsAppTranslation = Object.freeze({
 
 type ChatStream = BidiStream<typeof whatsapp.ChatRequestSchema, typeof whatsapp.ChatResponseSchema>;
 
-const CHAT_PATH = `/${whatsapp.WhatsAppService.typeName}/${whatsapp.WhatsAppService.method.chat.name}`;
+const CHAT_PATH = methodPath(whatsapp.WhatsAppService.method.chat);
 
 /** One Chat stream: sends matched to SendAcks by id, received frames queued in order. */
 class ChatConnection {

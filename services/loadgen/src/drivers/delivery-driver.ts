@@ -10,6 +10,7 @@ import {
   type DeviceSubscription,
 } from "@switchboard/delivery-link";
 import { codeName, isAppError } from "@switchboard/errors";
+import { methodPath } from "@switchboard/grpc";
 import {
   App,
   MessageService,
@@ -54,8 +55,8 @@ const APP_ENUM: Record<AppName, App> = {
 const ACK_FLUSH_MS = 5;
 const MAX_ACK_IDS = 1000;
 
-const SEND_MESSAGE_PATH = `/${MessageService.typeName}/${MessageService.method.sendMessage.name}`;
-const SEND_GROUP_MESSAGE_PATH = `/${MessageService.typeName}/${MessageService.method.sendGroupMessage.name}`;
+const SEND_MESSAGE_PATH = methodPath(MessageService.method.sendMessage);
+const SEND_GROUP_MESSAGE_PATH = methodPath(MessageService.method.sendGroupMessage);
 // SendMessage uses the delivery link's hand-written codec (protobuf-es where it has none, as
 // createClient would); SendGroupMessage has none.
 const encodeSendMessage =

@@ -14,15 +14,14 @@ import {
   failure,
   grpcFrame,
   httpStatusOf,
-  messageOf,
   readMessages,
   requestHeaders,
+  startCall,
   statusOf,
-  type Ended,
   type H2Connector,
 } from "./h2-grpc.js";
 
-const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM, NGHTTP2_NO_ERROR } = http2.constants;
+const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR } = http2.constants;
 
 /** Responses buffered ahead of the reader before the stream stops reading (HTTP/2 flow control then applies). */
 const READ_AHEAD = 64;
@@ -40,16 +39,9 @@ export function openH2Bidi<I extends DescMessage, O extends DescMessage>(
   connector: H2Connector,
   call: BidiCallSpec<I, O>,
 ): BidiStream<I, O> {
-  const conn = connector.connection();
-  let stream: http2.ClientHttp2Stream;
-  try {
-    stream = conn.session.request(requestHeaders(call.path, call.metadata));
-  } catch (err) {
-    connector.retire(conn);
-    return failedStream(failure(Code.Unavailable, `request failed: ${messageOf(err)}`, err));
-  }
-
-  const ended: Ended = { headers: undefined, trailers: undefined, rstCode: 0, streamError: undefined, conn };
+  const started = startCall(connector, requestHeaders(call.path, call.metadata));
+  if (!("stream" in started)) return failedStream(started);
+  const { stream, ended } = started;
   /** Set once the call has failed (status, reset, undecodable response): what send and the reader get. */
   let failed: AppError | undefined;
   let closed = false;
@@ -72,11 +64,6 @@ export function openH2Bidi<I extends DescMessage, O extends DescMessage>(
     stream.close(NGHTTP2_CANCEL);
   };
 
-  stream.on("response", (h, flags) => {
-    ended.headers = h;
-    if (flags & NGHTTP2_FLAG_END_STREAM) ended.trailers = h; // Trailers-Only
-  });
-  stream.on("trailers", (t: http2.IncomingHttpHeaders) => (ended.trailers = t));
   stream.on("data", (chunk: Buffer) => {
     if (failed !== undefined) return;
     const body = pending === undefined ? chunk : Buffer.concat([pending, chunk]);
@@ -96,14 +83,8 @@ export function openH2Bidi<I extends DescMessage, O extends DescMessage>(
   stream.on("end", () => {
     if (!stream.closed) stream.close(NGHTTP2_NO_ERROR);
   });
-  stream.on("error", (err: NodeJS.ErrnoException) => {
-    // A reset's own error carries nothing the rstCode does not; others (ECONNRESET, a refused
-    // connection) explain the close.
-    if (err.code !== "ERR_HTTP2_STREAM_ERROR") ended.streamError = err;
-  });
   stream.on("close", () => {
     closed = true;
-    ended.rstCode = stream.rstCode;
     failed ??= statusOf(ended);
     settleWaiter();
   });

@@ -11,6 +11,7 @@ import { errorFromStatus, STATUS_DETAILS_KEY } from "@switchboard/grpc";
 const {
   HTTP2_HEADER_STATUS,
   NGHTTP2_CANCEL,
+  NGHTTP2_FLAG_END_STREAM,
   NGHTTP2_ENHANCE_YOUR_CALM,
   NGHTTP2_INADEQUATE_SECURITY,
   NGHTTP2_INTERNAL_ERROR,
@@ -167,6 +168,43 @@ export interface Ended {
   rstCode: number;
   streamError: NodeJS.ErrnoException | undefined;
   conn: H2Connection;
+}
+
+/** A started call: its stream, and how it ended as far as the stream has reported. */
+export interface H2Call {
+  stream: http2.ClientHttp2Stream;
+  ended: Ended;
+}
+
+/**
+ * Starts a stream with `headers` on the connector's session and records its ending in `ended`:
+ * the response headers, the trailers (or the headers of a Trailers-Only response), the error that
+ * explains a close, and the reset code, set on 'close' before the caller's own 'close' listeners
+ * run. A session that can no longer start streams (destroyed, out of stream ids) is retired and
+ * the call fails UNAVAILABLE.
+ */
+export function startCall(connector: H2Connector, headers: http2.OutgoingHttpHeaders): H2Call | AppError {
+  const conn = connector.connection();
+  let stream: http2.ClientHttp2Stream;
+  try {
+    stream = conn.session.request(headers);
+  } catch (err) {
+    connector.retire(conn);
+    return failure(Code.Unavailable, `request failed: ${messageOf(err)}`, err);
+  }
+  const ended: Ended = { headers: undefined, trailers: undefined, rstCode: 0, streamError: undefined, conn };
+  stream.on("response", (h, flags) => {
+    ended.headers = h;
+    if (flags & NGHTTP2_FLAG_END_STREAM) ended.trailers = h; // Trailers-Only
+  });
+  stream.on("trailers", (t: http2.IncomingHttpHeaders) => (ended.trailers = t));
+  stream.on("error", (err: NodeJS.ErrnoException) => {
+    // A reset's own error carries nothing the rstCode does not; others (ECONNRESET, a refused
+    // connection) explain the close.
+    if (err.code !== "ERR_HTTP2_STREAM_ERROR") ended.streamError = err;
+  });
+  stream.on("close", () => (ended.rstCode = stream.rstCode));
+  return { stream, ended };
 }
 
 /** The HTTP status of the response headers, if any came. */

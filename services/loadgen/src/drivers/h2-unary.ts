@@ -14,14 +14,14 @@ import {
   failure,
   grpcFrame,
   httpStatusOf,
-  messageOf,
   readMessages,
   requestHeaders,
+  startCall,
   statusOf,
   type Ended,
 } from "./h2-grpc.js";
 
-const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM } = http2.constants;
+const { NGHTTP2_CANCEL } = http2.constants;
 
 /** The longest delay setTimeout honours (a longer one fires at once). */
 const MAX_TIMER_MS = 2_147_483_647;
@@ -67,26 +67,13 @@ export function createH2UnaryClient(opts: H2UnaryClientOptions): H2UnaryClient {
     return new Promise<T>((resolve, reject) => {
       if (closed) return reject(new Error("h2 unary client is closed"));
       if (!(timeoutMs > 0)) return reject(failure(Code.DeadlineExceeded, "Deadline exceeded"));
-      const conn = connector.connection();
-      let stream: http2.ClientHttp2Stream;
-      try {
-        stream = conn.session.request({
-          ...requestHeaders(path, opts.metadata),
-          "grpc-timeout": timeoutHeader(timeoutMs),
-        });
-      } catch (err) {
-        // The session can no longer start streams (destroyed, out of stream ids).
-        connector.retire(conn);
-        return reject(failure(Code.Unavailable, `request failed: ${messageOf(err)}`, err));
-      }
+      const started = startCall(connector, {
+        ...requestHeaders(path, opts.metadata),
+        "grpc-timeout": timeoutHeader(timeoutMs),
+      });
+      if (!("stream" in started)) return reject(started);
+      const { stream, ended } = started;
       const chunks: Buffer[] = [];
-      const ended: Ended = {
-        headers: undefined,
-        trailers: undefined,
-        rstCode: 0,
-        streamError: undefined,
-        conn,
-      };
       let settled = false;
       const timer = setTimeout(
         () => {
@@ -96,22 +83,11 @@ export function createH2UnaryClient(opts: H2UnaryClientOptions): H2UnaryClient {
         },
         Math.min(timeoutMs, MAX_TIMER_MS),
       );
-      stream.on("response", (h, flags) => {
-        ended.headers = h;
-        if (flags & NGHTTP2_FLAG_END_STREAM) ended.trailers = h; // Trailers-Only
-      });
-      stream.on("trailers", (t: http2.IncomingHttpHeaders) => (ended.trailers = t));
       stream.on("data", (chunk: Buffer) => chunks.push(chunk));
-      stream.on("error", (err: NodeJS.ErrnoException) => {
-        // A reset's own error carries nothing the rstCode does not; others (ECONNRESET, a refused
-        // connection) explain the close.
-        if (err.code !== "ERR_HTTP2_STREAM_ERROR") ended.streamError = err;
-      });
       stream.on("close", () => {
         clearTimeout(timer);
         if (settled) return;
         settled = true;
-        ended.rstCode = stream.rstCode;
         const result = outcome(ended, chunks, decode);
         if ("error" in result) reject(result.error);
         else resolve(result.value);
