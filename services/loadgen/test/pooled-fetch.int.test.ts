@@ -91,6 +91,27 @@ describe("createPooledFetch", () => {
     await expect(reader.read()).rejects.toThrow();
   });
 
+  test("sends the request target fetch would: unencoded characters encoded, fragments dropped, IPv6 hosts", async () => {
+    const { url, fetch } = await serve((req, _body, res) =>
+      res.end(JSON.stringify([req.url, req.headers.host])),
+    );
+    for (const path of ["/v1/users/a%20b?x=1", "/v1/users/ä b?q=ü#frag", "/v1/x?y=[1]"]) {
+      const ours = (await (await fetch(`${url}${path}`)).json()) as [string, string];
+      const theirs = (await (await globalThis.fetch(`${url}${path}`)).json()) as [string, string];
+      expect(ours, path).toEqual(theirs);
+    }
+    const v6 = createServer((req, res) => res.end(req.headers.host));
+    await new Promise<void>((resolve) => v6.listen(0, "::1", resolve));
+    const port = (v6.address() as AddressInfo).port;
+    try {
+      expect(await (await fetch(`http://[::1]:${port}/`)).text()).toBe(`[::1]:${port}`);
+    } finally {
+      v6.closeAllConnections();
+      await new Promise((resolve) => v6.close(resolve));
+    }
+    await expect(fetch(`${url}/x`, { method: "GET", body: "{}" })).rejects.toThrow(TypeError);
+  });
+
   test("rejects with the signal's reason when the server does not answer in time", async () => {
     const { url, fetch } = await serve(() => {
       // Never answers.
