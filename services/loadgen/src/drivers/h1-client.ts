@@ -65,7 +65,7 @@ function invalidResponse(what: string): Error {
 type BodyFraming =
   | { kind: "none" }
   | { kind: "length"; left: number }
-  | { kind: "chunked"; left: number; trailers: boolean }
+  | { kind: "chunked"; left: number; dataEnded: boolean; trailers: boolean }
   | { kind: "close" };
 
 /** One request on a connection and the parse of its answer. */
@@ -136,7 +136,7 @@ class Exchange {
         f.left -= take;
         at += take;
         if (f.left > 0) return at;
-        f.left = -2; // the CRLF after the chunk's data
+        f.dataEnded = true; // the CRLF after the chunk's data comes next
         continue;
       }
       const lineEnd = buf.indexOf("\r\n", at, "latin1");
@@ -146,9 +146,9 @@ class Exchange {
       }
       const line = buf.toString("latin1", at, lineEnd);
       at = lineEnd + 2;
-      if (f.left === -2) {
+      if (f.dataEnded) {
         if (line !== "") throw invalidResponse("chunk data longer than its size");
-        f.left = 0;
+        f.dataEnded = false;
         continue;
       }
       if (f.trailers) {
@@ -220,7 +220,7 @@ class Exchange {
     if (this.method === "HEAD" || status === 204 || status === 304) this.framing = { kind: "none" };
     else if (encoding !== "") {
       if (!encoding.endsWith("chunked")) this.framing = { kind: "close" };
-      else this.framing = { kind: "chunked", left: 0, trailers: false };
+      else this.framing = { kind: "chunked", left: 0, dataEnded: false, trailers: false };
     } else if (length !== undefined) {
       if (Array.isArray(length) || !/^\d+$/.test(length))
         throw invalidResponse(`content-length ${String(length)}`);

@@ -119,7 +119,7 @@ export function createPooledFetch(): PooledFetch {
   const calls = new Agent({ keepAliveTimeout: KEEP_ALIVE_MS });
   // No body timeout: an idle event stream is kept alive by the gateway's comments, and the
   // caller's signal ends it.
-  const streams = new Agent({ keepAliveTimeout: 30_000, bodyTimeout: 0 });
+  const streams = new Agent({ keepAliveTimeout: KEEP_ALIVE_MS, bodyTimeout: 0 });
 
   const pooledFetch = async (input: string | URL | Request, init: RequestInit = {}): Promise<Response> => {
     const headers = headerRecord(init.headers);
