@@ -21,7 +21,8 @@ import {
 } from "@switchboard/grpc";
 import {
   AccountWithDevicesSchema,
-  AddressSchema,
+  newAddress,
+  newHandle,
   App,
   newEnvelope,
   EnvelopeType,
@@ -32,7 +33,6 @@ import {
   GetPreKeyBundlesResponseSchema,
   GetPreKeyCountResponseSchema,
   GroupSchema,
-  HandleSchema,
   RegisterAccountResponseSchema,
   RegisterDeviceResponseSchema,
   ReportMessageResponseSchema,
@@ -71,6 +71,8 @@ import {
 } from "@switchboard/proto";
 import { AsyncQueue } from "../internal/async-queue.js";
 import { decodeChatResponse, encodeChatRequest, whatsAppChatCodecs } from "./whatsapp-chat-codec.js";
+
+const EMPTY_BYTES = new Uint8Array(0);
 import type {
   AppCredentials,
   DeviceCredentials,
@@ -154,10 +156,10 @@ function parseUserJid(jid: string): WhatsAppUserJid {
   }
   let handle: Handle;
   const app = SERVERS[server];
-  if (app === App.WHATSAPP) handle = create(HandleSchema, { app, value: `+${local}` });
-  else if (app !== undefined) handle = create(HandleSchema, { app, value: local });
+  if (app === App.WHATSAPP) handle = newHandle({ app, value: `+${local}` });
+  else if (app !== undefined) handle = newHandle({ app, value: local });
   else if (server.endsWith(".provider"))
-    handle = create(HandleSchema, { app: App.THIRD_PARTY, value: local, providerId: server.slice(0, -9) });
+    handle = newHandle({ app: App.THIRD_PARTY, value: local, providerId: server.slice(0, -9) });
   else throw badJid(jid);
   if (local === "") throw badJid(jid);
   return device === undefined ? { handle } : { handle, device };
@@ -214,7 +216,7 @@ function sourceOf(from: string, accountId: string) {
   if (from === "") return { app: App.UNSPECIFIED, providerId: "" };
   const jid = parseUserJid(from);
   return {
-    source: create(AddressSchema, { accountId, deviceId: jid.device ?? 0 }),
+    source: newAddress({ accountId, deviceId: jid.device ?? 0 }),
     app: jid.handle.app,
     providerId: jid.handle.providerId,
   };
@@ -272,22 +274,27 @@ function sendRequestToOutgoingChat(
   handleOf: (accountId: string) => Handle,
 ): whatsapp.OutgoingChat {
   const handle = handleOf(req.destinationAccountId);
-  return create(whatsapp.OutgoingChatSchema, {
+  // Object literals, not `create(...Schema, …)`, which walks the schema for every message sent (see
+  // @switchboard/proto's envelope.ts); the types require every field.
+  return {
+    $typeName: "switchboard.gateway.whatsapp.v1.OutgoingChat",
     id: req.clientMessageId,
     to: formatUserJid(handle),
     participants: req.messages.map((m) => ({
+      $typeName: "switchboard.gateway.whatsapp.v1.DeviceCiphertext",
       jid: formatUserJid(handle, m.deviceId),
       registrationId: m.registrationId,
       kind: kindOfType(m.type),
       ciphertext: m.content,
     })),
+    groupCiphertext: EMPTY_BYTES,
     t: req.clientTimestampMs,
     ephemeral: req.ephemeral,
     forwarded: req.forwarded,
     reportTag: req.reportTag,
     urgent: req.urgent,
     noServerReceipt: req.noDeliveryReceipt,
-  });
+  };
 }
 
 /** A group send as an OutgoingChat; expected recipients become participants without ciphertext. */
@@ -788,7 +795,7 @@ export class WhatsAppTransport implements Transport {
     const device = this.device;
     if (device === undefined)
       throw new AppError(Code.Unauthenticated, "NO_CREDENTIALS", "register or link this device first");
-    const destination = create(AddressSchema, device);
+    const destination = newAddress(device);
     const r = await this.api.listMessageRequests({});
     const out: MessageRequest[] = [];
     for (const q of r.requests) {
@@ -1070,7 +1077,7 @@ export class WhatsAppTransport implements Transport {
       const device = this.device;
       if (this.session === undefined || device === undefined)
         throw new AppError(Code.Unauthenticated, "NO_CREDENTIALS", "register or link this device first");
-      const destination = create(AddressSchema, device);
+      const destination = newAddress(device);
       const stream = this.options.openChat
         ? this.options.openChat({
             path: CHAT_PATH,

@@ -10,7 +10,7 @@ import {
   newEnvelope,
   EnvelopeType,
   SendGroupMessageRequestSchema,
-  SendMessageRequestSchema,
+  newSendMessageRequest,
   UploadKeysRequestSchema,
   type AccountWithDevices,
   type Device,
@@ -313,7 +313,8 @@ export function sendFromJson(
   body: SendMessageJson,
   ctx: SendContext & { destinationAccountId: string },
 ): SendMessageRequest {
-  return create(SendMessageRequestSchema, {
+  // newSendMessageRequest, not create(): one per message sent (see @switchboard/proto's envelope.ts).
+  return newSendMessageRequest({
     sender: ctx.sender,
     destinationAccountId: ctx.destinationAccountId,
     messages: body.message.ciphertexts.map((c) => ({

@@ -1,8 +1,7 @@
 // JIDs: the WhatsApp-style gateway's names for users, devices and groups of every app
 // (docs/addressing.md). Pure: parsing, formatting and conversion to and from Handles.
-import { create } from "@bufbuild/protobuf";
 import { AppError, Code } from "@switchboard/errors";
-import { App, HandleSchema, type Handle } from "@switchboard/proto";
+import { App, newHandle, type Handle } from "@switchboard/proto";
 
 /** A user of any app, or one device of it (`device` set). */
 export interface UserJid {
@@ -76,20 +75,20 @@ export function parseJid(jid: string): Jid {
   let handle: Handle;
   if (server === WHATSAPP_SERVER) {
     if (!PHONE_DIGITS.test(local)) throw invalidJid(jid, "expected the E.164 number without '+'");
-    handle = create(HandleSchema, { app: App.WHATSAPP, value: `+${local}` });
+    handle = newHandle({ app: App.WHATSAPP, value: `+${local}` });
   } else if (server === MESSENGER_SERVER) {
     if (!NUMERIC_ID.test(local)) throw invalidJid(jid, "expected a numeric Messenger-style id");
-    handle = create(HandleSchema, { app: App.MESSENGER, value: local });
+    handle = newHandle({ app: App.MESSENGER, value: local });
   } else if (server === INSTAGRAM_SERVER) {
     const username = local.toLowerCase();
     if (!isUsername(username)) throw invalidJid(jid, "expected an Instagram-style username");
-    handle = create(HandleSchema, { app: App.INSTAGRAM, value: username });
+    handle = newHandle({ app: App.INSTAGRAM, value: username });
   } else if (server.endsWith(PROVIDER_SUFFIX)) {
     const providerId = server.slice(0, -PROVIDER_SUFFIX.length);
     const value = local.toLowerCase();
     if (!PROVIDER_ID.test(providerId)) throw invalidJid(jid, "invalid provider id");
     if (!PROVIDER_HANDLE.test(value)) throw invalidJid(jid, "invalid third-party handle");
-    handle = create(HandleSchema, { app: App.THIRD_PARTY, value, providerId });
+    handle = newHandle({ app: App.THIRD_PARTY, value, providerId });
   } else {
     throw invalidJid(jid, `unknown server "${server}"`);
   }
@@ -149,5 +148,5 @@ export function handleKey(handle: Handle): string {
 
 /** The user JID of a phone number (E.164), e.g. "+15551234567" → "15551234567@s.whatsapp.net". */
 export function phoneJid(phone: string, device?: number): string {
-  return formatUserJid(create(HandleSchema, { app: App.WHATSAPP, value: phone }), device);
+  return formatUserJid(newHandle({ app: App.WHATSAPP, value: phone }), device);
 }

@@ -4,12 +4,12 @@
 import { create } from "@bufbuild/protobuf";
 import { AppError, Code, isAppError } from "@switchboard/errors";
 import {
-  AddressSchema,
   App,
+  newAddress,
   newEnvelope,
+  newSendMessageRequest,
   EnvelopeType,
   SendGroupMessageRequestSchema,
-  SendMessageRequestSchema,
   whatsapp,
   type Address,
   type Envelope,
@@ -65,17 +65,21 @@ export function envelopeToChatFrame(
   if (envelope.type === EnvelopeType.SERVER_DELIVERY_RECEIPT) {
     return {
       case: "receipt",
-      value: create(whatsapp.ServerReceiptSchema, {
+      value: {
+        $typeName: "switchboard.gateway.whatsapp.v1.ServerReceipt",
         serverId: envelope.id,
         id: envelope.clientMessageId,
         from,
         t: envelope.serverTimestampMs,
-      }),
+      },
     };
   }
+  // Object literals, not `create(...Schema, …)`: one per message delivered, and `create` walks the
+  // schema for each (see @switchboard/proto's envelope.ts). The type requires every field.
   return {
     case: "message",
-    value: create(whatsapp.IncomingChatSchema, {
+    value: {
+      $typeName: "switchboard.gateway.whatsapp.v1.IncomingChat",
       serverId: envelope.id,
       id: envelope.clientMessageId,
       from,
@@ -93,7 +97,7 @@ export function envelopeToChatFrame(
       thirdPartyProvider: envelope.sourceApp === App.THIRD_PARTY ? envelope.sourceProviderId : "",
       messageRequest: envelope.messageRequest,
       serverFrankingTag: envelope.serverFrankingTag,
-    }),
+    },
   };
 }
 
@@ -110,7 +114,7 @@ export interface EnvelopeContext {
 function sourceOf(from: string, accountId: string): { jid?: UserJid; source?: Address } {
   if (from === "") return {};
   const jid = parseUserJid(from);
-  return { jid, source: create(AddressSchema, { accountId, deviceId: jid.device ?? 0 }) };
+  return { jid, source: newAddress({ accountId, deviceId: jid.device ?? 0 }) };
 }
 
 /**
@@ -245,7 +249,7 @@ export function outgoingChatToSend(
   const toKey = handleKey(to.handle);
   return {
     kind: "user",
-    request: create(SendMessageRequestSchema, {
+    request: newSendMessageRequest({
       ...common,
       noDeliveryReceipt: msg.noServerReceipt,
       destinationAccountId: ctx.accountIdOf(to.handle),
@@ -320,12 +324,17 @@ export function sendResponseToAck(
   const jids = (devices: number[]) => devices.map((d) => formatUserJid(recipient, d));
   switch (r.case) {
     case "sent":
-      return create(whatsapp.SendAckSchema, {
+      // A literal (one per send), as in envelopeToChatFrame.
+      return {
+        $typeName: "switchboard.gateway.whatsapp.v1.SendAck",
         id,
         status: SendAckStatus.OK,
         serverId: r.value.messageId,
         serverT: r.value.serverTimestampMs,
-      });
+        missing: [],
+        extra: [],
+        stale: [],
+      };
     case "mismatchedDevices":
       return create(whatsapp.SendAckSchema, {
         id,
@@ -362,12 +371,17 @@ export function groupSendResponseToAck(
   const r = response.result;
   switch (r.case) {
     case "sent":
-      return create(whatsapp.SendAckSchema, {
+      // A literal (one per send), as in envelopeToChatFrame.
+      return {
+        $typeName: "switchboard.gateway.whatsapp.v1.SendAck",
         id,
         status: SendAckStatus.OK,
         serverId: r.value.messageId,
         serverT: r.value.serverTimestampMs,
-      });
+        missing: [],
+        extra: [],
+        stale: [],
+      };
     case "mismatchedDevices": {
       const ack = create(whatsapp.SendAckSchema, { id, status: SendAckStatus.DEVICES_CHANGED });
       for (const m of r.value.mismatched) {

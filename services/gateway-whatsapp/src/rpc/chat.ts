@@ -5,7 +5,7 @@
 import type { DeliveryLink, DeviceListener, DeviceSubscription } from "@switchboard/delivery-link";
 import { AppError, Code, isAppError } from "@switchboard/errors";
 import { Encoded, type BidiStreamingImpl, type CallContext, type StreamSender } from "@switchboard/grpc";
-import { AddressSchema, whatsapp, type Address, type Envelope, type Handle } from "@switchboard/proto";
+import { newAddress, whatsapp, type Address, type Envelope, type Handle } from "@switchboard/proto";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import type { Kysely } from "kysely";
 import type { Logger } from "pino";
@@ -100,7 +100,7 @@ class ChatSession implements DeviceListener {
     private readonly ctx: CallContext,
     private readonly deps: ChatDeps,
   ) {
-    this.address = create(AddressSchema, { accountId: device.accountId, deviceId: device.deviceId });
+    this.address = newAddress({ accountId: device.accountId, deviceId: device.deviceId });
     this.ended = new Promise((resolve) => (this.onEnd = resolve));
   }
 

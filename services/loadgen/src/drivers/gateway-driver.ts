@@ -16,7 +16,7 @@ import {
   HandleSchema,
   ResolveHandleRequestSchema,
   SendGroupMessageRequestSchema,
-  SendMessageRequestSchema,
+  newSendMessageRequest,
   CreateGroupRequestSchema,
   RegisterAccountRequestSchema,
   RegisterDeviceRequestSchema,
@@ -493,7 +493,7 @@ export function createGatewayDriver(opts: GatewayDriverOptions): Driver {
 
     async sendDirect(m) {
       const c = client(m.sender);
-      const req = create(SendMessageRequestSchema, {
+      const req = newSendMessageRequest({
         sender: { accountId: m.sender.accountId, deviceId: m.sender.deviceId },
         destinationAccountId: m.recipientAccountId,
         messages: m.copies.map((copy) => ({
