@@ -60,4 +60,11 @@ describe("directThreadId", () => {
     expect(isGroupThreadId(directThreadId(a, b))).toBe(false);
     expect(isGroupThreadId(a)).toBe(true);
   });
+
+  it("names a pair as it always has (ids are stored in inboxes and known to clients)", () => {
+    // The first 16 bytes of SHA-256("ig-direct\0" + a + "\0" + b), computed with createHash.
+    const a = "0190a3b0-0000-7000-8000-000000000001";
+    const b = "0190a3b0-0000-7000-8000-000000000002";
+    expect(directThreadId(b, a)).toBe("94920350774338507450521139199252199776");
+  });
 });

@@ -1,6 +1,6 @@
 // Thread ids. A one-to-one thread's id is derived from its two accounts, so both sides (and every
 // gateway instance) name it alike without coordination; a group thread's id is its group id.
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { isUuid } from "./refs.js";
 
 /**
@@ -10,8 +10,9 @@ import { isUuid } from "./refs.js";
  */
 export function directThreadId(accountA: string, accountB: string): string {
   const [x, y] = accountA <= accountB ? [accountA, accountB] : [accountB, accountA];
-  const digest = createHash("sha256").update(`ig-direct\0${x}\0${y}`).digest();
-  return BigInt(`0x${digest.subarray(0, 16).toString("hex")}`).toString(10);
+  // One per item sent and delivered: the one-shot `crypto.hash` (see tokens.ts), in hex at once.
+  const digest = hash("sha256", `ig-direct\0${x}\0${y}`, "hex");
+  return BigInt(`0x${digest.slice(0, 32)}`).toString(10);
 }
 
 /** True when `threadId` names a group thread (a group id, UUID) rather than a one-to-one thread. */
