@@ -4,7 +4,7 @@
 // and a child logger from 0.2 to 1.9 µs, and made a fifth of all the bytes the Instagram-style
 // gateway allocated per request (one child and one line per HTTP request). This does the same
 // censoring with a few property checks per object-valued field, and copies only what it censors.
-// test/redact.test.ts compares its lines with pino's own `redact` over REDACT_PATHS.
+// redact.test.ts compares its lines with pino's own `redact` over REDACT_PATHS.
 
 /** What a censored value is replaced by. */
 export const CENSOR = "[redacted]";

@@ -71,8 +71,6 @@ import {
 } from "@switchboard/proto";
 import { AsyncQueue } from "../internal/async-queue.js";
 import { decodeChatResponse, encodeChatRequest, whatsAppChatCodecs } from "./whatsapp-chat-codec.js";
-
-const EMPTY_BYTES = new Uint8Array(0);
 import type {
   AppCredentials,
   DeviceCredentials,
@@ -85,6 +83,8 @@ import type {
   RequestTarget,
   Transport,
 } from "../transport.js";
+
+const EMPTY_BYTES = new Uint8Array(0);
 
 /** What VerifyCode / LinkDevice issued for this device. Persist it: the token is shown once. */
 export interface WhatsAppSession {
