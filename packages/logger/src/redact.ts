@@ -41,7 +41,6 @@ export const REDACT_PATHS: readonly string[] = [
 ];
 
 const SECRET = new Set(REDACTED_KEYS);
-const hasOwn = (o: object, key: string) => Object.prototype.hasOwnProperty.call(o, key);
 
 /** A shallow copy that keeps the prototype and every own property (an Error stays an Error). */
 function copyOf<T extends object>(value: T): T {
@@ -68,7 +67,7 @@ const isRecord = (v: unknown): v is Record<string, unknown> =>
 function redactChild(value: Record<string, unknown>): Record<string, unknown> {
   let out: Record<string, unknown> | undefined;
   for (const key of REDACTED_KEYS) {
-    if (hasOwn(value, key) && value[key] !== undefined) out = setIn(out ?? copyOf(value), key, CENSOR);
+    if (Object.hasOwn(value, key) && value[key] !== undefined) out = setIn(out ?? copyOf(value), key, CENSOR);
   }
   return out ?? value;
 }
@@ -76,7 +75,7 @@ function redactChild(value: Record<string, unknown>): Record<string, unknown> {
 /** `path` (from the level below the top) censored in `value`, copying what it changes. */
 function redactPath(value: Record<string, unknown>, path: readonly string[]): Record<string, unknown> {
   const [key, ...rest] = path;
-  if (key === undefined || !hasOwn(value, key) || value[key] === undefined) return value;
+  if (key === undefined || !Object.hasOwn(value, key) || value[key] === undefined) return value;
   if (rest.length === 0) return setIn(copyOf(value), key, CENSOR);
   const inner = value[key];
   if (!isRecord(inner)) return value;
@@ -93,7 +92,7 @@ export function redact<T extends object>(obj: T): T {
   const source = obj as Record<string, unknown>;
   let out: Record<string, unknown> | undefined;
   for (const key in source) {
-    if (!hasOwn(source, key)) continue;
+    if (!Object.hasOwn(source, key)) continue;
     const value = source[key];
     if (value === undefined) continue;
     let next: unknown = value;
