@@ -28,3 +28,13 @@ export type {
 } from "./drivers/driver.js";
 export type { WatchedProcess } from "./proc-sampler.js";
 export type { AppName } from "./topology.js";
+export {
+  TARGETS,
+  TARGET_IDS,
+  judge,
+  measurementOf,
+  idleMeasurementOf,
+  renderVerdicts,
+  renderVerdictsMarkdown,
+} from "./targets.js";
+export type { Target, TargetId, Measurement, Verdict } from "./targets.js";

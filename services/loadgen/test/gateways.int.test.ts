@@ -6,21 +6,14 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { cloneTemplateDatabase, redisUrl, type DatabaseClone } from "@switchboard/testkit";
-import {
-  freePort,
-  httpReady,
-  startServiceProcess,
-  tcpReady,
-  type ServiceProcess,
-} from "@switchboard/testkit/service-process";
+import type { ServiceProcess } from "@switchboard/testkit/service-process";
+import { startSystem as startProcesses } from "@switchboard/testkit/system";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, onTestFinished, test } from "vitest";
 import { DEFAULTS, runLoadTest, type LoadgenOptions, type LoadReport } from "../src/index.js";
 
 const log = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
-const serviceDir = (name: string) => fileURLToPath(new URL(`../../${name}/`, import.meta.url));
 const token = (app: string) => `lg-${app}-${randomBytes(12).toString("hex")}`;
 
 interface System {
@@ -32,102 +25,24 @@ interface System {
 async function startSystem(owned: { processes: ServiceProcess[]; clones: DatabaseClone[] }): Promise<System> {
   const clone = await cloneTemplateDatabase();
   owned.clones.push(clone);
-  const ports = {
-    delivery: await freePort(),
-    metrics: await freePort(),
-    whatsapp: await freePort(),
-    whatsappAdmin: await freePort(),
-    messenger: await freePort(),
-    instagram: await freePort(),
-  };
-  const tokens = {
-    whatsapp: token("whatsapp"),
-    messenger: token("messenger"),
-    instagram: token("instagram"),
-  };
-  const common = { DATABASE_URL: clone.url, LOG_LEVEL: "warn", SHUTDOWN_GRACE_MS: "3000" };
-  const started = async (p: Promise<ServiceProcess>) => {
-    const proc = await p;
-    owned.processes.push(proc);
-    return proc;
-  };
-  await started(
-    startServiceProcess({
-      name: "delivery",
-      cwd: serviceDir("delivery"),
-      env: {
-        ...common,
-        REDIS_URL: redisUrl(),
-        APP_TOKENS: Object.entries(tokens)
-          .map(([app, t]) => `${app}=${t}`)
-          .join(","),
-        GRPC_HOST: "127.0.0.1",
-        GRPC_PORT: String(ports.delivery),
-        METRICS_PORT: String(ports.metrics),
-        INSTANCE_ID: "loadgen-gateways",
-      },
-      ready: httpReady(`http://127.0.0.1:${ports.metrics}/healthz`),
-      readyTimeoutMs: 90_000,
-    }),
-  );
-  const gatewayCommon = { ...common, DELIVERY_TARGET: `127.0.0.1:${ports.delivery}`, METRICS_PORT: "0" };
-  const results = await Promise.allSettled([
-    started(
-      startServiceProcess({
-        name: "gateway-whatsapp",
-        cwd: serviceDir("gateway-whatsapp"),
-        env: {
-          ...gatewayCommon,
-          DELIVERY_APP_TOKEN: tokens.whatsapp,
-          GRPC_HOST: "127.0.0.1",
-          GRPC_PORT: String(ports.whatsapp),
-          DEV_ADMIN: "true",
-          ADMIN_PORT: String(ports.whatsappAdmin),
-        },
-        ready: async () => (await tcpReady(ports.whatsapp)()) && (await tcpReady(ports.whatsappAdmin)()),
-        readyTimeoutMs: 90_000,
-      }),
-    ),
-    started(
-      startServiceProcess({
-        name: "gateway-messenger",
-        cwd: serviceDir("gateway-messenger"),
-        env: {
-          ...gatewayCommon,
-          DELIVERY_APP_TOKEN: tokens.messenger,
-          HTTP_HOST: "127.0.0.1",
-          HTTP_PORT: String(ports.messenger),
-        },
-        ready: httpReady(`http://127.0.0.1:${ports.messenger}/healthz`),
-        readyTimeoutMs: 90_000,
-      }),
-    ),
-    started(
-      startServiceProcess({
-        name: "gateway-instagram",
-        cwd: serviceDir("gateway-instagram"),
-        env: {
-          ...gatewayCommon,
-          DELIVERY_APP_TOKEN: tokens.instagram,
-          HTTP_HOST: "127.0.0.1",
-          HTTP_PORT: String(ports.instagram),
-        },
-        ready: httpReady(`http://127.0.0.1:${ports.instagram}/healthz`),
-        readyTimeoutMs: 90_000,
-      }),
-    ),
-  ]);
-  const failed = results.find((r) => r.status === "rejected");
-  if (failed) throw failed.reason;
-  const whatsapp = (results[0] as PromiseFulfilledResult<ServiceProcess>).value;
+  const system = await startProcesses({
+    databaseUrl: clone.url,
+    redisUrl: redisUrl(),
+    tokens: { whatsapp: token("whatsapp"), messenger: token("messenger"), instagram: token("instagram") },
+    env: { LOG_LEVEL: "warn", SHUTDOWN_GRACE_MS: "3000" },
+    deliveryEnv: { INSTANCE_ID: "loadgen-gateways" },
+    started: (p) => owned.processes.push(p),
+  });
+  const gw = system.gateways;
+  if (!gw) throw new Error("the gateways were not started");
   return {
     gateways: {
-      whatsapp: `127.0.0.1:${ports.whatsapp}`,
-      whatsappAdmin: `http://127.0.0.1:${ports.whatsappAdmin}`,
-      messenger: `http://127.0.0.1:${ports.messenger}`,
-      instagram: `http://127.0.0.1:${ports.instagram}`,
+      whatsapp: gw.whatsappTarget,
+      whatsappAdmin: gw.whatsappAdmin,
+      messenger: gw.messengerUrl,
+      instagram: gw.instagramUrl,
     },
-    whatsapp,
+    whatsapp: gw.whatsapp,
   };
 }
 
