@@ -1,5 +1,5 @@
-// `pnpm bench:targets`: every performance target of issue 7 measured on this machine, in one
-// command. It creates a fresh database, starts the delivery service and the three gateways as
+// `pnpm bench:targets`: every performance target of the project (docs/benchmarks.md, issue 7)
+// measured on this machine, in one command. It creates a fresh database, starts the delivery service and the three gateways as
 // separate processes (as `pnpm start` runs them, with the rate limits raised for load), runs the
 // load generator for each throughput and latency target, then the gateways' idle-connection
 // benches, and prints a table of figure, goal and verdict. The reports go to --out (one directory
@@ -22,6 +22,7 @@ import {
   idleMeasurementOf,
   judge,
   measurementOf,
+  medianOf,
   renderVerdicts,
   renderVerdictsMarkdown,
   TARGET_IDS,
@@ -32,7 +33,7 @@ import {
 
 const USAGE = `Usage: pnpm bench:targets [options]
 
-Measures issue 7's performance targets on this machine (PostgreSQL and Redis from DATABASE_URL and
+Measures the project's performance targets (docs/benchmarks.md) on this machine (PostgreSQL and Redis from DATABASE_URL and
 REDIS_URL; default postgres://postgres@127.0.0.1:5432/test and redis://127.0.0.1:6379) and prints
 figure, goal and verdict for each. Takes about ten minutes with the defaults.
 
@@ -43,35 +44,45 @@ figure, goal and verdict for each. Takes about ten minutes with the defaults.
   --gateway-devices N    devices of each full-path run, all of one app (default 600)
   --idle-connections N   idle devices per gateway (default 20000)
   --half-rate N          latency-half without streaming in --only: the offered rate to use
+  --repeat N             run each load target N times and judge the median (default 1)
   --quick                a short correctness run (60/30 devices, 2 s, 300 idle connections)
   --out DIR              where the reports go (default reports/targets-<time>)
   -h, --help             this text
 `;
 
-const { values: args } = parseArgs({
-  args: process.argv.slice(2).filter((a) => a !== "--"),
-  options: {
-    only: { type: "string" },
-    seconds: { type: "string" },
-    warmup: { type: "string" },
-    devices: { type: "string" },
-    "gateway-devices": { type: "string" },
-    "idle-connections": { type: "string" },
-    "half-rate": { type: "string" },
-    quick: { type: "boolean", default: false },
-    out: { type: "string" },
-    help: { type: "boolean", short: "h", default: false },
-  },
-});
+function usageError(message: string): never {
+  process.stderr.write(`error: ${message}\n\n${USAGE}`);
+  process.exit(2);
+}
+
+const parse = () =>
+  parseArgs({
+    args: process.argv.slice(2).filter((a) => a !== "--"),
+    options: {
+      only: { type: "string" },
+      seconds: { type: "string" },
+      warmup: { type: "string" },
+      devices: { type: "string" },
+      "gateway-devices": { type: "string" },
+      "idle-connections": { type: "string" },
+      "half-rate": { type: "string" },
+      repeat: { type: "string" },
+      quick: { type: "boolean", default: false },
+      out: { type: "string" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+let args: ReturnType<typeof parse>["values"];
+try {
+  args = parse().values;
+} catch (err) {
+  usageError(err instanceof Error ? err.message : String(err));
+}
 if (args.help) {
   process.stdout.write(USAGE);
   process.exit(0);
 }
 
-function usageError(message: string): never {
-  process.stderr.write(`error: ${message}\n\n${USAGE}`);
-  process.exit(2);
-}
 function count(flag: string, raw: string | undefined, def: number): number {
   if (raw === undefined) return def;
   const n = Number(raw);
@@ -91,6 +102,7 @@ const WARMUP = count("warmup", args.warmup, quick ? 1 : 3);
 const DEVICES = count("devices", args.devices, quick ? 60 : 1000);
 const GATEWAY_DEVICES = count("gateway-devices", args["gateway-devices"], quick ? 30 : 600);
 const IDLE = count("idle-connections", args["idle-connections"], quick ? 300 : 20_000);
+const REPEAT = count("repeat", args.repeat, 1);
 const HALF_RATE = args["half-rate"] === undefined ? undefined : count("half-rate", args["half-rate"], 1);
 if (selected.has("latency-half") && !selected.has("streaming") && HALF_RATE === undefined)
   usageError("latency-half needs streaming in --only (its maximum sets the rate) or --half-rate");
@@ -207,28 +219,38 @@ async function startServices(withGateways: boolean) {
  */
 async function loadRun(id: TargetId, argv: string[]): Promise<number | undefined> {
   const shown = argv.map((a, i) => (argv[i - 1] === "--app-tokens" ? "…" : a));
-  say(`\n== ${id}: pnpm loadtest ${shown.join(" ")}`);
-  const dir = join(outDir, id);
-  const code = await new Promise<number | null>((done) => {
-    const child = spawn(process.execPath, [...LOADGEN_FLAGS, ...SOURCE, ...argv, "--out", dir], {
-      cwd: resolve(here, ".."),
-      // Its progress and summary go to this command's stderr; stdout keeps the final table.
-      stdio: ["ignore", 2, 2],
+  const runs: Measurement[] = [];
+  for (let k = 1; k <= REPEAT && (k === 1 || !interrupted); k++) {
+    const dir = REPEAT > 1 ? join(outDir, id, `run-${k}`) : join(outDir, id);
+    say(`\n== ${id}${REPEAT > 1 ? ` (run ${k} of ${REPEAT})` : ""}: pnpm loadtest ${shown.join(" ")}`);
+    const code = await new Promise<number | null>((done) => {
+      const child = spawn(process.execPath, [...LOADGEN_FLAGS, ...SOURCE, ...argv, "--out", dir], {
+        cwd: resolve(here, ".."),
+        // Its progress and summary go to this command's stderr; stdout keeps the final table.
+        stdio: ["ignore", 2, 2],
+      });
+      child.on("close", done);
     });
-    child.on("close", done);
-  });
-  let report: LoadReport;
-  try {
-    report = JSON.parse(await readFile(join(dir, "report.json"), "utf8")) as LoadReport;
-  } catch {
-    say(`${id}: the load generator exited with ${code} and wrote no report`);
-    measurements.push({ id, value: null, verified: false, detail: `the load generator exited with ${code}` });
-    return undefined;
+    try {
+      const report = JSON.parse(await readFile(join(dir, "report.json"), "utf8")) as LoadReport;
+      runs.push(measurementOf(id, report, join(dir, "report.json")));
+    } catch {
+      runs.push({
+        id,
+        value: null,
+        verified: false,
+        detail: `the load generator exited with ${code}, no report`,
+      });
+    }
+    say(`${id}: ${runs.at(-1)?.detail}`);
   }
-  const m = measurementOf(id, report, join(dir, "report.json"));
-  say(`${id}: ${m.detail}`);
+  const m = medianOf(runs);
+  if (REPEAT > 1) say(`${id}: ${m.detail}`);
   measurements.push(m);
-  return report.traffic.sendsPerSecond;
+  // The throughput of the median run (streaming's sets latency-half's rate).
+  if (m.report === undefined) return undefined;
+  const median = JSON.parse(await readFile(m.report, "utf8")) as LoadReport;
+  return median.traffic.sendsPerSecond;
 }
 
 /** One gateway's idle-connection bench as a child process (it starts its own services). */
@@ -391,6 +413,7 @@ const summary = {
   options: {
     seconds: SECONDS,
     warmup: WARMUP,
+    repeat: REPEAT,
     devices: DEVICES,
     gatewayDevices: GATEWAY_DEVICES,
     idle: IDLE,

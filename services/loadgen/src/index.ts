@@ -33,6 +33,7 @@ export {
   TARGET_IDS,
   judge,
   measurementOf,
+  medianOf,
   idleMeasurementOf,
   renderVerdicts,
   renderVerdictsMarkdown,

@@ -4,6 +4,7 @@ import {
   idleMeasurementOf,
   judge,
   measurementOf,
+  medianOf,
   renderVerdicts,
   renderVerdictsMarkdown,
   TARGETS,
@@ -92,6 +93,43 @@ describe("measurementOf", () => {
       measurementOf("streaming", report({ sendsPerSecond: 9000, p99Ms: 9, passed: false, lost: 3 })),
     ).toMatchObject({ verified: false });
     expect(measurementOf("latency-2000", report({ sendsPerSecond: 0, p99Ms: 0, count: 0 })).value).toBeNull();
+  });
+});
+
+describe("medianOf", () => {
+  const run = (value: number | null, verified: boolean, report: string): Measurement => ({
+    id: "streaming",
+    value,
+    verified,
+    detail: `run ${report}`,
+    report,
+  });
+
+  test("one run is itself", () => {
+    const only = run(6850, true, "a");
+    expect(medianOf([only])).toBe(only);
+  });
+
+  test("takes the median run's figure, detail and report, and lists every figure", () => {
+    const m = medianOf([run(6323, true, "a"), run(6850, true, "b"), run(4099, true, "c")]);
+    expect(m).toMatchObject({ value: 6323, verified: true, report: "a" });
+    expect(m.detail).toBe("median of 3 runs (6323 / 6850 / 4099); the median run: run a");
+    // An even count takes the lower middle.
+    expect(
+      medianOf([run(10, true, "a"), run(40, true, "b"), run(20, true, "c"), run(30, true, "d")]).value,
+    ).toBe(20);
+  });
+
+  test("is verified only if every run was, and leaves runs without a figure out of the median", () => {
+    const m = medianOf([run(9000, true, "a"), run(null, false, "b"), run(8000, true, "c")]);
+    expect(m.value).toBe(8000);
+    expect(m.verified).toBe(false);
+    expect(m.detail).toContain("(9000 / — / 8000)");
+    expect(medianOf([run(null, false, "a"), run(null, false, "b")])).toMatchObject({
+      value: null,
+      verified: false,
+    });
+    expect(() => medianOf([])).toThrow(/at least one run/);
   });
 });
 

@@ -170,6 +170,30 @@ export function measurementOf(id: TargetId, report: LoadReport, reportPath?: str
 }
 
 /**
+ * Repeated runs of one target as one measurement: the median figure (the lower middle of an even
+ * count; runs without a figure are left out), verified only if every run verified, with the
+ * median run's detail and report and every run's figure. The machine's speed drifts between runs
+ * (docs/benchmarks.md): a median of three says more than one run.
+ */
+export function medianOf(runs: readonly Measurement[]): Measurement {
+  const first = runs[0];
+  if (first === undefined) throw new Error("medianOf needs at least one run");
+  if (runs.length === 1) return first;
+  const withFigure = runs.filter((r) => r.value !== null);
+  const sorted = [...withFigure].sort((a, b) => (a.value as number) - (b.value as number));
+  const median = sorted[Math.floor((sorted.length - 1) / 2)];
+  const verified = runs.some((r) => r.verified === false) ? false : first.verified;
+  const figures = runs.map((r) => (r.value === null ? "—" : String(r.value))).join(" / ");
+  if (median === undefined)
+    return { id: first.id, value: null, verified, detail: `no run gave a figure: ${first.detail}` };
+  return {
+    ...median,
+    verified,
+    detail: `median of ${runs.length} runs (${figures}); the median run: ${median.detail}`,
+  };
+}
+
+/**
  * The per-connection memory an idle-connection bench printed (its last JSON object). The three
  * benches name the figure differently; each is the gateway's RSS growth divided by its connections.
  */
