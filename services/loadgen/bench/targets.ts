@@ -152,6 +152,8 @@ const measurements: Measurement[] = [];
 const admin = createDatabase({ url: adminUrl, poolSize: 1 });
 const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
 let dbCreated = false;
+/** The run's own database, for the VACUUM before each load run. */
+const runDb = createDatabase({ url: dbUrl.toString(), poolSize: 1 });
 
 /** The PostgreSQL server's and redis-server's pids, when they run on this machine (for CPU figures). */
 async function serverPids(): Promise<string[]> {
@@ -223,6 +225,10 @@ async function loadRun(id: TargetId, argv: string[]): Promise<number | undefined
   for (let k = 1; k <= REPEAT && (k === 1 || !interrupted); k++) {
     const dir = REPEAT > 1 ? join(outDir, id, `run-${k}`) : join(outDir, id);
     say(`\n== ${id}${REPEAT > 1 ? ` (run ${k} of ${REPEAT})` : ""}: pnpm loadtest ${shown.join(" ")}`);
+    // Each run starts from a vacuumed database, as autovacuum keeps a live one: the runs before
+    // left dead queue rows behind, and a server with autovacuum off (as CI machines may be) would
+    // otherwise make each run slower than the last (docs/benchmarks.md, eighteenth round).
+    await sql.raw("VACUUM ANALYZE").execute(runDb);
     const code = await new Promise<number | null>((done) => {
       const child = spawn(process.execPath, [...LOADGEN_FLAGS, ...SOURCE, ...argv, "--out", dir], {
         cwd: resolve(here, ".."),
@@ -394,6 +400,7 @@ try {
   for (const p of processes) say(`--- ${p.name} output:\n${p.output()}`);
 } finally {
   await Promise.all(processes.map((p) => p.stop()));
+  await runDb.destroy();
   if (dbCreated) await sql.raw(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`).execute(admin);
   await admin.destroy();
   if (redis.status === "ready") await deleteRedisKeys();
