@@ -157,6 +157,13 @@ describe("idleMeasurementOf", () => {
     ).toMatchObject({ value: 8.5, verified: null, detail: "20000 idle connections, 8.5 KiB RSS each" });
   });
 
+  test("skips one-line log records printed after the result", () => {
+    const out =
+      '{\n  "connections": 20000,\n  "perConnectionKiB": 16.9\n}\n' +
+      '{"level":40,"msg":"link closed","err":{"message":"driver has already been destroyed"}}\n';
+    expect(idleMeasurementOf("idle-whatsapp", out).value).toBe(16.9);
+  });
+
   test("says what the bench printed when it gave no figure", () => {
     const r = idleMeasurementOf("idle-messenger", "Error: connect ECONNREFUSED 127.0.0.1:5432\n");
     expect(r.value).toBeNull();

@@ -194,7 +194,7 @@ export function medianOf(runs: readonly Measurement[]): Measurement {
 }
 
 /**
- * The per-connection memory an idle-connection bench printed (its last JSON object). The three
+ * The per-connection memory an idle-connection bench printed (its last pretty-printed JSON object). The three
  * benches name the figure differently; each is the gateway's RSS growth divided by its connections.
  */
 export function idleMeasurementOf(id: TargetId, output: string): Measurement {
@@ -205,13 +205,18 @@ export function idleMeasurementOf(id: TargetId, output: string): Measurement {
   };
   const field = key[id];
   if (field === undefined) throw new Error(`${id} is not an idle-connection target`);
-  const start = output.lastIndexOf("\n{");
-  const json = start >= 0 ? output.slice(start + 1) : output.trimStart().startsWith("{") ? output : "";
+  // The result is the last pretty-printed object ("{" and "}" alone on their lines); log lines
+  // (one-line JSON) may come before or after it.
+  const lines = output.split("\n");
   let parsed: Record<string, unknown> | undefined;
-  try {
-    parsed = JSON.parse(json.slice(0, json.lastIndexOf("}") + 1)) as Record<string, unknown>;
-  } catch {
-    parsed = undefined;
+  const open = lines.lastIndexOf("{");
+  const close = open >= 0 ? lines.indexOf("}", open) : -1;
+  if (close > open) {
+    try {
+      parsed = JSON.parse(lines.slice(open, close + 1).join("\n")) as Record<string, unknown>;
+    } catch {
+      parsed = undefined;
+    }
   }
   const value = parsed?.[field];
   const connections = parsed?.connections;
