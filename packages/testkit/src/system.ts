@@ -55,6 +55,12 @@ export interface System {
   };
 }
 
+/** The delivery service's `APP_TOKENS` setting (also the load generator's `--app-tokens`). */
+export const appTokensSetting = (tokens: SystemOptions["tokens"]): string =>
+  Object.entries(tokens)
+    .map(([app, t]) => `${app}=${t}`)
+    .join(",");
+
 /**
  * Starts the delivery service, then (unless `gateways: false`) the three gateways in parallel.
  * Throws when any does not become ready; the ones that did were passed to `started` — stop them.
@@ -75,9 +81,7 @@ export async function startSystem(opts: SystemOptions): Promise<System> {
     ...(opts.deliveryArgs ? { args: opts.deliveryArgs } : {}),
     env: {
       ...common,
-      APP_TOKENS: Object.entries(opts.tokens)
-        .map(([app, t]) => `${app}=${t}`)
-        .join(","),
+      APP_TOKENS: appTokensSetting(opts.tokens),
       GRPC_HOST: "127.0.0.1",
       GRPC_PORT: String(ports.delivery),
       METRICS_PORT: String(ports.metrics),

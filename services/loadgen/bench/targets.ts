@@ -15,7 +15,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { createDatabase } from "@switchboard/storage";
 import type { ServiceProcess } from "@switchboard/testkit/service-process";
-import { startSystem } from "@switchboard/testkit/system";
+import { appTokensSetting, startSystem } from "@switchboard/testkit/system";
 import { Redis } from "ioredis";
 import { sql } from "kysely";
 import {
@@ -123,9 +123,7 @@ const tokens = {
   messenger: randomBytes(24).toString("base64url"),
   instagram: randomBytes(24).toString("base64url"),
 };
-const appTokens = Object.entries(tokens)
-  .map(([app, t]) => `${app}=${t}`)
-  .join(",");
+const appTokens = appTokensSetting(tokens);
 // The benchmark drives a few accounts far harder than any person does: the per-device and
 // per-pair send limits, and the registration limits of setup, are raised for it (as in
 // docs/benchmarks.md); every other setting is the default.
@@ -203,12 +201,7 @@ async function startServices(withGateways: boolean) {
     : [];
   return {
     target: system.deliveryTarget,
-    gateways: gw && {
-      whatsapp: gw.whatsappTarget,
-      whatsappAdmin: gw.whatsappAdmin,
-      messenger: gw.messengerUrl,
-      instagram: gw.instagramUrl,
-    },
+    gateways: gw,
     // The processes whose CPU and memory each report shows: the gateways only on their runs.
     deliveryPids: [`delivery=${system.delivery.pid}`, ...servers].join(","),
     pids: [`delivery=${system.delivery.pid}`, ...gatewayPids, ...servers].join(","),
@@ -357,13 +350,13 @@ try {
         "--via",
         "gateways",
         "--whatsapp",
-        gateways.whatsapp,
+        gateways.whatsappTarget,
         "--whatsapp-admin",
         gateways.whatsappAdmin,
         "--messenger",
-        gateways.messenger,
+        gateways.messengerUrl,
         "--instagram",
-        gateways.instagram,
+        gateways.instagramUrl,
         "--mix",
         `${app}=100`,
         "--devices",

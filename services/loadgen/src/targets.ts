@@ -5,7 +5,6 @@ import type { LoadReport } from "./report.js";
 
 /** One target of a one-machine run: a figure, the goal it must reach, and which way is better. */
 export interface Target {
-  id: TargetId;
   title: string;
   unit: "sends/s" | "ms" | "KiB";
   /** At least this (higher is better) or under this (lower is better). */
@@ -34,7 +33,6 @@ const IDLE_GOAL_KIB = 20_000 / 1024;
 
 export const TARGETS: Readonly<Record<TargetId, Target>> = {
   streaming: {
-    id: "streaming",
     title: "durable delivery, streaming API (1,000 devices)",
     unit: "sends/s",
     goal: 10_000,
@@ -42,28 +40,24 @@ export const TARGETS: Readonly<Record<TargetId, Target>> = {
     aim: 15_000,
   },
   unary: {
-    id: "unary",
     title: "durable delivery, unary SendMessage",
     unit: "sends/s",
     goal: 5_000,
     better: "higher",
   },
   "latency-2000": {
-    id: "latency-2000",
     title: "p99 end-to-end at 2,000 sends/s offered",
     unit: "ms",
     goal: 20,
     better: "lower",
   },
   "latency-half": {
-    id: "latency-half",
     title: "p99 end-to-end at half the streaming maximum",
     unit: "ms",
     goal: 50,
     better: "lower",
   },
   whatsapp: {
-    id: "whatsapp",
     title: "full path, WhatsApp-style gateway (gRPC Chat streams)",
     unit: "sends/s",
     goal: 5_000,
@@ -71,7 +65,6 @@ export const TARGETS: Readonly<Record<TargetId, Target>> = {
     aim: 10_000,
   },
   messenger: {
-    id: "messenger",
     title: "full path, Messenger-style gateway (REST + WebSocket)",
     unit: "sends/s",
     goal: 5_000,
@@ -79,7 +72,6 @@ export const TARGETS: Readonly<Record<TargetId, Target>> = {
     aim: 10_000,
   },
   instagram: {
-    id: "instagram",
     title: "full path, Instagram-style gateway (REST + SSE)",
     unit: "sends/s",
     goal: 5_000,
@@ -87,21 +79,18 @@ export const TARGETS: Readonly<Record<TargetId, Target>> = {
     aim: 10_000,
   },
   "idle-whatsapp": {
-    id: "idle-whatsapp",
     title: "idle devices on one WhatsApp-style gateway, memory each",
     unit: "KiB",
     goal: IDLE_GOAL_KIB,
     better: "lower",
   },
   "idle-messenger": {
-    id: "idle-messenger",
     title: "idle devices on one Messenger-style gateway, memory each",
     unit: "KiB",
     goal: IDLE_GOAL_KIB,
     better: "lower",
   },
   "idle-instagram": {
-    id: "idle-instagram",
     title: "idle devices on one Instagram-style gateway, memory each",
     unit: "KiB",
     goal: IDLE_GOAL_KIB,
